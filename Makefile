@@ -1,0 +1,54 @@
+# One entry point for people and CI. `make test` is what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test unit integration template e2e lint build validate bench demo local samples clean
+
+$(STAMP): requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP) lint
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
+
+unit: $(STAMP)
+	$(BIN)/pytest -m unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -m integration
+
+template: $(STAMP)
+	$(BIN)/pytest -m template
+
+e2e: $(STAMP)
+	$(BIN)/pytest -m e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check src functions tests scripts
+
+validate: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam validate --lint
+
+build: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
+samples: $(STAMP)
+	$(BIN)/python scripts/generate_samples.py
+
+demo: $(STAMP)
+	$(BIN)/modelwatch demo
+
+local: $(STAMP)
+	$(BIN)/modelwatch local up
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache .coverage out

@@ -1,0 +1,1 @@
+"""The `modelwatch` command: developer tooling that never ships to Lambda."""

@@ -1,0 +1,94 @@
+"""Runtime configuration, read once from the environment the template sets.
+
+Every setting carries its unit in its name. The template's Globals and function
+environments are the single source of these values; the defaults here are what a
+test or a local run gets when a variable is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or holds a value of the wrong shape."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Settings of the batch-monitor function."""
+
+    model_dir: Path
+    actuals_table: str
+    metrics_namespace: str
+    results_prefix: str
+    min_labeled_rows: int
+    max_invalid_row_percent: float
+    max_batch_megabytes: int
+    drift_threshold: float
+    drift_min_rows: int
+    actuals_read_threads: int
+
+    @classmethod
+    def from_env(cls) -> MonitorConfig:
+        table = os.environ.get("ACTUALS_TABLE", "")
+        if not table:
+            raise ConfigError("ACTUALS_TABLE is not set: it names the DynamoDB table holding actuals")
+        prefix = os.environ.get("RESULTS_PREFIX", "results/")
+        if not prefix.endswith("/"):
+            prefix += "/"
+        return cls(
+            model_dir=Path(os.environ.get("MODEL_DIR", "/opt/model")),
+            actuals_table=table,
+            metrics_namespace=os.environ.get("METRICS_NAMESPACE", "ModelWatch"),
+            results_prefix=prefix,
+            min_labeled_rows=_int("MIN_LABELED_ROWS", 30, minimum=1),
+            max_invalid_row_percent=_float("MAX_INVALID_ROW_PERCENT", 5.0),
+            max_batch_megabytes=_int("MAX_BATCH_MEGABYTES", 256, minimum=1),
+            drift_threshold=_float("DRIFT_THRESHOLD", 0.2),
+            drift_min_rows=_int("DRIFT_MIN_ROWS", 200, minimum=1),
+            actuals_read_threads=_int("ACTUALS_READ_THREADS", 8, minimum=1),
+        )
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Settings of the actuals-loader function."""
+
+    actuals_table: str
+    model_dir: Path
+
+    @classmethod
+    def from_env(cls) -> LoaderConfig:
+        table = os.environ.get("ACTUALS_TABLE", "")
+        if not table:
+            raise ConfigError("ACTUALS_TABLE is not set: it names the DynamoDB table holding actuals")
+        return cls(actuals_table=table, model_dir=Path(os.environ.get("MODEL_DIR", "/opt/model")))
