@@ -48,6 +48,7 @@ class MonitorConfig:
 
     model_dir: Path
     actuals_table: str
+    model_name: str  # the CloudWatch ModelName dimension; empty means metadata.json's name
     metrics_namespace: str
     results_prefix: str
     min_labeled_rows: int
@@ -68,6 +69,7 @@ class MonitorConfig:
         return cls(
             model_dir=Path(os.environ.get("MODEL_DIR", "/opt/model")),
             actuals_table=table,
+            model_name=os.environ.get("MODEL_NAME", ""),
             metrics_namespace=os.environ.get("METRICS_NAMESPACE", "ModelWatch"),
             results_prefix=prefix,
             min_labeled_rows=_int("MIN_LABELED_ROWS", 30, minimum=1),

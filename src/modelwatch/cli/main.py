@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from modelwatch.cli.errors import UserError
+
 # Modules that add command groups; each has register(subparsers).
 COMMAND_MODULES = (
     "modelwatch.cli.model_commands",
@@ -38,10 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as problem:
         print(f"modelwatch: error: {problem}", file=sys.stderr)
         return 2
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad path, bad option); printed without a traceback."""
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""Model quality metrics, computed with scikit-learn on the rows that have actuals.
+
+Per-row metrics (their batch value is a mean over rows) also carry the sum of their
+per-row values and the row count, so CloudWatch can receive them as StatisticValues
+and average them weighted by rows across batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+CLASSIFICATION_METRICS = ("ErrorRate", "Accuracy", "Precision", "Recall", "F1", "ROCAUC", "LogLoss")
+REGRESSION_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "MeanError", "R2")
+# Metrics whose batch value is the mean of a per-row value.
+PER_ROW_METRICS = frozenset({"ErrorRate", "Accuracy", "MAE", "MSE", "MAPE", "MeanError", "LabelCoverage"})
+QUALITY_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A metric's batch value; for per-row metrics also the sum of per-row values and the row count."""
+
+    value: float
+    row_sum: float | None = None
+    rows: int | None = None
+
+    @property
+    def per_row(self) -> bool:
+        return self.rows is not None
+
+
+def _per_row(values: np.ndarray, value: float) -> MetricValue:
+    return MetricValue(value=float(value), row_sum=float(np.sum(values)), rows=int(values.size))
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    probabilities: np.ndarray | None,
+    classes: Sequence[Any],
+    positive_label: Any,
+) -> dict[str, MetricValue]:
+    """Metrics for labels already normalised to the model's classes.
+
+    Binary models report Precision, Recall and F1 for ``positive_label`` and ROCAUC from
+    its probability; multiclass models report the macro average. ``probabilities`` has one
+    column per entry of ``classes``, in that order.
+    """
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray(y_pred, dtype=object)
+    correct = (y_true == y_pred).astype(float)
+    accuracy = skm.accuracy_score(y_true, y_pred)
+    result = {
+        "Accuracy": _per_row(correct, accuracy),
+        "ErrorRate": _per_row(1.0 - correct, 1.0 - accuracy),
+    }
+    labels = list(classes)
+    binary = len(labels) == 2
+    if binary:
+        averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_label}
+    else:
+        averaging = {"average": "macro", "labels": labels}
+    result["Precision"] = MetricValue(float(skm.precision_score(y_true, y_pred, zero_division=0, **averaging)))
+    result["Recall"] = MetricValue(float(skm.recall_score(y_true, y_pred, zero_division=0, **averaging)))
+    result["F1"] = MetricValue(float(skm.f1_score(y_true, y_pred, zero_division=0, **averaging)))
+    if probabilities is not None:
+        result["LogLoss"] = MetricValue(float(skm.log_loss(y_true, probabilities, labels=labels)))
+        present = set(y_true.tolist())
+        if binary and len(present) == 2:
+            positive_column = labels.index(positive_label)
+            result["ROCAUC"] = MetricValue(
+                float(skm.roc_auc_score(y_true == positive_label, probabilities[:, positive_column]))
+            )
+    return result
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, MetricValue]:
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    errors = y_pred - y_true
+    # scikit-learn's MAPE guards zero actuals with the float64 epsilon; the per-row
+    # values use the same guard so Sum/SampleCount equals its value.
+    epsilon = np.finfo(np.float64).eps
+    mse = skm.mean_squared_error(y_true, y_pred)
+    result = {
+        "MAE": _per_row(np.abs(errors), skm.mean_absolute_error(y_true, y_pred)),
+        "MSE": _per_row(errors**2, mse),
+        "RMSE": MetricValue(float(skm.root_mean_squared_error(y_true, y_pred))),
+        "MAPE": _per_row(
+            np.abs(errors) / np.maximum(np.abs(y_true), epsilon),
+            skm.mean_absolute_percentage_error(y_true, y_pred),
+        ),
+        "MeanError": _per_row(errors, float(np.mean(errors))),
+    }
+    if y_true.size >= 2:
+        result["R2"] = MetricValue(float(skm.r2_score(y_true, y_pred)))
+    return result
+
+
+def plain_values(metrics: dict[str, MetricValue]) -> dict[str, float]:
+    """The batch value of each metric, as report.json shows them."""
+    return {name: metric.value for name, metric in metrics.items()}
