@@ -28,6 +28,8 @@ class MetricValue:
     value: float
     row_sum: float | None = None
     rows: int | None = None
+    row_min: float | None = None
+    row_max: float | None = None
 
     @property
     def per_row(self) -> bool:
@@ -35,7 +37,13 @@ class MetricValue:
 
 
 def _per_row(values: np.ndarray, value: float) -> MetricValue:
-    return MetricValue(value=float(value), row_sum=float(np.sum(values)), rows=int(values.size))
+    return MetricValue(
+        value=float(value),
+        row_sum=float(np.sum(values)),
+        rows=int(values.size),
+        row_min=float(np.min(values)),
+        row_max=float(np.max(values)),
+    )
 
 
 def classification_metrics(
@@ -51,30 +59,34 @@ def classification_metrics(
     its probability; multiclass models report the macro average. ``probabilities`` has one
     column per entry of ``classes``, in that order.
     """
-    y_true = np.asarray(y_true, dtype=object)
-    y_pred = np.asarray(y_pred, dtype=object)
-    correct = (y_true == y_pred).astype(float)
-    accuracy = skm.accuracy_score(y_true, y_pred)
+    # Work on class indices: labels may be ints, strings or a mix that scikit-learn cannot
+    # type as an object array, and indices give identical results.
+    labels = list(classes)
+    index_of = {label: position for position, label in enumerate(labels)}
+    true_codes = np.fromiter((index_of[label] for label in y_true), dtype=int, count=len(y_true))
+    pred_codes = np.fromiter((index_of.get(label, -1) for label in y_pred), dtype=int, count=len(y_pred))
+    correct = (true_codes == pred_codes).astype(float)
+    accuracy = skm.accuracy_score(true_codes, pred_codes)
     result = {
         "Accuracy": _per_row(correct, accuracy),
         "ErrorRate": _per_row(1.0 - correct, 1.0 - accuracy),
     }
-    labels = list(classes)
+    codes = list(range(len(labels)))
     binary = len(labels) == 2
+    positive_code = index_of.get(positive_label, 1)
     if binary:
-        averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_label}
+        averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_code}
     else:
-        averaging = {"average": "macro", "labels": labels}
-    result["Precision"] = MetricValue(float(skm.precision_score(y_true, y_pred, zero_division=0, **averaging)))
-    result["Recall"] = MetricValue(float(skm.recall_score(y_true, y_pred, zero_division=0, **averaging)))
-    result["F1"] = MetricValue(float(skm.f1_score(y_true, y_pred, zero_division=0, **averaging)))
+        averaging = {"average": "macro", "labels": codes}
+    result["Precision"] = MetricValue(float(skm.precision_score(true_codes, pred_codes, zero_division=0,
+                                                                **averaging)))
+    result["Recall"] = MetricValue(float(skm.recall_score(true_codes, pred_codes, zero_division=0, **averaging)))
+    result["F1"] = MetricValue(float(skm.f1_score(true_codes, pred_codes, zero_division=0, **averaging)))
     if probabilities is not None:
-        result["LogLoss"] = MetricValue(float(skm.log_loss(y_true, probabilities, labels=labels)))
-        present = set(y_true.tolist())
-        if binary and len(present) == 2:
-            positive_column = labels.index(positive_label)
+        result["LogLoss"] = MetricValue(float(skm.log_loss(true_codes, probabilities, labels=codes)))
+        if binary and len(np.unique(true_codes)) == 2:
             result["ROCAUC"] = MetricValue(
-                float(skm.roc_auc_score(y_true == positive_label, probabilities[:, positive_column]))
+                float(skm.roc_auc_score(true_codes == positive_code, probabilities[:, positive_code]))
             )
     return result
 

@@ -1,0 +1,30 @@
+"""boto3 clients with timeouts and standard retries, created once per process.
+
+Clients honour AWS_ENDPOINT_URL (and per-service variants), so the same code talks to
+AWS in Lambda and to the embedded moto server locally.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=16,  # the actuals reader runs up to 8 threads against one client
+)
+
+
+@cache
+def client(service: str) -> Any:
+    return boto3.client(service, config=CLIENT_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch endpoints and credentials between cases)."""
+    client.cache_clear()

@@ -1,0 +1,54 @@
+"""Publishing a batch's metrics to CloudWatch in one all-or-nothing step.
+
+Per-row metrics go out as StatisticValues (SampleCount = rows, Sum = sum of per-row
+values, Minimum/Maximum of the per-row values), so
+CloudWatch's Average over any period is the row-weighted value across batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from modelwatch.metrics import MetricValue
+
+MAX_METRICS_PER_REQUEST = 1000  # PutMetricData's limit
+COUNT_METRICS = frozenset({"RowsScored", "RowsLabeled", "BatchesProcessed", "BatchesRejected", "DriftedFeatures"})
+
+
+def metric_data(
+    metrics: Mapping[str, MetricValue],
+    model_name: str,
+    timestamp: datetime,
+) -> list[dict[str, Any]]:
+    """The PutMetricData MetricData entries for one batch."""
+    dimensions = [{"Name": "ModelName", "Value": model_name}]
+    data = []
+    for name, metric in metrics.items():
+        datum: dict[str, Any] = {
+            "MetricName": name,
+            "Dimensions": dimensions,
+            "Timestamp": timestamp,
+            "Unit": "Count" if name in COUNT_METRICS else "None",
+        }
+        if metric.per_row and metric.rows:
+            datum["StatisticValues"] = {
+                "SampleCount": float(metric.rows),
+                "Sum": metric.row_sum,
+                "Minimum": metric.row_min,
+                "Maximum": metric.row_max,
+            }
+        else:
+            datum["Value"] = metric.value
+        data.append(datum)
+    return data
+
+
+def publish_metrics(client: Any, namespace: str, data: list[dict[str, Any]]) -> int:
+    """Send the entries; returns the number of PutMetricData requests made."""
+    requests = 0
+    for start in range(0, len(data), MAX_METRICS_PER_REQUEST):
+        client.put_metric_data(Namespace=namespace, MetricData=data[start : start + MAX_METRICS_PER_REQUEST])
+        requests += 1
+    return requests

@@ -1,0 +1,27 @@
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from modelwatch.labels import LabelNormaliser
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("raw", [1, 1.0, "1", " 1 ", "1.0", Decimal("1"), Decimal("1.00"), np.int64(1), True])
+def test_numeric_classes_match_by_value(raw):
+    assert LabelNormaliser([0, 1]).normalise(raw) == 1
+
+
+def test_text_classes_match_by_text_and_unknown_labels_match_nothing():
+    normaliser = LabelNormaliser(["churn", "stay"])
+    assert normaliser.normalise("churn") == "churn"
+    assert normaliser.normalise("other") is None
+    assert normaliser.normalise(None) is None
+
+
+def test_regression_actuals_become_floats():
+    normaliser = LabelNormaliser(None)
+    assert normaliser.normalise(Decimal("12.5")) == 12.5
+    assert normaliser.normalise("abc") is None
+    assert normaliser.normalise("nan") is None

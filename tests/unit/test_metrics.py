@@ -1,0 +1,67 @@
+"""Metrics equal scikit-learn's (computed independently here) on the same rows."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from modelwatch.metrics import PER_ROW_METRICS, classification_metrics, regression_metrics
+
+pytestmark = pytest.mark.unit
+
+
+def test_binary_classification_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 2, 500)
+    proba = np.clip(y_true * 0.6 + rng.uniform(0, 0.5, 500), 0.01, 0.99)
+    y_pred = (proba > 0.5).astype(int)
+    probabilities = np.column_stack([1 - proba, proba])
+    got = classification_metrics(y_true, y_pred, probabilities, classes=[0, 1], positive_label=1)
+    expected = {
+        "Accuracy": skm.accuracy_score(y_true, y_pred),
+        "ErrorRate": 1 - skm.accuracy_score(y_true, y_pred),
+        "Precision": skm.precision_score(y_true, y_pred),
+        "Recall": skm.recall_score(y_true, y_pred),
+        "F1": skm.f1_score(y_true, y_pred),
+        "ROCAUC": skm.roc_auc_score(y_true, proba),
+        "LogLoss": skm.log_loss(y_true, probabilities),
+    }
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name].value == pytest.approx(value, abs=1e-12), name
+
+
+def test_per_row_metrics_carry_sum_and_count_whose_ratio_is_the_value():
+    y_true = np.array([1, 0, 1, 1])
+    y_pred = np.array([1, 1, 0, 1])
+    got = classification_metrics(y_true, y_pred, None, classes=[0, 1], positive_label=1)
+    assert got["ErrorRate"].row_sum == 2 and got["ErrorRate"].rows == 4
+    assert (got["ErrorRate"].row_min, got["ErrorRate"].row_max) == (0.0, 1.0)
+    assert "ROCAUC" not in got and "LogLoss" not in got
+
+
+def test_multiclass_uses_macro_average_and_text_labels():
+    y_true = np.array(["a", "b", "c", "a", "b", "c", "a"], dtype=object)
+    y_pred = np.array(["a", "b", "b", "a", "c", "c", "b"], dtype=object)
+    got = classification_metrics(y_true, y_pred, None, classes=["a", "b", "c"], positive_label=None)
+    assert got["F1"].value == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    assert got["Precision"].value == pytest.approx(skm.precision_score(y_true, y_pred, average="macro"))
+
+
+def test_regression_metrics_equal_scikit_learn_including_mape_with_a_zero_actual():
+    rng = np.random.default_rng(4)
+    y_true = rng.uniform(5, 60, 300)
+    y_true[7] = 0.0
+    y_pred = y_true + rng.normal(1, 4, 300)
+    got = regression_metrics(y_true, y_pred)
+    expected = {
+        "MAE": skm.mean_absolute_error(y_true, y_pred),
+        "MSE": skm.mean_squared_error(y_true, y_pred),
+        "RMSE": np.sqrt(skm.mean_squared_error(y_true, y_pred)),
+        "MAPE": skm.mean_absolute_percentage_error(y_true, y_pred),
+        "MeanError": float(np.mean(y_pred - y_true)),
+        "R2": skm.r2_score(y_true, y_pred),
+    }
+    for name, value in expected.items():
+        assert got[name].value == pytest.approx(value, rel=1e-12), name
+        if name in PER_ROW_METRICS:
+            assert got[name].row_sum / got[name].rows == pytest.approx(value, rel=1e-9), name

@@ -1,0 +1,87 @@
+"""Validation against the model's metadata: batch-level rejections and row-level rejections."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelwatch.batch_files import BatchRejected, read_batch
+from modelwatch.model_bundle import Feature, ModelMetadata
+from modelwatch.validation import validate_batch
+
+pytestmark = pytest.mark.unit
+
+
+def metadata(accepts_missing=True):
+    return ModelMetadata(
+        name="m", version="1", task="classification", model_file="model.joblib", id_column="record_id",
+        target="churned", classes=(0, 1), positive_label=1,
+        features=(Feature("tenure", "numeric", accepts_missing), Feature("plan", "categorical", True)),
+    )
+
+
+def frame(text):
+    return read_batch(text.encode(), "incoming/b.csv", 10**7)
+
+
+def healthy_rows(n, start=0):
+    return "".join(f"r{i},{i % 50},basic\n" for i in range(start, start + n))
+
+
+def test_missing_feature_column_rejects_the_batch_naming_it():
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(frame("record_id,plan\nr1,basic\n"), metadata(), "incoming/b.csv", 5)
+    assert rejected.value.code == "missing_column"
+    assert "'tenure'" in rejected.value.reason and "incoming/b.csv" in rejected.value.reason
+
+
+def test_bad_rows_are_listed_with_row_column_and_value_and_the_rest_is_kept():
+    text = "record_id,tenure,plan,channel\n" + healthy_rows(100)
+    text += "r200,twelve,basic,web\n"  # non-numeric value in a numeric column
+    text += "r5,3,plus,web\n"  # duplicate id (r5 appeared above)
+    text += ",3,plus,web\n"  # missing id
+    result = validate_batch(frame(text), metadata(), "incoming/b.csv", max_invalid_row_percent=5)
+    assert result.rows_read == 103
+    assert len(result.features) == 100
+    assert result.invalid_row_count == 3
+    by_row = {item["row"]: item for item in result.invalid_rows}
+    assert by_row[101] == {"row": 101, "column": "tenure", "value": "twelve", "reason": "expected a number"}
+    assert by_row[102]["column"] == "record_id" and "duplicate" in by_row[102]["reason"]
+    assert by_row[103]["reason"] == "missing id"
+    assert result.features["tenure"].dtype == float
+    assert list(result.passthrough.columns) == ["channel"]
+
+
+def test_missing_value_the_model_cannot_take_rejects_the_row():
+    text = "record_id,tenure,plan\n" + healthy_rows(50) + "rx,,basic\n"
+    result = validate_batch(frame(text), metadata(accepts_missing=False), "incoming/b.csv", 5)
+    assert result.invalid_rows == [{"row": 51, "column": "tenure", "value": None,
+                                    "reason": "missing value; this model cannot take one"}]
+
+
+def test_missing_value_the_model_accepts_is_scored_and_reported_as_a_finding():
+    text = "record_id,tenure,plan\n" + healthy_rows(50) + "rx,,basic\n"
+    result = validate_batch(frame(text), metadata(accepts_missing=True), "incoming/b.csv", 5)
+    assert len(result.features) == 51 and np.isnan(result.features["tenure"].iloc[-1])
+    assert result.findings[0]["feature_name"] == "tenure" and result.findings[0]["rows"] == 1
+
+
+def test_more_invalid_rows_than_the_limit_rejects_the_whole_batch():
+    text = "record_id,tenure,plan\n" + healthy_rows(90) + "".join(f"bad{i},oops,basic\n" for i in range(10))
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(frame(text), metadata(), "incoming/b.csv", max_invalid_row_percent=5)
+    assert rejected.value.code == "too_many_invalid_rows"
+    assert "10 of 100 rows (10.0%)" in rejected.value.reason and "row 91" in rejected.value.reason
+
+
+def test_exactly_at_the_limit_is_accepted():
+    text = "record_id,tenure,plan\n" + healthy_rows(95) + "".join(f"bad{i},oops,basic\n" for i in range(5))
+    assert validate_batch(frame(text), metadata(), "incoming/b.csv", 5).invalid_row_count == 5
+
+
+def test_jsonl_numeric_ids_become_text_and_types_are_coerced():
+    batch = pd.DataFrame.from_records([{"record_id": 7, "tenure": "3", "plan": "basic"},
+                                       {"record_id": 8.0, "tenure": 4.5, "plan": 1}])
+    result = validate_batch(batch, metadata(), "b.jsonl", 5)
+    assert result.ids.tolist() == ["7", "8"]
+    assert result.features["tenure"].tolist() == [3.0, 4.5]
+    assert result.features["plan"].tolist() == ["basic", "1"]
