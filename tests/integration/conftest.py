@@ -1,0 +1,134 @@
+"""Handlers against in-process moto, with resources built from template.yaml."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from modelwatch.aws import reset_clients
+from tests.events import load_event
+from tests.model_fixtures import write_classifier
+from tests.template_resources import create_table
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = load_event("batch-monitor-s3-put")["Records"][0]["s3"]["bucket"]["name"]
+
+
+def load_handler(function_dir: str) -> ModuleType:
+    """A fresh copy of functions/<dir>/app.py, as a cold Lambda start would import it."""
+    path = ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{function_dir}_app_{uuid.uuid4().hex}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "modelwatch-test"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:modelwatch-test"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def s3_event(key: str, name: str = "batch-monitor-s3-put") -> dict[str, Any]:
+    """The sample event with another (already URL-encoded) key."""
+    event = load_event(name)
+    event["Records"][0]["s3"]["object"]["key"] = key
+    return event
+
+
+@dataclass
+class Stack:
+    s3: Any
+    dynamodb: Any
+    cloudwatch: Any
+    model_dir: Path
+    actuals_table: str
+    idempotency_table: str
+
+    def put(self, key: str, body: bytes | str, **extra: Any) -> None:
+        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body, **extra)
+
+    def report(self, key: str) -> dict[str, Any]:
+        import json
+
+        relative = key.removeprefix("incoming/")
+        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/report.json")["Body"].read())
+
+    def predictions(self, key: str):
+        import pandas as pd
+
+        relative = key.removeprefix("incoming/")
+        body = self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/predictions.csv.gz")["Body"].read()
+        return pd.read_csv(io.BytesIO(body), compression="gzip", dtype={"record_id": str})
+
+    def statistic(self, metric: str, statistics: tuple[str, ...] = ("Sum", "SampleCount", "Average"),
+                  model_name: str = "churn-test") -> dict[str, float] | None:
+        now = datetime.now(UTC)
+        response = self.cloudwatch.get_metric_statistics(
+            Namespace="ModelWatch", MetricName=metric, Dimensions=[{"Name": "ModelName", "Value": model_name}],
+            StartTime=now - timedelta(hours=3), EndTime=now + timedelta(hours=3), Period=6 * 3600,
+            Statistics=list(statistics))
+        points = response["Datapoints"]
+        assert len(points) <= 1
+        return points[0] if points else None
+
+    def put_actuals(self, actuals: dict[str, Any]) -> None:
+        table = boto3.resource("dynamodb").Table(self.actuals_table)
+        with table.batch_writer() as writer:
+            for record_id, actual in actuals.items():
+                writer.put_item(Item={"record_id": record_id, "actual": actual})
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "modelwatch", "POWERTOOLS_DEV": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    reset_clients()
+    with mock_aws():
+        yield
+    reset_clients()
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    write_classifier(directory)
+    return directory
+
+
+@pytest.fixture
+def stack(aws, monkeypatch, classifier_dir) -> Stack:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    dynamodb = boto3.client("dynamodb")
+    actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
+    idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")
+    for name, value in {
+        "ACTUALS_TABLE": actuals, "IDEMPOTENCY_TABLE": idempotency, "MODEL_DIR": str(classifier_dir),
+        "MODEL_NAME": "", "METRICS_NAMESPACE": "ModelWatch", "RESULTS_PREFIX": "results/",
+        "MIN_LABELED_ROWS": "30", "MAX_INVALID_ROW_PERCENT": "5", "MAX_BATCH_MEGABYTES": "16",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Stack(s3=s3, dynamodb=dynamodb, cloudwatch=boto3.client("cloudwatch"), model_dir=classifier_dir,
+                 actuals_table=actuals, idempotency_table=idempotency)

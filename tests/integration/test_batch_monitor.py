@@ -1,0 +1,259 @@
+"""The batch-monitor handler against moto: an object in; report, predictions and datapoints out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from urllib.parse import unquote_plus
+
+import joblib
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from tests.events import load_event
+from tests.integration.conftest import LambdaContext, load_handler, s3_event
+from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
+
+pytestmark = pytest.mark.integration
+FEATURES = NUMERIC + CATEGORICAL
+
+
+def event_key(name: str) -> str:
+    return unquote_plus(load_event(name)["Records"][0]["s3"]["object"]["key"])
+
+
+def labeled_batch(stack, rows: int, seed: int, prefix: str, labeled_share: float = 0.9):
+    """Upload-ready CSV text plus the truth; labeled_share of the ids get actuals in DynamoDB."""
+    frame = churn_frame(rows, seed=seed, id_prefix=prefix)
+    frame["channel"] = "web"
+    labeled = frame.sample(frac=labeled_share, random_state=seed)
+    stack.put_actuals({row.record_id: int(row.churned) for row in labeled.itertuples()})
+    return frame.drop(columns=["churned"]).to_csv(index=False), frame, set(labeled["record_id"])
+
+
+def expected_error_rate(stack, frame, labeled_ids):
+    """scikit-learn on the same rows, with the model loaded independently of the handler."""
+    model = joblib.load(stack.model_dir / "model.joblib")
+    rows = frame[frame["record_id"].isin(labeled_ids)]
+    predictions = model.predict(rows[FEATURES])
+    return 1 - skm.accuracy_score(rows["churned"], predictions), len(rows), model, rows
+
+
+def test_batch_is_scored_matched_measured_and_reported(stack):
+    # Given a 1,000-row batch whose actuals are 90% present
+    key = event_key("batch-monitor-s3-put")
+    body, frame, labeled_ids = labeled_batch(stack, 1000, seed=11, prefix="a")
+    stack.put(key, body)
+    # When the S3 event arrives
+    result = load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
+    # Then the report, the predictions and the datapoints agree with scikit-learn
+    assert result["batches"][0]["status"] == "ok"
+    report = stack.report(key)
+    error_rate, labeled, model, rows = expected_error_rate(stack, frame, labeled_ids)
+    assert (report["rows"], report["rows_scored"], report["labeled_rows"]) == (1000, 1000, labeled)
+    assert report["label_coverage"] == pytest.approx(labeled / 1000)
+    assert report["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
+    probabilities = model.predict_proba(rows[FEATURES])
+    assert report["metrics"]["ROCAUC"] == pytest.approx(skm.roc_auc_score(rows["churned"], probabilities[:, 1]),
+                                                         abs=1e-9)
+    assert report["metrics"]["LogLoss"] == pytest.approx(skm.log_loss(rows["churned"], probabilities), abs=1e-9)
+    assert report["actuals_requests"] == math.ceil(1000 / 100)
+
+    predictions = stack.predictions(key)
+    assert list(predictions.columns) == ["record_id", "prediction", "probability", "actual", "channel"]
+    assert predictions["actual"].notna().sum() == labeled
+    assert np.allclose(predictions["probability"], model.predict_proba(frame[FEATURES])[:, 1])
+
+    error = stack.statistic("ErrorRate")
+    assert error["SampleCount"] == labeled
+    assert error["Average"] == pytest.approx(error_rate, abs=1e-9)
+    coverage = stack.statistic("LabelCoverage")
+    assert (coverage["SampleCount"], coverage["Sum"]) == (1000, labeled)
+    assert stack.statistic("BatchesProcessed")["Sum"] == 1
+    assert stack.statistic("BatchesRejected") is None
+
+
+def test_url_encoded_key_with_spaces_and_unicode_is_decoded(stack):
+    key = event_key("batch-monitor-s3-put-encoded-key")
+    assert key == "incoming/region north/lot façade ü+1.csv"
+    body, _, _ = labeled_batch(stack, 200, seed=12, prefix="u")
+    stack.put(key, body)
+    load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put-encoded-key"), LambdaContext())
+    assert stack.report(key)["status"] == "ok"
+    assert stack.report(key)["batch"]["key"] == key
+
+
+def test_gzip_batch(stack):
+    key = event_key("batch-monitor-s3-put-gzip")
+    body, _, _ = labeled_batch(stack, 300, seed=13, prefix="g")
+    stack.put(key, gzip.compress(body.encode()))
+    load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put-gzip"), LambdaContext())
+    assert stack.report(key)["rows_scored"] == 300
+
+
+def test_redelivered_event_publishes_nothing_twice(stack):
+    key = event_key("batch-monitor-s3-put")
+    body, _, _ = labeled_batch(stack, 500, seed=14, prefix="d")
+    stack.put(key, body)
+    handler = load_handler("batch_monitor")
+    first = handler.lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
+    second = handler.lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
+    # A cold start of a second instance sees the same idempotency record.
+    third = load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
+    assert first == second == third
+    assert stack.statistic("BatchesProcessed")["Sum"] == 1
+    assert stack.statistic("RowsScored")["Sum"] == 500
+
+
+def test_small_and_large_batch_in_one_period_average_by_rows(stack, monkeypatch):
+    # Given a 10-row batch at a high error rate and a 10,000-row batch at a low one
+    monkeypatch.setenv("MIN_LABELED_ROWS", "1")
+    handler = load_handler("batch_monitor")
+    errors, counts = [], []
+    for rows, seed, prefix in ((10, 15, "s"), (10_000, 16, "l")):
+        body, frame, labeled_ids = labeled_batch(stack, rows, seed=seed, prefix=prefix, labeled_share=1.0)
+        key = f"incoming/weighted/{prefix}.csv"
+        stack.put(key, body)
+        handler.lambda_handler(s3_event(key), LambdaContext())
+        error_rate, labeled, _, _ = expected_error_rate(stack, frame, labeled_ids)
+        errors.append(error_rate * labeled)
+        counts.append(labeled)
+    # Then CloudWatch's Average is the row-weighted error rate, not the mean of the two batches
+    error = stack.statistic("ErrorRate")
+    assert error["SampleCount"] == 10_010
+    assert error["Average"] == pytest.approx(sum(errors) / sum(counts), abs=1e-9)
+
+
+def test_quality_metrics_wait_for_enough_labels(stack):
+    key = "incoming/few-labels.csv"
+    body, _, _ = labeled_batch(stack, 200, seed=17, prefix="f", labeled_share=0.1)  # 20 labeled < 30
+    stack.put(key, body)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "ok" and report["labeled_rows"] == 20
+    assert report["metrics"] == {} and "MinLabeledRows=30" in report["quality_metrics_withheld"]
+    assert stack.statistic("ErrorRate") is None
+    assert stack.statistic("LabelCoverage")["Sum"] == 20
+
+
+def test_labels_match_by_value_whatever_their_text(stack):
+    key = "incoming/label-text.csv"
+    frame = churn_frame(60, seed=18, id_prefix="t")
+    stack.put(key, frame.drop(columns=["churned"]).to_csv(index=False))
+    texts = {0: ["0", "0.0", " 0"], 1: ["1", "1.0", "1.00"]}
+    import boto3
+
+    table = boto3.resource("dynamodb").Table(stack.actuals_table)
+    for index, row in enumerate(frame.itertuples()):
+        table.put_item(Item={"record_id": row.record_id, "actual": texts[row.churned][index % 3]})
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["labeled_rows"] == 60
+    model = joblib.load(stack.model_dir / "model.joblib")
+    expected = 1 - skm.accuracy_score(frame["churned"], model.predict(frame[FEATURES]))
+    assert report["metrics"]["ErrorRate"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_row_level_problems_are_listed_and_the_rest_is_scored(stack):
+    key = "incoming/some-bad-rows.csv"
+    frame = churn_frame(100, seed=19, id_prefix="b").drop(columns=["churned"])
+    text = frame.to_csv(index=False) + "b-00003,12,70,basic\nb-x,twelve,70,basic\n"
+    stack.put(key, text)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "ok" and report["rows"] == 102 and report["rows_scored"] == 100
+    assert {(item["row"], item["column"], item["value"]) for item in report["invalid_rows"]} == {
+        (101, "record_id", "b-00003"), (102, "tenure_months", "twelve")}
+
+
+BAD_BATCHES = [
+    ("incoming/bad/empty.csv", b"", "empty"),
+    ("incoming/bad/header-only.csv", b"record_id,tenure_months,monthly_charges,plan\n", "no_rows"),
+    ("incoming/bad/missing-column.csv", b"record_id,tenure_months,plan\nr1,3,basic\n", "missing_column"),
+    ("incoming/bad/quote.csv", b'record_id,tenure_months,monthly_charges,plan\nr1,3,70,"basic\n', "malformed_csv"),
+    ("incoming/bad/line.jsonl", b'{"record_id": "r1"}\n{oops}\n', "invalid_json"),
+    ("incoming/bad/latin1.csv", "record_id,tenure_months,monthly_charges,plan\nr1,3,70,café\n".encode("latin-1"),
+     "not_utf8"),
+    ("incoming/bad/corrupt.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03broken", "corrupt_gzip"),
+    ("incoming/bad/batch.xlsx", b"PK\x03\x04", "unsupported_extension"),
+    ("incoming/bad/too-many-invalid.csv",
+     ("record_id,tenure_months,monthly_charges,plan\n" + "".join(f"r{i},x,70,basic\n" for i in range(40))).encode(),
+     "too_many_invalid_rows"),
+]
+
+
+@pytest.mark.parametrize(("key", "body", "code"), BAD_BATCHES, ids=[case[2] for case in BAD_BATCHES])
+def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, body, code):
+    stack.put(key, body)
+    result = load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    assert result["batches"][0]["status"] == "rejected"
+    report = stack.report(key)
+    assert report["status"] == "rejected" and report["code"] == code
+    assert key in report["reason"]
+    assert stack.statistic("BatchesRejected")["Sum"] == 1
+    for metric in ("ErrorRate", "RowsScored", "BatchesProcessed", "LabelCoverage"):
+        assert stack.statistic(metric) is None, metric
+    objects = stack.s3.list_objects_v2(Bucket=stack_bucket(), Prefix="results/")["Contents"]
+    assert [item["Key"] for item in objects] == [f"results/{key.removeprefix('incoming/')}/report.json"]
+
+
+def stack_bucket():
+    from tests.integration.conftest import BUCKET
+
+    return BUCKET
+
+
+def test_object_deleted_before_it_was_read(stack):
+    key = "incoming/gone.csv"
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["code"] == "object_missing" and "deleted before it could be read" in report["reason"]
+    assert stack.statistic("BatchesRejected")["Sum"] == 1
+
+
+def test_batch_over_the_size_limit_is_rejected_without_reading_it(stack, monkeypatch):
+    monkeypatch.setenv("MAX_BATCH_MEGABYTES", "1")
+    key = "incoming/huge.csv"
+    stack.put(key, "record_id,tenure_months,monthly_charges,plan\n" + "r,1,1,basic\n" * 100_000)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["code"] == "too_large" and "1,048,576 bytes" in report["reason"]
+
+
+def test_batch_time_metadata_stamps_the_metrics(stack):
+    from datetime import UTC, datetime, timedelta
+
+    key = "incoming/backfill.csv"
+    stamp = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    body, _, _ = labeled_batch(stack, 100, seed=20, prefix="m")
+    stack.put(key, body, Metadata={"batch-time": stamp.isoformat()})
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["event_time"] == stamp.isoformat() and report["event_time_source"] == "batch-time metadata"
+    response = stack.cloudwatch.get_metric_statistics(
+        Namespace="ModelWatch", MetricName="RowsScored", Dimensions=[{"Name": "ModelName", "Value": "churn-test"}],
+        StartTime=stamp - timedelta(minutes=1), EndTime=stamp + timedelta(minutes=1), Period=60,
+        Statistics=["Sum"])
+    assert [point["Sum"] for point in response["Datapoints"]] == [100]
+
+
+def test_event_time_cloudwatch_cannot_accept_falls_back_to_upload_time(stack):
+    key = "incoming/too-old.csv"
+    body, _, _ = labeled_batch(stack, 50, seed=21, prefix="o")
+    stack.put(key, body, Metadata={"batch-time": "2020-01-01T00:00:00Z"})
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["event_time_source"] == "upload time"
+    assert "outside what CloudWatch accepts" in report["notes"][0]
+
+
+def test_report_is_valid_json_with_model_identity(stack):
+    key = "incoming/identity.csv"
+    body, _, _ = labeled_batch(stack, 50, seed=22, prefix="i")
+    stack.put(key, body)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["model"] == {"name": "churn-test", "version": "test"}
+    json.dumps(report)
