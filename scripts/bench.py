@@ -1,0 +1,122 @@
+"""`make bench`: a 20,000-row batch end to end against an embedded moto server.
+
+Compares this implementation (BatchGetItem, 100 keys a request, 8 threads) with the
+naive first attempt (one GetItem per row) on the same server, data and model, and
+prints rows/s, DynamoDB requests and the ratio. Everything else in the pipeline is the
+same code, so the ratio is the actuals strategy's. Also prints the drift timing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import boto3
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = ROOT / ".build" / "bench-model"
+SAMPLES = ROOT / "samplefiles" / "classification"
+ROWS = 20_000
+BUCKET = "modelwatch-bench"
+
+
+def build_model() -> None:
+    if (MODEL_DIR / "metadata.json").is_file():
+        return
+    from modelwatch.cli.main import main
+
+    main(["model", "build", "--train", str(SAMPLES / "train.csv"), "--target", "churned",
+          "--name", "churn-classifier", "--out", str(MODEL_DIR)])
+
+
+def batch_rows() -> pd.DataFrame:
+    frames = [pd.read_csv(path, dtype={"record_id": str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))]
+    return pd.concat(frames, ignore_index=True).head(ROWS)
+
+
+def main() -> int:
+    from modelwatch import monitor as monitor_module
+    from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
+    from modelwatch.config import MonitorConfig
+    from modelwatch.local.moto_server import start_moto_server
+    from modelwatch.model_bundle import load_bundle
+
+    build_model()
+    aws = start_moto_server()
+    os.environ.update({"AWS_ENDPOINT_URL": aws.endpoint_url, "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                       "ACTUALS_TABLE": "bench-actuals", "MODEL_DIR": str(MODEL_DIR)})
+    try:
+        s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb.create_table(TableName="bench-actuals", BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}])
+        rows = batch_rows()
+        metadata = load_bundle(MODEL_DIR).metadata
+        actuals = read_actuals_file((SAMPLES / "actuals.csv").read_bytes(), "actuals.csv",
+                                    metadata.id_column, metadata.target)
+        wanted = set(rows[metadata.id_column])
+        write_actuals(dynamodb, "bench-actuals", [record for record in actuals if record[0] in wanted])
+        body = rows.to_csv(index=False).encode()
+        config = MonitorConfig.from_env()
+        monitor = monitor_module.BatchMonitor(config, load_bundle(MODEL_DIR), s3=s3, dynamodb=dynamodb,
+                                              cloudwatch=cloudwatch)
+
+        naive_requests = 0
+
+        def naive_fetch(client, table, ids, stats: RequestStats | None = None, **_):
+            """The first attempt: one GetItem per row, in order."""
+            nonlocal naive_requests
+            found = {}
+            for record_id in ids:
+                naive_requests += 1
+                item = client.get_item(TableName=table, Key={"record_id": {"S": record_id}}).get("Item")
+                if item and "actual" in item:
+                    found[record_id] = boto3.dynamodb.types.TypeDeserializer().deserialize(item["actual"])
+            return found
+
+        results = {}
+        for name in ("modelwatch", "naive GetItem loop"):
+            key = f"incoming/bench-{name.split()[0]}.csv"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            patch = mock.patch.object(monitor_module, "fetch_actuals", naive_fetch) if name != "modelwatch" else None
+            started = time.perf_counter()
+            if patch:
+                with patch:
+                    outcome = monitor.process(monitor_module.BatchObject(BUCKET, key))
+            else:
+                outcome = monitor.process(monitor_module.BatchObject(BUCKET, key))
+            seconds = time.perf_counter() - started
+            requests = outcome.actuals_requests if not patch else naive_requests
+            results[name] = (seconds, requests, outcome.report)
+        print(f"\nmodelwatch bench: {len(rows):,}-row batch end to end on an embedded moto server "
+              f"({aws.endpoint_url}), labeled rows {results['modelwatch'][2]['labeled_rows']:,}")
+        print(f"{'implementation':<22}{'seconds':>10}{'rows/s':>12}{'DynamoDB requests':>20}")
+        for name, (seconds, requests, _) in results.items():
+            print(f"{name:<22}{seconds:>10.2f}{len(rows) / seconds:>12,.0f}{requests:>20,}")
+        fast, slow = results["modelwatch"][0], results["naive GetItem loop"][0]
+        print(f"throughput ratio: {slow / fast:.1f}x (modelwatch vs naive), "
+              f"requests ratio: {results['naive GetItem loop'][1] / results['modelwatch'][1]:.0f}x fewer")
+        timings = results["modelwatch"][2]["timings_ms"]
+        print("modelwatch phase timings (ms): " + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
+        try:
+            from bench_drift import time_drift  # beside this script, which Python puts on sys.path
+        except ImportError:
+            print("drift: scripts/bench_drift.py not available")
+        else:
+            drift = time_drift(rows=100_000, features=20)
+            share = timings.get("drift_ms", 0) / timings["total_ms"] * 100
+            print(f"drift: 100,000 rows x 20 features in {drift['median_ms']:.0f} ms (median); "
+                  f"drift share of the {len(rows):,}-row batch above: {share:.1f}%")
+    finally:
+        aws.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
