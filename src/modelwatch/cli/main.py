@@ -16,6 +16,7 @@ from modelwatch.cli.errors import UserError
 COMMAND_MODULES = (
     "modelwatch.cli.model_commands",
     "modelwatch.cli.actuals_commands",
+    "modelwatch.cli.local_commands",
 )
 
 
