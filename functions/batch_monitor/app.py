@@ -22,7 +22,9 @@ tracer = Tracer()
 
 # A redelivered S3 event (same bucket, key and version) returns the first result and
 # publishes nothing twice. Records expire after a day; S3 redeliveries come within hours.
-idempotency_config = IdempotencyConfig(event_key_jmespath="[bucket, key, version]", expires_after_seconds=86_400)
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=86_400
+)
 
 _monitor: BatchMonitor | None = None
 _process_once: Any = None
@@ -64,6 +66,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         s3_object = record.s3.get_object
         key = unquote_plus(s3_object.key)  # S3 sends keys URL-encoded: "+" for space, %xx for UTF-8
         logger.set_correlation_id(key)
-        version = s3_object.version_id or s3_object.etag or ""
-        results.append(process(batch={"bucket": record.s3.bucket.name, "key": key, "version": version}))
+        batch = {"bucket": record.s3.bucket.name, "key": key, "version_id": s3_object.version_id or "",
+                 "etag": s3_object.etag}
+        results.append(process(batch=batch))
     return {"batches": results}

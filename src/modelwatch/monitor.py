@@ -49,7 +49,8 @@ class BatchObject:
 
     bucket: str
     key: str
-    version: str = ""  # versionId when the bucket is versioned, else the ETag
+    version_id: str = ""  # set when the bucket is versioned: read exactly the version announced
+    etag: str = ""
 
     def results_prefix(self, results_prefix: str) -> str:
         relative = self.key[len(INCOMING_PREFIX) :] if self.key.startswith(INCOMING_PREFIX) else self.key
@@ -134,6 +135,8 @@ class BatchMonitor:
         mark = time.perf_counter()
         limit_bytes = self.config.max_batch_megabytes * 1024 * 1024
         request = {"Bucket": batch.bucket, "Key": batch.key}
+        if batch.version_id:
+            request["VersionId"] = batch.version_id
         try:
             response = self.s3.get_object(**request)
         except ClientError as problem:
@@ -309,7 +312,8 @@ class BatchMonitor:
 
     def _identity(self, batch: BatchObject) -> dict[str, Any]:
         return {
-            "batch": {"bucket": batch.bucket, "key": batch.key, "version": batch.version},
+            "batch": {"bucket": batch.bucket, "key": batch.key, "version_id": batch.version_id,
+                      "etag": batch.etag},
             "model": {"name": self.model_name, "version": self.bundle.metadata.version},
             "processed_at": self.clock().isoformat(),
         }

@@ -18,7 +18,7 @@ from moto import mock_aws
 from modelwatch.aws import reset_clients
 from tests.events import load_event
 from tests.model_fixtures import write_classifier
-from tests.template_resources import create_table
+from tests.template_resources import create_table, resource
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = load_event("batch-monitor-s3-put")["Records"][0]["s3"]["bucket"]["name"]
@@ -121,6 +121,9 @@ def classifier_dir(tmp_path_factory) -> Path:
 def stack(aws, monkeypatch, classifier_dir) -> Stack:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
+    versioning = resource("IngestBucket")["Properties"].get("VersioningConfiguration")
+    if versioning:
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration=versioning)
     dynamodb = boto3.client("dynamodb")
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
     idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")

@@ -257,3 +257,16 @@ def test_report_is_valid_json_with_model_identity(stack):
     report = stack.report(key)
     assert report["model"] == {"name": "churn-test", "version": "test"}
     json.dumps(report)
+
+
+def test_versioned_event_reads_the_version_it_announces(stack):
+    key = "incoming/overwritten.csv"
+    first, _, _ = labeled_batch(stack, 80, seed=23, prefix="v1")
+    version = stack.s3.put_object(Bucket=stack_bucket(), Key=key, Body=first.encode())["VersionId"]
+    second, _, _ = labeled_batch(stack, 40, seed=24, prefix="v2")
+    stack.put(key, second)  # overwritten before the first event was handled
+    event = s3_event(key)
+    event["Records"][0]["s3"]["object"]["versionId"] = version
+    load_handler("batch_monitor").lambda_handler(event, LambdaContext())
+    report = stack.report(key)
+    assert report["rows"] == 80 and report["batch"]["version_id"] == version
