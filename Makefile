@@ -52,3 +52,14 @@ local: $(STAMP)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache .coverage out
+
+# The sample churn model in the model layer's directory, rebuilt only when the training
+# data or the code that shapes the model directory changed. metadata.json is written
+# last, so an interrupted build is redone on the next run.
+SAMPLE_MODEL_DIR := layers/model/artifact
+.PHONY: model
+model: $(SAMPLE_MODEL_DIR)/metadata.json
+
+$(SAMPLE_MODEL_DIR)/metadata.json: $(STAMP) samplefiles/classification/train.csv src/modelwatch/cli/modeling.py src/modelwatch/drift.py src/modelwatch/metrics.py
+	$(BIN)/modelwatch model build --train samplefiles/classification/train.csv --target churned \
+		--name churn-classifier --out $(SAMPLE_MODEL_DIR)

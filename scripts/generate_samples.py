@@ -1,0 +1,246 @@
+"""Generate the committed sample data in samplefiles/ (run by `make samples`).
+
+Two scenarios, each a training file, a sequence of batch files and the late-arriving
+actuals for the batches. The data is synthetic but the ground truth follows a known
+relation, so the story the files tell (healthy, drifting, recovered) is a property of
+the generator and tests can check it (tests/unit/test_samples.py). See
+samplefiles/README.md for the scenario in words.
+
+Everything comes from one seeded numpy Generator per scenario, values are rounded
+before they are written, and the CSV writer is given a fixed line terminator, so the
+same numpy version produces byte-identical files on any machine. (numpy does not
+promise identical Generator streams across versions; if a numpy upgrade changes the
+files, regenerate them and commit them with the upgrade.)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLASSIFICATION_SEED = 20261126
+REGRESSION_SEED = 20261127
+LATE_LABEL_FRACTION = 0.08
+
+# --- classification: customer churn -------------------------------------------------
+
+CHURN_TRAIN_ROWS = 6000
+CHURN_BATCH_ROWS = 2000
+CHURN_BATCHES = 12
+# How far each batch has moved away from the training world (0 = same as training,
+# 1 = fully drifted). Batches 5-9 drift progressively; 10-12 are back to normal after
+# the upstream fix.
+CHURN_SEVERITY = {5: 0.3, 6: 0.5, 7: 0.7, 8: 0.85, 9: 1.0}
+PLANS = ("basic", "standard", "premium")
+PLAN_WEIGHTS = (0.45, 0.35, 0.20)
+# The plan launched during the drift: the model never saw it in training.
+NEW_PLAN = "unlimited"
+PLAN_BASE_CHARGE = {"basic": 35.0, "standard": 65.0, "premium": 95.0, NEW_PLAN: 85.0}
+PLAN_EFFECT = {"basic": 0.0, "standard": -0.3, "premium": -0.6, NEW_PLAN: 0.5}
+REGIONS = ("north", "south", "east", "west")
+REGION_EFFECT = {"north": 0.0, "south": 0.2, "east": -0.2, "west": 0.1}
+PAYMENT_METHODS = ("card", "bank_transfer", "invoice")
+PAYMENT_WEIGHTS = (0.5, 0.3, 0.2)
+PAYMENT_EFFECT = {"card": 0.0, "bank_transfer": -0.4, "invoice": 0.6}
+CHANNELS = ("web", "app", "store", "partner")
+# Batches where a few rows lose data_usage_gb (a flaky upstream meter).
+CHURN_MISSING_USAGE_BATCHES = (3, 7, 11)
+# Scales the whole logit so the relation is strong enough for a ~10-15% error rate.
+CHURN_LOGIT_SCALE = 1.6
+
+
+def _churn_features(rng: np.random.Generator, rows: int, severity: float) -> pd.DataFrame:
+    plan = rng.choice(PLANS, size=rows, p=PLAN_WEIGHTS).astype(object)
+    if severity > 0:
+        # The new plan takes a growing share of the batch as the drift progresses.
+        plan[rng.random(rows) < 0.3 * severity] = NEW_PLAN
+    base_charge = np.array([PLAN_BASE_CHARGE[p] for p in plan])
+    tenure = np.clip(np.round(rng.gamma(1.6, 14.0, size=rows)), 1, 72).astype(int)
+    # A price increase: every bill goes up with the drift, on top of the plan price.
+    monthly_charges = np.round(base_charge + rng.normal(0.0, 8.0, rows) + 18.0 * severity, 2)
+    # A product problem: support tickets become more frequent.
+    support_tickets = rng.poisson(0.9 * (1.0 + 1.8 * severity), size=rows)
+    data_usage_gb = np.round(rng.lognormal(np.log(9.0), 0.6, size=rows), 1)
+    days_since_last_login = np.round(rng.exponential(8.0, size=rows)).astype(int)
+    return pd.DataFrame(
+        {
+            "tenure_months": tenure,
+            "monthly_charges": monthly_charges,
+            "support_tickets": support_tickets,
+            "data_usage_gb": data_usage_gb,
+            "days_since_last_login": days_since_last_login,
+            "plan": plan,
+            "region": rng.choice(REGIONS, size=rows),
+            "payment_method": rng.choice(PAYMENT_METHODS, size=rows, p=PAYMENT_WEIGHTS),
+        }
+    )
+
+
+def _churn_logit(features: pd.DataFrame, severity: float) -> np.ndarray:
+    """The true log-odds of churn; ``severity`` > 0 bends the relation (concept drift)."""
+    logit = (
+        -1.2
+        - 0.07 * (features["tenure_months"] - 20)
+        + 0.05 * (features["monthly_charges"] - 60)
+        + 0.8 * (features["support_tickets"] - 1)
+        + 0.12 * (features["days_since_last_login"] - 8)
+        - 0.06 * (features["data_usage_gb"] - 9)
+        + features["plan"].map(PLAN_EFFECT)
+        + features["region"].map(REGION_EFFECT)
+        + features["payment_method"].map(PAYMENT_EFFECT)
+    )
+    if severity > 0:
+        # A competitor's offer aimed at loyal heavy users: long tenure and high usage
+        # stop protecting against churn and start driving it, while the price stops
+        # mattering (the offer undercuts everyone).
+        logit = logit + severity * (
+            0.09 * (features["tenure_months"] - 20)
+            + 0.10 * (features["data_usage_gb"] - 9)
+            - 0.03 * (features["monthly_charges"] - 60)
+            - 0.5 * (features["support_tickets"] - 1)
+        )
+    return CHURN_LOGIT_SCALE * logit.to_numpy(dtype=float)
+
+
+def _churn_labels(rng: np.random.Generator, features: pd.DataFrame, severity: float) -> np.ndarray:
+    probability = 1.0 / (1.0 + np.exp(-_churn_logit(features, severity)))
+    return (rng.random(len(features)) < probability).astype(int)
+
+
+def generate_classification(out_dir: Path) -> None:
+    rng = np.random.default_rng(CLASSIFICATION_SEED)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "batches").mkdir(exist_ok=True)
+
+    train = _churn_features(rng, CHURN_TRAIN_ROWS, 0.0)
+    train.insert(0, "record_id", [f"tr-r{i:05d}" for i in range(CHURN_TRAIN_ROWS)])
+    train["churned"] = _churn_labels(rng, train, 0.0)
+    _write_csv(train, out_dir / "train.csv")
+
+    actuals = []
+    for batch in range(1, CHURN_BATCHES + 1):
+        severity = CHURN_SEVERITY.get(batch, 0.0)
+        features = _churn_features(rng, CHURN_BATCH_ROWS, severity)
+        labels = _churn_labels(rng, features, severity)
+        if batch in CHURN_MISSING_USAGE_BATCHES:
+            missing = rng.choice(CHURN_BATCH_ROWS, size=12, replace=False)
+            features.loc[missing, "data_usage_gb"] = np.nan
+        record_ids = [f"b{batch:02d}-r{i:05d}" for i in range(CHURN_BATCH_ROWS)]
+        features.insert(0, "record_id", record_ids)
+        # An extra column the model does not use; it passes through to the predictions.
+        features["channel"] = rng.choice(CHANNELS, size=CHURN_BATCH_ROWS, p=(0.45, 0.35, 0.15, 0.05))
+        _write_csv(features, out_dir / "batches" / f"batch-{batch:02d}.csv")
+        actuals.append(pd.DataFrame({"record_id": record_ids, "churned": labels}))
+    _write_actuals(rng, pd.concat(actuals, ignore_index=True), out_dir / "actuals.csv")
+
+
+# --- regression: delivery time -----------------------------------------------------
+
+DELIVERY_TRAIN_ROWS = 2000
+DELIVERY_BATCH_ROWS = 500
+DELIVERY_BATCHES = 6
+DELIVERY_SEVERITY = {4: 0.6, 5: 1.0}
+COURIER_TYPES = ("bike", "scooter", "car")
+COURIER_WEIGHTS = (0.45, 0.35, 0.20)
+MINUTES_PER_KM = {"bike": 4.0, "scooter": 2.8, "car": 2.4}
+WEATHER = ("clear", "cloudy", "rain")
+WEATHER_WEIGHTS = (0.6, 0.25, 0.15)
+NEW_WEATHER = "snow"  # never seen in training
+WEATHER_MINUTES = {"clear": 0.0, "cloudy": 1.0, "rain": 5.0, NEW_WEATHER: 12.0}
+HOURS = np.arange(10, 24)
+# Lunch and dinner peaks.
+HOUR_WEIGHTS = np.array([2, 4, 9, 8, 4, 3, 3, 5, 9, 10, 8, 5, 3, 2], dtype=float)
+DELIVERY_MISSING_DISTANCE_BATCHES = (2, 5)
+
+
+def _delivery_features(rng: np.random.Generator, rows: int, severity: float) -> pd.DataFrame:
+    weather = rng.choice(WEATHER, size=rows, p=WEATHER_WEIGHTS).astype(object)
+    if severity > 0:
+        weather[rng.random(rows) < 0.35 * severity] = NEW_WEATHER
+    # A new delivery zone on the edge of town: longer trips.
+    distance_km = np.round(np.clip(rng.gamma(2.0, 1.6, size=rows) * (1.0 + 0.6 * severity), 0.3, 25.0), 2)
+    return pd.DataFrame(
+        {
+            "distance_km": distance_km,
+            "items": 1 + rng.poisson(1.5, size=rows),
+            "hour_of_day": rng.choice(HOURS, size=rows, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum()),
+            "courier_type": rng.choice(COURIER_TYPES, size=rows, p=COURIER_WEIGHTS),
+            "weather": weather,
+        }
+    )
+
+
+def _delivery_minutes(rng: np.random.Generator, features: pd.DataFrame, severity: float) -> np.ndarray:
+    rush = features["hour_of_day"].isin([12, 13, 18, 19, 20]).to_numpy()
+    # Road works slow every courier down per km (concept drift).
+    per_km = features["courier_type"].map(MINUTES_PER_KM).to_numpy() * (1.0 + 0.5 * severity)
+    minutes = (
+        12.0
+        + 2.0 * features["items"].to_numpy()
+        + per_km * features["distance_km"].to_numpy()
+        + 6.0 * rush
+        + features["weather"].map(WEATHER_MINUTES).to_numpy()
+        + rng.normal(0.0, 3.0, len(features))
+    )
+    return np.round(np.maximum(minutes, 5.0), 1)
+
+
+def generate_regression(out_dir: Path) -> None:
+    rng = np.random.default_rng(REGRESSION_SEED)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "batches").mkdir(exist_ok=True)
+
+    train = _delivery_features(rng, DELIVERY_TRAIN_ROWS, 0.0)
+    train.insert(0, "record_id", [f"dtr-r{i:05d}" for i in range(DELIVERY_TRAIN_ROWS)])
+    train["delivery_minutes"] = _delivery_minutes(rng, train, 0.0)
+    _write_csv(train, out_dir / "train.csv")
+
+    actuals = []
+    for batch in range(1, DELIVERY_BATCHES + 1):
+        severity = DELIVERY_SEVERITY.get(batch, 0.0)
+        features = _delivery_features(rng, DELIVERY_BATCH_ROWS, severity)
+        minutes = _delivery_minutes(rng, features, severity)
+        if batch in DELIVERY_MISSING_DISTANCE_BATCHES:
+            missing = rng.choice(DELIVERY_BATCH_ROWS, size=4, replace=False)
+            features.loc[missing, "distance_km"] = np.nan
+        record_ids = [f"d{batch:02d}-r{i:05d}" for i in range(DELIVERY_BATCH_ROWS)]
+        features.insert(0, "record_id", record_ids)
+        _write_csv(features, out_dir / "batches" / f"batch-{batch:02d}.csv")
+        actuals.append(pd.DataFrame({"record_id": record_ids, "delivery_minutes": minutes}))
+    _write_actuals(rng, pd.concat(actuals, ignore_index=True), out_dir / "actuals.csv")
+
+
+# --- shared ----------------------------------------------------------------------
+
+
+def _write_actuals(rng: np.random.Generator, actuals: pd.DataFrame, path: Path) -> None:
+    # Some labels have not arrived yet: the monitor must cope with partial coverage.
+    late = rng.random(len(actuals)) < LATE_LABEL_FRACTION
+    _write_csv(actuals.loc[~late], path)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False, lineterminator="\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO_ROOT / "samplefiles",
+        help="folder to write classification/ and regression/ into (default: samplefiles/)",
+    )
+    args = parser.parse_args(argv)
+    generate_classification(args.out / "classification")
+    generate_regression(args.out / "regression")
+    print(f"wrote sample data under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

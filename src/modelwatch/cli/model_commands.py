@@ -1,0 +1,130 @@
+"""`modelwatch model build` and `modelwatch model package`: write a model directory.
+
+Only the command-line wiring lives here; the work is in modelwatch.cli.modeling.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modelwatch.cli.errors import UserError
+from modelwatch.cli.modeling import ColumnOptions, build_model, package_model
+
+
+def _feature_list(raw: str) -> list[str]:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated column names, e.g. tenure_months,plan")
+    return names
+
+
+def _add_column_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, help="column holding the ground truth")
+    parser.add_argument(
+        "--id-column", default="record_id", help="column identifying a row (default: record_id)"
+    )
+    parser.add_argument(
+        "--task",
+        choices=("classification", "regression"),
+        help="default: inferred from the target (text or a few whole numbers means classification)",
+    )
+    parser.add_argument(
+        "--features",
+        type=_feature_list,
+        help="comma-separated feature columns (default: every column but the id, target and timestamp)",
+    )
+    parser.add_argument("--name", help="model name shown in metrics and alerts")
+    parser.add_argument(
+        "--timestamp-column",
+        help="column holding each row's event time; batches are stamped with it when S3 metadata has none",
+    )
+    parser.add_argument(
+        "--positive-label",
+        help="the class Precision, Recall, F1 and ROCAUC are about (binary; default: the larger class, "
+        "e.g. 1 of 0/1, True of False/True)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
+
+
+def _columns(args: argparse.Namespace) -> ColumnOptions:
+    return ColumnOptions(
+        target=args.target,
+        id_column=args.id_column,
+        task=args.task,
+        features=args.features,
+        timestamp_column=args.timestamp_column,
+        positive_label=args.positive_label,
+    )
+
+
+def _build(args: argparse.Namespace) -> int:
+    summary = build_model(
+        args.train,
+        _columns(args),
+        args.out,
+        name=args.name,
+        reference_fraction=args.reference_fraction,
+        seed=args.seed,
+    )
+    print(summary.render())
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    if args.trust and Path(args.model).suffix != ".skops":
+        raise UserError("--trust applies to .skops files only; a .joblib file is loaded as it is")
+    summary = package_model(
+        args.model, args.reference, _columns(args), args.out, name=args.name, trust=args.trust
+    )
+    print(summary.render())
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("model", help="build or package a model directory (the model layer)")
+    commands = group.add_subparsers(dest="model_command", required=True)
+
+    build = commands.add_parser(
+        "build",
+        help="train the default pipeline on a CSV and write the model directory",
+        description="Train a default pipeline (imputation, one-hot encoding, histogram gradient boosting) "
+        "on part of a CSV, hold out the rest as the reference for metrics and drift, and write "
+        "model.skops, metadata.json and baseline.json.",
+    )
+    build.add_argument("--train", required=True, type=Path, help="training CSV with a header row")
+    _add_column_options(build)
+    build.add_argument(
+        "--reference-fraction",
+        type=float,
+        default=0.25,
+        help="share of rows held out as the reference for metrics and drift (default: 0.25)",
+    )
+    build.add_argument("--seed", type=int, default=0, help="seed for the split and the model (default: 0)")
+    build.set_defaults(func=_build)
+
+    package = commands.add_parser(
+        "package",
+        help="wrap an already-fitted estimator or pipeline with a reference CSV",
+        description="Write a model directory for a fitted estimator. The reference CSV (rows the model "
+        "was not fitted on, with the target) gives the reference metrics and drift baseline.",
+    )
+    package.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        help="fitted estimator: .joblib (runs code from the file: only your own) or .skops",
+    )
+    package.add_argument(
+        "--reference",
+        required=True,
+        type=Path,
+        help="CSV of held-out rows with the feature and target columns",
+    )
+    package.add_argument(
+        "--trust",
+        action="store_true",
+        help="accept the types a .skops file holds that skops does not trust by default (they are printed)",
+    )
+    _add_column_options(package)
+    package.set_defaults(func=_package)
