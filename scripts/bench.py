@@ -29,12 +29,26 @@ def build_model() -> None:
         return
     from modelwatch.cli.main import main
 
-    main(["model", "build", "--train", str(SAMPLES / "train.csv"), "--target", "churned",
-          "--name", "churn-classifier", "--out", str(MODEL_DIR)])
+    main(
+        [
+            "model",
+            "build",
+            "--train",
+            str(SAMPLES / "train.csv"),
+            "--target",
+            "churned",
+            "--name",
+            "churn-classifier",
+            "--out",
+            str(MODEL_DIR),
+        ]
+    )
 
 
 def batch_rows() -> pd.DataFrame:
-    frames = [pd.read_csv(path, dtype={"record_id": str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))]
+    frames = [
+        pd.read_csv(path, dtype={"record_id": str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))
+    ]
     return pd.concat(frames, ignore_index=True).head(ROWS)
 
 
@@ -47,25 +61,37 @@ def main() -> int:
 
     build_model()
     aws = start_moto_server()
-    os.environ.update({"AWS_ENDPOINT_URL": aws.endpoint_url, "AWS_ACCESS_KEY_ID": "bench",
-                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                       "ACTUALS_TABLE": "bench-actuals", "MODEL_DIR": str(MODEL_DIR)})
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "ACTUALS_TABLE": "bench-actuals",
+            "MODEL_DIR": str(MODEL_DIR),
+        }
+    )
     try:
         s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
         s3.create_bucket(Bucket=BUCKET)
-        dynamodb.create_table(TableName="bench-actuals", BillingMode="PAY_PER_REQUEST",
-                              KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}])
+        dynamodb.create_table(
+            TableName="bench-actuals",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}],
+        )
         rows = batch_rows()
         metadata = load_bundle(MODEL_DIR).metadata
-        actuals = read_actuals_file((SAMPLES / "actuals.csv").read_bytes(), "actuals.csv",
-                                    metadata.id_column, metadata.target)
+        actuals = read_actuals_file(
+            (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
+        )
         wanted = set(rows[metadata.id_column])
         write_actuals(dynamodb, "bench-actuals", [record for record in actuals if record[0] in wanted])
         body = rows.to_csv(index=False).encode()
         config = MonitorConfig.from_env()
-        monitor = monitor_module.BatchMonitor(config, load_bundle(MODEL_DIR), s3=s3, dynamodb=dynamodb,
-                                              cloudwatch=cloudwatch)
+        monitor = monitor_module.BatchMonitor(
+            config, load_bundle(MODEL_DIR), s3=s3, dynamodb=dynamodb, cloudwatch=cloudwatch
+        )
 
         naive_requests = 0
 
@@ -84,7 +110,11 @@ def main() -> int:
         for name in ("modelwatch", "naive GetItem loop"):
             key = f"incoming/bench-{name.split()[0]}.csv"
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-            patch = mock.patch.object(monitor_module, "fetch_actuals", naive_fetch) if name != "modelwatch" else None
+            patch = (
+                mock.patch.object(monitor_module, "fetch_actuals", naive_fetch)
+                if name != "modelwatch"
+                else None
+            )
             started = time.perf_counter()
             if patch:
                 with patch:
@@ -94,14 +124,18 @@ def main() -> int:
             seconds = time.perf_counter() - started
             requests = outcome.actuals_requests if not patch else naive_requests
             results[name] = (seconds, requests, outcome.report)
-        print(f"\nmodelwatch bench: {len(rows):,}-row batch end to end on an embedded moto server "
-              f"({aws.endpoint_url}), labeled rows {results['modelwatch'][2]['labeled_rows']:,}")
+        print(
+            f"\nmodelwatch bench: {len(rows):,}-row batch end to end on an embedded moto server "
+            f"({aws.endpoint_url}), labeled rows {results['modelwatch'][2]['labeled_rows']:,}"
+        )
         print(f"{'implementation':<22}{'seconds':>10}{'rows/s':>12}{'DynamoDB requests':>20}")
         for name, (seconds, requests, _) in results.items():
             print(f"{name:<22}{seconds:>10.2f}{len(rows) / seconds:>12,.0f}{requests:>20,}")
         fast, slow = results["modelwatch"][0], results["naive GetItem loop"][0]
-        print(f"throughput ratio: {slow / fast:.1f}x (modelwatch vs naive), "
-              f"requests ratio: {results['naive GetItem loop'][1] / results['modelwatch'][1]:.0f}x fewer")
+        print(
+            f"throughput ratio: {slow / fast:.1f}x (modelwatch vs naive), "
+            f"requests ratio: {results['naive GetItem loop'][1] / results['modelwatch'][1]:.0f}x fewer"
+        )
         timings = results["modelwatch"][2]["timings_ms"]
         print("modelwatch phase timings (ms): " + ", ".join(f"{k}={v:.0f}" for k, v in timings.items()))
         try:
@@ -111,8 +145,10 @@ def main() -> int:
         else:
             drift = time_drift(rows=100_000, features=20)
             share = timings.get("drift_ms", 0) / timings["total_ms"] * 100
-            print(f"drift: 100,000 rows x 20 features in {drift['median_ms']:.0f} ms (median); "
-                  f"drift share of the {len(rows):,}-row batch above: {share:.1f}%")
+            print(
+                f"drift: 100,000 rows x 20 features in {drift['median_ms']:.0f} ms (median); "
+                f"drift share of the {len(rows):,}-row batch above: {share:.1f}%"
+            )
     finally:
         aws.stop()
     return 0

@@ -29,32 +29,52 @@ def churn_frame(rows: int, seed: int, id_prefix: str = "r") -> pd.DataFrame:
     plan = rng.choice(["basic", "plus", "premium"], rows, p=[0.5, 0.3, 0.2])
     logit = -0.05 * tenure + 0.04 * (charges - 70) + np.where(plan == "basic", 0.8, -0.4) + 0.5
     churned = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame({
-        "record_id": [f"{id_prefix}-{index:05d}" for index in range(rows)],
-        "tenure_months": tenure,
-        "monthly_charges": charges,
-        "plan": plan,
-        "churned": churned,
-    })
+    return pd.DataFrame(
+        {
+            "record_id": [f"{id_prefix}-{index:05d}" for index in range(rows)],
+            "tenure_months": tenure,
+            "monthly_charges": charges,
+            "plan": plan,
+            "churned": churned,
+        }
+    )
 
 
-def write_classifier(directory: Path, name: str = "churn-test", accepts_missing: bool = True) -> ModelMetadata:
+def write_classifier(
+    directory: Path, name: str = "churn-test", accepts_missing: bool = True
+) -> ModelMetadata:
     """A fitted pipeline (imputers unless accepts_missing is False) in the model-layer layout."""
     train = churn_frame(1500, seed=1)
-    numeric_steps = [SimpleImputer(strategy="median"), StandardScaler()] if accepts_missing else [StandardScaler()]
-    preprocess = ColumnTransformer([
-        ("numeric", make_pipeline(*numeric_steps), NUMERIC),
-        ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                      OneHotEncoder(handle_unknown="ignore")), CATEGORICAL),
-    ])
+    numeric_steps = (
+        [SimpleImputer(strategy="median"), StandardScaler()] if accepts_missing else [StandardScaler()]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(*numeric_steps), NUMERIC),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                CATEGORICAL,
+            ),
+        ]
+    )
     model = make_pipeline(preprocess, LogisticRegression(max_iter=500))
     model.fit(train[NUMERIC + CATEGORICAL], train["churned"])
     metadata = ModelMetadata(
-        name=name, version="test", task="classification", model_file="model.joblib",
-        id_column="record_id", target="churned",
-        features=tuple([Feature(n, "numeric", accepts_missing) for n in NUMERIC]
-                       + [Feature(n, "categorical", True) for n in CATEGORICAL]),
-        classes=tuple(int(label) for label in model.classes_), positive_label=1,
+        name=name,
+        version="test",
+        task="classification",
+        model_file="model.joblib",
+        id_column="record_id",
+        target="churned",
+        features=tuple(
+            [Feature(n, "numeric", accepts_missing) for n in NUMERIC]
+            + [Feature(n, "categorical", True) for n in CATEGORICAL]
+        ),
+        classes=tuple(int(label) for label in model.classes_),
+        positive_label=1,
     )
     return _write(directory, model, metadata)
 
@@ -66,7 +86,11 @@ def write_regressor(directory: Path, name: str = "delivery-test") -> ModelMetada
     target = 10 + 3 * frame["distance_km"] + 1.5 * frame["items"] + rng.normal(0, 3, rows)
     model = HistGradientBoostingRegressor(max_iter=50).fit(frame, target)
     metadata = ModelMetadata(
-        name=name, version="test", task="regression", model_file="model.joblib", id_column="record_id",
+        name=name,
+        version="test",
+        task="regression",
+        model_file="model.joblib",
+        id_column="record_id",
         target="delivery_minutes",
         features=(Feature("distance_km", "numeric", True), Feature("items", "numeric", True)),
     )

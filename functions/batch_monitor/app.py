@@ -39,17 +39,31 @@ def _monitor_once() -> Any:
 
         # A fixed key prefix: renaming this function or its module must not make old
         # deliveries look new.
-        @idempotent_function(data_keyword_argument="batch", persistence_store=persistence,
-                             config=idempotency_config, key_prefix="batch-monitor")
+        @idempotent_function(
+            data_keyword_argument="batch",
+            persistence_store=persistence,
+            config=idempotency_config,
+            key_prefix="batch-monitor",
+        )
         def process(batch: dict[str, str]) -> dict[str, Any]:
             assert _monitor is not None
             outcome = _monitor.process(BatchObject(**batch))
             report = outcome.report
-            logger.info("batch processed", extra={"status": report["status"], "rows": report.get("rows"),
-                                                   "labeled_rows": report.get("labeled_rows"),
-                                                   "metrics": report.get("metrics"), "reason": report.get("reason")})
-            return {"key": batch["key"], "status": report["status"], "report": report["outputs"]["report"]
-                    if "outputs" in report else None}
+            logger.info(
+                "batch processed",
+                extra={
+                    "status": report["status"],
+                    "rows": report.get("rows"),
+                    "labeled_rows": report.get("labeled_rows"),
+                    "metrics": report.get("metrics"),
+                    "reason": report.get("reason"),
+                },
+            )
+            return {
+                "key": batch["key"],
+                "status": report["status"],
+                "report": report["outputs"]["report"] if "outputs" in report else None,
+            }
 
         _process_once = process
     return _process_once
@@ -66,7 +80,11 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         s3_object = record.s3.get_object
         key = unquote_plus(s3_object.key)  # S3 sends keys URL-encoded: "+" for space, %xx for UTF-8
         logger.set_correlation_id(key)
-        batch = {"bucket": record.s3.bucket.name, "key": key, "version_id": s3_object.version_id or "",
-                 "etag": s3_object.etag}
+        batch = {
+            "bucket": record.s3.bucket.name,
+            "key": key,
+            "version_id": s3_object.version_id or "",
+            "etag": s3_object.etag,
+        }
         results.append(process(batch=batch))
     return {"batches": results}

@@ -193,7 +193,9 @@ def write_actuals(
         return sum(pool.map(write_chunk, chunks))
 
 
-def read_actuals_file(body: bytes, key: str, id_column: str, target: str) -> list[tuple[str, Any, str | None]]:
+def read_actuals_file(
+    body: bytes, key: str, id_column: str, target: str
+) -> list[tuple[str, Any, str | None]]:
     """Parse an actuals CSV (optionally .gz): the model's id and target columns, or record_id/actual.
 
     Raises BatchRejected (see modelwatch.batch_files) with an actionable reason.

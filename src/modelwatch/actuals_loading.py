@@ -35,4 +35,6 @@ def loader_from_environment() -> ActualsLoader:
     from modelwatch.model_bundle import load_metadata
 
     config = LoaderConfig.from_env()
-    return ActualsLoader(config, load_metadata(config.model_dir), s3=client("s3"), dynamodb=client("dynamodb"))
+    return ActualsLoader(
+        config, load_metadata(config.model_dir), s3=client("s3"), dynamodb=client("dynamodb")
+    )

@@ -110,12 +110,19 @@ def _read_csv(text: str, key: str) -> pd.DataFrame:
             )
     except pd.errors.ParserWarning:
         found = _first_long_row(text)
-        where = f"line {found[0]} has {found[1]} fields, the header has {found[2]}" if found else "a row is too long"
-        raise BatchRejected(f"malformed CSV in {key!r}: {where} — every row needs as many fields as the header",
-                            code="malformed_csv") from None
+        where = (
+            f"line {found[0]} has {found[1]} fields, the header has {found[2]}"
+            if found
+            else "a row is too long"
+        )
+        raise BatchRejected(
+            f"malformed CSV in {key!r}: {where} — every row needs as many fields as the header",
+            code="malformed_csv",
+        ) from None
     except pd.errors.EmptyDataError:
-        raise BatchRejected(f"{key!r} has no header row: expected a CSV header naming the columns",
-                            code="empty") from None
+        raise BatchRejected(
+            f"{key!r} has no header row: expected a CSV header naming the columns", code="empty"
+        ) from None
     except pd.errors.ParserError as problem:
         message = str(problem).replace("C error: ", "")
         hint = (

@@ -32,9 +32,13 @@ class LabelNormaliser:
         if isinstance(value, bool):
             return ("number", Decimal(int(value)))
         if isinstance(value, int | float | Decimal):
-            return ("number", Decimal(str(value)).normalize()) if not isinstance(value, Decimal) else (
-                "number",
-                value.normalize(),
+            return (
+                ("number", Decimal(str(value)).normalize())
+                if not isinstance(value, Decimal)
+                else (
+                    "number",
+                    value.normalize(),
+                )
             )
         text = str(value).strip()
         try:

@@ -78,9 +78,12 @@ def classification_metrics(
         averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_code}
     else:
         averaging = {"average": "macro", "labels": codes}
-    result["Precision"] = MetricValue(float(skm.precision_score(true_codes, pred_codes, zero_division=0,
-                                                                **averaging)))
-    result["Recall"] = MetricValue(float(skm.recall_score(true_codes, pred_codes, zero_division=0, **averaging)))
+    result["Precision"] = MetricValue(
+        float(skm.precision_score(true_codes, pred_codes, zero_division=0, **averaging))
+    )
+    result["Recall"] = MetricValue(
+        float(skm.recall_score(true_codes, pred_codes, zero_division=0, **averaging))
+    )
     result["F1"] = MetricValue(float(skm.f1_score(true_codes, pred_codes, zero_division=0, **averaging)))
     if probabilities is not None:
         result["LogLoss"] = MetricValue(float(skm.log_loss(true_codes, probabilities, labels=codes)))

@@ -72,7 +72,9 @@ class ModelMetadata:
         try:
             task = raw["task"]
             if task not in ("classification", "regression"):
-                raise ModelBundleError(f"metadata.json: task must be classification or regression, got {task!r}")
+                raise ModelBundleError(
+                    f"metadata.json: task must be classification or regression, got {task!r}"
+                )
             features = tuple(
                 Feature(
                     name=str(item["name"]),

@@ -89,15 +89,24 @@ def _parse_time(text: str) -> datetime | None:
 class BatchMonitor:
     """Holds the warm state (model, clients) and processes batches."""
 
-    def __init__(self, config: MonitorConfig, bundle: ModelBundle, s3: Any, dynamodb: Any, cloudwatch: Any,
-                 clock: Any = None):
+    def __init__(
+        self,
+        config: MonitorConfig,
+        bundle: ModelBundle,
+        s3: Any,
+        dynamodb: Any,
+        cloudwatch: Any,
+        clock: Any = None,
+    ):
         self.config = config
         self.bundle = bundle
         self.s3 = s3
         self.dynamodb = dynamodb
         self.cloudwatch = cloudwatch
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.labels = LabelNormaliser(bundle.metadata.classes if bundle.metadata.task == "classification" else None)
+        self.labels = LabelNormaliser(
+            bundle.metadata.classes if bundle.metadata.task == "classification" else None
+        )
 
     @property
     def model_name(self) -> str:
@@ -115,10 +124,15 @@ class BatchMonitor:
             body, upload_time, metadata_time = self._get_object(batch, timings)
             mark = time.perf_counter()
             frame = read_batch(body, batch.key, self.config.max_batch_megabytes * 1024 * 1024)
-            validated = validate_batch(frame, self.bundle.metadata, batch.key, self.config.max_invalid_row_percent)
+            validated = validate_batch(
+                frame, self.bundle.metadata, batch.key, self.config.max_invalid_row_percent
+            )
             if validated.features.empty:
-                raise BatchRejected(f"no row of {batch.key!r} is valid; see invalid_rows", code="no_valid_rows",
-                                    invalid_rows=validated.invalid_rows)
+                raise BatchRejected(
+                    f"no row of {batch.key!r} is valid; see invalid_rows",
+                    code="no_valid_rows",
+                    invalid_rows=validated.invalid_rows,
+                )
             timings["read_validate_ms"] = (time.perf_counter() - mark) * 1000
             event_time, time_source, notes = self._event_time(frame, metadata_time, upload_time, now)
             outcome = self._score(batch, validated, event_time, time_source, notes, timings)
@@ -131,7 +145,9 @@ class BatchMonitor:
 
     # -- steps ----------------------------------------------------------------------------
 
-    def _get_object(self, batch: BatchObject, timings: dict[str, float]) -> tuple[bytes, datetime, str | None]:
+    def _get_object(
+        self, batch: BatchObject, timings: dict[str, float]
+    ) -> tuple[bytes, datetime, str | None]:
         mark = time.perf_counter()
         limit_bytes = self.config.max_batch_megabytes * 1024 * 1024
         request = {"Bucket": batch.bucket, "Key": batch.key}
@@ -160,8 +176,9 @@ class BatchMonitor:
         metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
         return body, _utc(response["LastModified"]), metadata.get("batch-time")
 
-    def _event_time(self, frame: pd.DataFrame, metadata_time: str | None, upload_time: datetime,
-                    now: datetime) -> tuple[datetime, str, list[str]]:
+    def _event_time(
+        self, frame: pd.DataFrame, metadata_time: str | None, upload_time: datetime, now: datetime
+    ) -> tuple[datetime, str, list[str]]:
         notes: list[str] = []
         candidate: datetime | None = None
         source = "upload time"
@@ -169,8 +186,10 @@ class BatchMonitor:
             candidate = _parse_time(metadata_time)
             source = "batch-time metadata"
             if candidate is None:
-                notes.append(f"object metadata batch-time {metadata_time!r} is not an ISO 8601 time or epoch "
-                             "seconds; used the upload time")
+                notes.append(
+                    f"object metadata batch-time {metadata_time!r} is not an ISO 8601 time or epoch "
+                    "seconds; used the upload time"
+                )
         elif self.bundle.metadata.timestamp_column and self.bundle.metadata.timestamp_column in frame.columns:
             stamps = pd.to_datetime(frame[self.bundle.metadata.timestamp_column], utc=True, errors="coerce")
             if stamps.notna().any():
@@ -191,7 +210,8 @@ class BatchMonitor:
             predictions = np.asarray(self.bundle.estimator.predict(features))
             probabilities = (
                 np.asarray(self.bundle.estimator.predict_proba(features), dtype=float)
-                if self.bundle.has_probabilities else None
+                if self.bundle.has_probabilities
+                else None
             )
         except Exception as problem:  # the estimator is user code: any failure rejects the batch
             raise BatchRejected(
@@ -201,8 +221,15 @@ class BatchMonitor:
             ) from None
         return predictions, probabilities
 
-    def _score(self, batch: BatchObject, validated: ValidatedBatch, event_time: datetime, time_source: str,
-               notes: list[str], timings: dict[str, float]) -> Outcome:
+    def _score(
+        self,
+        batch: BatchObject,
+        validated: ValidatedBatch,
+        event_time: datetime,
+        time_source: str,
+        notes: list[str],
+        timings: dict[str, float],
+    ) -> Outcome:
         metadata = self.bundle.metadata
         mark = time.perf_counter()
         predictions, probabilities = self._predict(validated.features, batch.key)
@@ -210,13 +237,23 @@ class BatchMonitor:
 
         mark = time.perf_counter()
         stats = RequestStats()
-        raw_actuals = fetch_actuals(self.dynamodb, self.config.actuals_table, validated.ids.tolist(),
-                                    threads=self.config.actuals_read_threads, stats=stats)
+        raw_actuals = fetch_actuals(
+            self.dynamodb,
+            self.config.actuals_table,
+            validated.ids.tolist(),
+            threads=self.config.actuals_read_threads,
+            stats=stats,
+        )
         timings["actuals_ms"] = (time.perf_counter() - mark) * 1000
         actual_values = [self.labels.normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
         labeled = np.array([value is not None for value in actual_values], dtype=bool)
-        unknown_labels = sorted({str(raw_actuals[i]) for i, v in zip(validated.ids, actual_values, strict=True)
-                                 if v is None and i in raw_actuals})
+        unknown_labels = sorted(
+            {
+                str(raw_actuals[i])
+                for i, v in zip(validated.ids, actual_values, strict=True)
+                if v is None and i in raw_actuals
+            }
+        )
         rows_scored = int(len(predictions))
         rows_labeled = int(labeled.sum())
 
@@ -226,8 +263,12 @@ class BatchMonitor:
             "RowsScored": MetricValue(float(rows_scored)),
             "RowsLabeled": MetricValue(float(rows_labeled)),
             "LabelCoverage": MetricValue(
-                rows_labeled / rows_scored, row_sum=float(rows_labeled), rows=rows_scored,
-                row_min=float(labeled.min()), row_max=float(labeled.max())),
+                rows_labeled / rows_scored,
+                row_sum=float(rows_labeled),
+                rows=rows_scored,
+                row_min=float(labeled.min()),
+                row_max=float(labeled.max()),
+            ),
         }
         quality: dict[str, MetricValue] = {}
         withheld = None
@@ -235,13 +276,19 @@ class BatchMonitor:
             y_true = np.array([value for value in actual_values if value is not None], dtype=object)
             if metadata.task == "classification":
                 quality = classification_metrics(
-                    y_true, predictions[labeled], probabilities[labeled] if probabilities is not None else None,
-                    metadata.classes, metadata.positive_label)
+                    y_true,
+                    predictions[labeled],
+                    probabilities[labeled] if probabilities is not None else None,
+                    metadata.classes,
+                    metadata.positive_label,
+                )
             else:
                 quality = regression_metrics(y_true.astype(float), predictions[labeled].astype(float))
         else:
-            withheld = (f"{rows_labeled} labeled rows, fewer than MinLabeledRows={self.config.min_labeled_rows}; "
-                        "quality metrics are not published for this batch")
+            withheld = (
+                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={self.config.min_labeled_rows}; "
+                "quality metrics are not published for this batch"
+            )
         metrics.update(quality)
         timings["metrics_ms"] = (time.perf_counter() - mark) * 1000
 
@@ -251,8 +298,14 @@ class BatchMonitor:
         drift_baseline = self.bundle.baseline.get("drift")
         if drift_baseline:
             result = drift_module.compute_drift(
-                validated.features, metadata, predictions, probabilities, drift_baseline,
-                threshold=self.config.drift_threshold, min_rows=self.config.drift_min_rows)
+                validated.features,
+                metadata,
+                predictions,
+                probabilities,
+                drift_baseline,
+                threshold=self.config.drift_threshold,
+                min_rows=self.config.drift_min_rows,
+            )
             metrics.update({name: MetricValue(float(value)) for name, value in result.metrics.items()})
             drift_report = result.report
             findings.extend(result.findings)
@@ -260,10 +313,14 @@ class BatchMonitor:
             drift_report = {"skipped": "baseline.json has no drift section; re-package the model"}
         timings["drift_ms"] = (time.perf_counter() - mark) * 1000
         if unknown_labels:
-            findings.append({
-                "feature_name": metadata.target, "constraint_check_type": "unknown_labels",
-                "description": f"actuals hold labels the model does not know: {unknown_labels[:10]}; those rows "
-                               f"are not counted as labeled (model classes: {list(metadata.classes)})"})
+            findings.append(
+                {
+                    "feature_name": metadata.target,
+                    "constraint_check_type": "unknown_labels",
+                    "description": f"actuals hold labels the model does not know: {unknown_labels[:10]}; "
+                    f"those rows are not counted as labeled (model classes: {list(metadata.classes)})",
+                }
+            )
 
         mark = time.perf_counter()
         outputs = self._write_predictions(batch, validated, predictions, probabilities, actual_values)
@@ -290,11 +347,15 @@ class BatchMonitor:
             "actuals_requests": stats.requests,
             "outputs": outputs,
         }
-        return Outcome(report=report, metric_data=metric_data(metrics, self.model_name, event_time),
-                       actuals_requests=stats.requests)
+        return Outcome(
+            report=report,
+            metric_data=metric_data(metrics, self.model_name, event_time),
+            actuals_requests=stats.requests,
+        )
 
-    def _rejected(self, batch: BatchObject, rejection: BatchRejected, upload_time: datetime,
-                  now: datetime) -> Outcome:
+    def _rejected(
+        self, batch: BatchObject, rejection: BatchRejected, upload_time: datetime, now: datetime
+    ) -> Outcome:
         logger.warning("batch rejected: %s", rejection.reason)
         stamp = upload_time if now - OLDEST_ACCEPTED <= upload_time <= now + NEWEST_ACCEPTED else now
         report = {
@@ -312,16 +373,26 @@ class BatchMonitor:
 
     def _identity(self, batch: BatchObject) -> dict[str, Any]:
         return {
-            "batch": {"bucket": batch.bucket, "key": batch.key, "version_id": batch.version_id,
-                      "etag": batch.etag},
+            "batch": {
+                "bucket": batch.bucket,
+                "key": batch.key,
+                "version_id": batch.version_id,
+                "etag": batch.etag,
+            },
             "model": {"name": self.model_name, "version": self.bundle.metadata.version},
             "processed_at": self.clock().isoformat(),
         }
 
     # -- outputs --------------------------------------------------------------------------
 
-    def _write_predictions(self, batch: BatchObject, validated: ValidatedBatch, predictions: np.ndarray,
-                           probabilities: np.ndarray | None, actual_values: list[Any]) -> dict[str, str]:
+    def _write_predictions(
+        self,
+        batch: BatchObject,
+        validated: ValidatedBatch,
+        predictions: np.ndarray,
+        probabilities: np.ndarray | None,
+        actual_values: list[Any],
+    ) -> dict[str, str]:
         metadata = self.bundle.metadata
         table = pd.DataFrame({metadata.id_column: validated.ids, "prediction": predictions})
         if probabilities is not None:
@@ -337,15 +408,26 @@ class BatchMonitor:
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed:
             table.to_csv(io.TextIOWrapper(compressed, encoding="utf-8", newline=""), index=False)
         key = batch.results_prefix(self.config.results_prefix) + "predictions.csv.gz"
-        self.s3.put_object(Bucket=batch.bucket, Key=key, Body=buffer.getvalue(),
-                           ContentType="text/csv", ContentEncoding="gzip")
-        return {"predictions": f"s3://{batch.bucket}/{key}",
-                "report": f"s3://{batch.bucket}/{batch.results_prefix(self.config.results_prefix)}report.json"}
+        self.s3.put_object(
+            Bucket=batch.bucket,
+            Key=key,
+            Body=buffer.getvalue(),
+            ContentType="text/csv",
+            ContentEncoding="gzip",
+        )
+        return {
+            "predictions": f"s3://{batch.bucket}/{key}",
+            "report": f"s3://{batch.bucket}/{batch.results_prefix(self.config.results_prefix)}report.json",
+        }
 
     def _write_report(self, batch: BatchObject, report: dict[str, Any]) -> None:
         key = batch.results_prefix(self.config.results_prefix) + "report.json"
-        self.s3.put_object(Bucket=batch.bucket, Key=key, ContentType="application/json",
-                           Body=json.dumps(report, indent=2, default=str).encode("utf-8"))
+        self.s3.put_object(
+            Bucket=batch.bucket,
+            Key=key,
+            ContentType="application/json",
+            Body=json.dumps(report, indent=2, default=str).encode("utf-8"),
+        )
 
 
 def monitor_from_environment() -> BatchMonitor:
@@ -355,5 +437,6 @@ def monitor_from_environment() -> BatchMonitor:
 
     config = MonitorConfig.from_env()
     bundle = load_bundle(config.model_dir)
-    return BatchMonitor(config, bundle, s3=client("s3"), dynamodb=client("dynamodb"),
-                        cloudwatch=client("cloudwatch"))
+    return BatchMonitor(
+        config, bundle, s3=client("s3"), dynamodb=client("dynamodb"), cloudwatch=client("cloudwatch")
+    )

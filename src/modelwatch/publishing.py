@@ -14,7 +14,9 @@ from typing import Any
 from modelwatch.metrics import MetricValue
 
 MAX_METRICS_PER_REQUEST = 1000  # PutMetricData's limit
-COUNT_METRICS = frozenset({"RowsScored", "RowsLabeled", "BatchesProcessed", "BatchesRejected", "DriftedFeatures"})
+COUNT_METRICS = frozenset(
+    {"RowsScored", "RowsLabeled", "BatchesProcessed", "BatchesRejected", "DriftedFeatures"}
+)
 
 
 def metric_data(

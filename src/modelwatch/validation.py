@@ -56,8 +56,9 @@ def _is_missing(series: pd.Series) -> np.ndarray:
     return missing
 
 
-def validate_batch(frame: pd.DataFrame, metadata: ModelMetadata, key: str,
-                   max_invalid_row_percent: float) -> ValidatedBatch:
+def validate_batch(
+    frame: pd.DataFrame, metadata: ModelMetadata, key: str, max_invalid_row_percent: float
+) -> ValidatedBatch:
     columns = [str(column) for column in frame.columns]
     frame = frame.set_axis(columns, axis=1)
     required = [metadata.id_column, *metadata.feature_names]
@@ -71,8 +72,10 @@ def validate_batch(frame: pd.DataFrame, metadata: ModelMetadata, key: str,
         )
     duplicates = sorted({column for column in columns if columns.count(column) > 1})
     if duplicates:
-        raise BatchRejected(f"{key!r} has duplicate column names {duplicates}: each column must appear once",
-                            code="duplicate_column")
+        raise BatchRejected(
+            f"{key!r} has duplicate column names {duplicates}: each column must appear once",
+            code="duplicate_column",
+        )
 
     rows = len(frame)
     row_numbers = np.arange(1, rows + 1)
@@ -118,8 +121,12 @@ def validate_batch(frame: pd.DataFrame, metadata: ModelMetadata, key: str,
         by_reason[reason] = by_reason.get(reason, 0) + 1
     problems.sort(key=lambda problem: problem[0])
     listed = [
-        {"row": int(row_numbers[index]), "column": column,
-         "value": None if value is None else str(value), "reason": reason}
+        {
+            "row": int(row_numbers[index]),
+            "column": column,
+            "value": None if value is None else str(value),
+            "reason": reason,
+        }
         for index, column, value, reason in problems[:MAX_LISTED_INVALID_ROWS]
     ]
     share = 100.0 * invalid_count / rows
@@ -146,7 +153,9 @@ def validate_batch(frame: pd.DataFrame, metadata: ModelMetadata, key: str,
         for name, count in missing_counts.items()
     ]
     keep = ~invalid
-    feature_frame = pd.DataFrame({name: typed[name][keep].reset_index(drop=True) for name in metadata.feature_names})
+    feature_frame = pd.DataFrame(
+        {name: typed[name][keep].reset_index(drop=True) for name in metadata.feature_names}
+    )
     extra_columns = [column for column in columns if column not in required]
     return ValidatedBatch(
         ids=ids[keep].reset_index(drop=True).astype(object),

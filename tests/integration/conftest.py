@@ -62,13 +62,17 @@ class Stack:
     idempotency_table: str
 
     def put(self, key: str, body: bytes | str, **extra: Any) -> None:
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body, **extra)
+        self.s3.put_object(
+            Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body, **extra
+        )
 
     def report(self, key: str) -> dict[str, Any]:
         import json
 
         relative = key.removeprefix("incoming/")
-        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/report.json")["Body"].read())
+        return json.loads(
+            self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/report.json")["Body"].read()
+        )
 
     def predictions(self, key: str):
         import pandas as pd
@@ -77,13 +81,22 @@ class Stack:
         body = self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/predictions.csv.gz")["Body"].read()
         return pd.read_csv(io.BytesIO(body), compression="gzip", dtype={"record_id": str})
 
-    def statistic(self, metric: str, statistics: tuple[str, ...] = ("Sum", "SampleCount", "Average"),
-                  model_name: str = "churn-test") -> dict[str, float] | None:
+    def statistic(
+        self,
+        metric: str,
+        statistics: tuple[str, ...] = ("Sum", "SampleCount", "Average"),
+        model_name: str = "churn-test",
+    ) -> dict[str, float] | None:
         now = datetime.now(UTC)
         response = self.cloudwatch.get_metric_statistics(
-            Namespace="ModelWatch", MetricName=metric, Dimensions=[{"Name": "ModelName", "Value": model_name}],
-            StartTime=now - timedelta(hours=3), EndTime=now + timedelta(hours=3), Period=6 * 3600,
-            Statistics=list(statistics))
+            Namespace="ModelWatch",
+            MetricName=metric,
+            Dimensions=[{"Name": "ModelName", "Value": model_name}],
+            StartTime=now - timedelta(hours=3),
+            EndTime=now + timedelta(hours=3),
+            Period=6 * 3600,
+            Statistics=list(statistics),
+        )
         points = response["Datapoints"]
         assert len(points) <= 1
         return points[0] if points else None
@@ -98,9 +111,14 @@ class Stack:
 @pytest.fixture
 def aws(monkeypatch):
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "modelwatch", "POWERTOOLS_DEV": "false",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "modelwatch",
+        "POWERTOOLS_DEV": "false",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -128,10 +146,22 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
     idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")
     for name, value in {
-        "ACTUALS_TABLE": actuals, "IDEMPOTENCY_TABLE": idempotency, "MODEL_DIR": str(classifier_dir),
-        "MODEL_NAME": "", "METRICS_NAMESPACE": "ModelWatch", "RESULTS_PREFIX": "results/",
-        "MIN_LABELED_ROWS": "30", "MAX_INVALID_ROW_PERCENT": "5", "MAX_BATCH_MEGABYTES": "16",
+        "ACTUALS_TABLE": actuals,
+        "IDEMPOTENCY_TABLE": idempotency,
+        "MODEL_DIR": str(classifier_dir),
+        "MODEL_NAME": "",
+        "METRICS_NAMESPACE": "ModelWatch",
+        "RESULTS_PREFIX": "results/",
+        "MIN_LABELED_ROWS": "30",
+        "MAX_INVALID_ROW_PERCENT": "5",
+        "MAX_BATCH_MEGABYTES": "16",
     }.items():
         monkeypatch.setenv(name, value)
-    return Stack(s3=s3, dynamodb=dynamodb, cloudwatch=boto3.client("cloudwatch"), model_dir=classifier_dir,
-                 actuals_table=actuals, idempotency_table=idempotency)
+    return Stack(
+        s3=s3,
+        dynamodb=dynamodb,
+        cloudwatch=boto3.client("cloudwatch"),
+        model_dir=classifier_dir,
+        actuals_table=actuals,
+        idempotency_table=idempotency,
+    )

@@ -43,7 +43,7 @@ class ThrottlingDynamoDB:
     def batch_get_item(self, RequestItems):  # noqa: N803 - boto3's parameter name
         self.calls += 1
         if self.calls <= self.throttled_calls:
-            (table, request), = RequestItems.items()
+            ((table, request),) = RequestItems.items()
             keep, defer = request["Keys"][:10], request["Keys"][10:]
             response = self.client.batch_get_item(RequestItems={table: {**request, "Keys": keep}})
             response["UnprocessedKeys"] = {table: {**request, "Keys": defer}} if defer else {}
@@ -53,7 +53,7 @@ class ThrottlingDynamoDB:
     def batch_write_item(self, RequestItems):  # noqa: N803
         self.calls += 1
         if self.calls <= self.throttled_calls:
-            (table, requests), = RequestItems.items()
+            ((table, requests),) = RequestItems.items()
             response = self.client.batch_write_item(RequestItems={table: requests[:5]})
             response["UnprocessedItems"] = {table: requests[5:]}
             return response
@@ -64,8 +64,14 @@ def test_mocked_throttling_unprocessed_keys_are_retried_with_backoff(stack):
     stack.put_actuals({f"id-{i}": 1 for i in range(50)})
     delays: list[float] = []
     stats = RequestStats()
-    found = fetch_actuals(ThrottlingDynamoDB(stack.dynamodb), stack.actuals_table,
-                          [f"id-{i}" for i in range(50)], threads=1, stats=stats, sleep=delays.append)
+    found = fetch_actuals(
+        ThrottlingDynamoDB(stack.dynamodb),
+        stack.actuals_table,
+        [f"id-{i}" for i in range(50)],
+        threads=1,
+        stats=stats,
+        sleep=delays.append,
+    )
     assert len(found) == 50
     assert (stats.requests, stats.retries) == (2, 1) and len(delays) == 1
 
@@ -75,14 +81,24 @@ def test_mocked_persistent_throttling_raises_so_lambda_retries_the_batch(stack):
 
     stack.put_actuals({f"id-{i}": 1 for i in range(50)})
     with pytest.raises(ActualsUnavailable, match="unprocessed after 3 attempts"):
-        fetch_actuals(ThrottlingDynamoDB(stack.dynamodb, throttled_calls=99), stack.actuals_table,
-                      [f"id-{i}" for i in range(50)], retry=RetryPolicy(max_attempts=3), sleep=lambda _: None)
+        fetch_actuals(
+            ThrottlingDynamoDB(stack.dynamodb, throttled_calls=99),
+            stack.actuals_table,
+            [f"id-{i}" for i in range(50)],
+            retry=RetryPolicy(max_attempts=3),
+            sleep=lambda _: None,
+        )
 
 
 def test_mocked_throttled_writes_are_retried(stack):
     stats = RequestStats()
-    written = write_actuals(ThrottlingDynamoDB(stack.dynamodb), stack.actuals_table,
-                            [(f"w-{i}", "1", None) for i in range(25)], stats=stats, sleep=lambda _: None)
+    written = write_actuals(
+        ThrottlingDynamoDB(stack.dynamodb),
+        stack.actuals_table,
+        [(f"w-{i}", "1", None) for i in range(25)],
+        stats=stats,
+        sleep=lambda _: None,
+    )
     assert written == 25 and stats.retries == 1
     assert stack.dynamodb.scan(TableName=stack.actuals_table, Select="COUNT")["Count"] == 25
 
@@ -113,7 +129,9 @@ def test_actuals_loader_function_upserts_a_dropped_file(stack):
 def test_actuals_loader_reports_a_file_without_the_columns(stack):
     key = "actuals/2026/11/26/actuals.csv"
     stack.put(key, "id,label\nr-1,1\n")
-    result = load_handler("actuals_loader").lambda_handler(load_event("actuals-loader-s3-put"), LambdaContext())
+    result = load_handler("actuals_loader").lambda_handler(
+        load_event("actuals-loader-s3-put"), LambdaContext()
+    )
     assert result["files"][0]["status"] == "rejected"
     assert "'record_id' and 'churned'" in result["files"][0]["reason"]
 

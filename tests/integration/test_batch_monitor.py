@@ -56,9 +56,12 @@ def test_batch_is_scored_matched_measured_and_reported(stack):
     assert report["label_coverage"] == pytest.approx(labeled / 1000)
     assert report["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
     probabilities = model.predict_proba(rows[FEATURES])
-    assert report["metrics"]["ROCAUC"] == pytest.approx(skm.roc_auc_score(rows["churned"], probabilities[:, 1]),
-                                                         abs=1e-9)
-    assert report["metrics"]["LogLoss"] == pytest.approx(skm.log_loss(rows["churned"], probabilities), abs=1e-9)
+    assert report["metrics"]["ROCAUC"] == pytest.approx(
+        skm.roc_auc_score(rows["churned"], probabilities[:, 1]), abs=1e-9
+    )
+    assert report["metrics"]["LogLoss"] == pytest.approx(
+        skm.log_loss(rows["churned"], probabilities), abs=1e-9
+    )
     assert report["actuals_requests"] == math.ceil(1000 / 100)
 
     predictions = stack.predictions(key)
@@ -80,7 +83,9 @@ def test_url_encoded_key_with_spaces_and_unicode_is_decoded(stack):
     assert key == "incoming/region north/lot façade ü+1.csv"
     body, _, _ = labeled_batch(stack, 200, seed=12, prefix="u")
     stack.put(key, body)
-    load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put-encoded-key"), LambdaContext())
+    load_handler("batch_monitor").lambda_handler(
+        load_event("batch-monitor-s3-put-encoded-key"), LambdaContext()
+    )
     assert stack.report(key)["status"] == "ok"
     assert stack.report(key)["batch"]["key"] == key
 
@@ -165,22 +170,36 @@ def test_row_level_problems_are_listed_and_the_rest_is_scored(stack):
     report = stack.report(key)
     assert report["status"] == "ok" and report["rows"] == 102 and report["rows_scored"] == 100
     assert {(item["row"], item["column"], item["value"]) for item in report["invalid_rows"]} == {
-        (101, "record_id", "b-00003"), (102, "tenure_months", "twelve")}
+        (101, "record_id", "b-00003"),
+        (102, "tenure_months", "twelve"),
+    }
 
 
 BAD_BATCHES = [
     ("incoming/bad/empty.csv", b"", "empty"),
     ("incoming/bad/header-only.csv", b"record_id,tenure_months,monthly_charges,plan\n", "no_rows"),
     ("incoming/bad/missing-column.csv", b"record_id,tenure_months,plan\nr1,3,basic\n", "missing_column"),
-    ("incoming/bad/quote.csv", b'record_id,tenure_months,monthly_charges,plan\nr1,3,70,"basic\n', "malformed_csv"),
+    (
+        "incoming/bad/quote.csv",
+        b'record_id,tenure_months,monthly_charges,plan\nr1,3,70,"basic\n',
+        "malformed_csv",
+    ),
     ("incoming/bad/line.jsonl", b'{"record_id": "r1"}\n{oops}\n', "invalid_json"),
-    ("incoming/bad/latin1.csv", "record_id,tenure_months,monthly_charges,plan\nr1,3,70,café\n".encode("latin-1"),
-     "not_utf8"),
+    (
+        "incoming/bad/latin1.csv",
+        "record_id,tenure_months,monthly_charges,plan\nr1,3,70,café\n".encode("latin-1"),
+        "not_utf8",
+    ),
     ("incoming/bad/corrupt.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03broken", "corrupt_gzip"),
     ("incoming/bad/batch.xlsx", b"PK\x03\x04", "unsupported_extension"),
-    ("incoming/bad/too-many-invalid.csv",
-     ("record_id,tenure_months,monthly_charges,plan\n" + "".join(f"r{i},x,70,basic\n" for i in range(40))).encode(),
-     "too_many_invalid_rows"),
+    (
+        "incoming/bad/too-many-invalid.csv",
+        (
+            "record_id,tenure_months,monthly_charges,plan\n"
+            + "".join(f"r{i},x,70,basic\n" for i in range(40))
+        ).encode(),
+        "too_many_invalid_rows",
+    ),
 ]
 
 
@@ -233,9 +252,14 @@ def test_batch_time_metadata_stamps_the_metrics(stack):
     report = stack.report(key)
     assert report["event_time"] == stamp.isoformat() and report["event_time_source"] == "batch-time metadata"
     response = stack.cloudwatch.get_metric_statistics(
-        Namespace="ModelWatch", MetricName="RowsScored", Dimensions=[{"Name": "ModelName", "Value": "churn-test"}],
-        StartTime=stamp - timedelta(minutes=1), EndTime=stamp + timedelta(minutes=1), Period=60,
-        Statistics=["Sum"])
+        Namespace="ModelWatch",
+        MetricName="RowsScored",
+        Dimensions=[{"Name": "ModelName", "Value": "churn-test"}],
+        StartTime=stamp - timedelta(minutes=1),
+        EndTime=stamp + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )
     assert [point["Sum"] for point in response["Datapoints"]] == [100]
 
 

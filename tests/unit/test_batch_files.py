@@ -30,7 +30,9 @@ def test_gzip_csv_is_decompressed(key):
 
 
 def test_jsonl_and_jsonl_gz():
-    lines = "\n".join(json.dumps(r) for r in [{"record_id": "r1", "x": 1.5}, {"record_id": 2, "x": None}]) + "\n"
+    lines = (
+        "\n".join(json.dumps(r) for r in [{"record_id": "r1", "x": 1.5}, {"record_id": 2, "x": None}]) + "\n"
+    )
     for key, body in (("b.jsonl", lines.encode()), ("b.jsonl.gz", gzip.compress(lines.encode()))):
         frame = read_batch(body, key, LIMIT)
         assert frame["x"].iloc[0] == 1.5 and len(frame) == 2

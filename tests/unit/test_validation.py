@@ -13,8 +13,14 @@ pytestmark = pytest.mark.unit
 
 def metadata(accepts_missing=True):
     return ModelMetadata(
-        name="m", version="1", task="classification", model_file="model.joblib", id_column="record_id",
-        target="churned", classes=(0, 1), positive_label=1,
+        name="m",
+        version="1",
+        task="classification",
+        model_file="model.joblib",
+        id_column="record_id",
+        target="churned",
+        classes=(0, 1),
+        positive_label=1,
         features=(Feature("tenure", "numeric", accepts_missing), Feature("plan", "categorical", True)),
     )
 
@@ -54,8 +60,9 @@ def test_bad_rows_are_listed_with_row_column_and_value_and_the_rest_is_kept():
 def test_missing_value_the_model_cannot_take_rejects_the_row():
     text = "record_id,tenure,plan\n" + healthy_rows(50) + "rx,,basic\n"
     result = validate_batch(frame(text), metadata(accepts_missing=False), "incoming/b.csv", 5)
-    assert result.invalid_rows == [{"row": 51, "column": "tenure", "value": None,
-                                    "reason": "missing value; this model cannot take one"}]
+    assert result.invalid_rows == [
+        {"row": 51, "column": "tenure", "value": None, "reason": "missing value; this model cannot take one"}
+    ]
 
 
 def test_missing_value_the_model_accepts_is_scored_and_reported_as_a_finding():
@@ -79,8 +86,9 @@ def test_exactly_at_the_limit_is_accepted():
 
 
 def test_jsonl_numeric_ids_become_text_and_types_are_coerced():
-    batch = pd.DataFrame.from_records([{"record_id": 7, "tenure": "3", "plan": "basic"},
-                                       {"record_id": 8.0, "tenure": 4.5, "plan": 1}])
+    batch = pd.DataFrame.from_records(
+        [{"record_id": 7, "tenure": "3", "plan": "basic"}, {"record_id": 8.0, "tenure": 4.5, "plan": 1}]
+    )
     result = validate_batch(batch, metadata(), "b.jsonl", 5)
     assert result.ids.tolist() == ["7", "8"]
     assert result.features["tenure"].tolist() == [3.0, 4.5]

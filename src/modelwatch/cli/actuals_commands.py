@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument("--model-dir", type=Path, help="read the id and target column names from metadata.json")
     load.add_argument("--id-column", default="record_id")
     load.add_argument("--target", default="actual", help="the label column (default: actual)")
-    load.add_argument("--endpoint-url", help="DynamoDB endpoint, e.g. the local cloud's http://127.0.0.1:PORT")
+    load.add_argument(
+        "--endpoint-url", help="DynamoDB endpoint, e.g. the local cloud's http://127.0.0.1:PORT"
+    )
     load.set_defaults(func=load_command)
 
 
@@ -41,6 +43,8 @@ def load_command(args: argparse.Namespace) -> int:
     dynamodb = boto3.client("dynamodb", endpoint_url=args.endpoint_url, config=CLIENT_CONFIG)
     stats = RequestStats()
     written = write_actuals(dynamodb, args.table, records, stats=stats)
-    print(f"upserted {written} actuals into {args.table} ({stats.requests} BatchWriteItem requests, "
-          f"{stats.retries} retries)")
+    print(
+        f"upserted {written} actuals into {args.table} ({stats.requests} BatchWriteItem requests, "
+        f"{stats.retries} retries)"
+    )
     return 0
