@@ -1,0 +1,586 @@
+"""The alert-notifier handler against moto (Secrets Manager, CloudWatch, S3) and a real
+HTTP server on 127.0.0.1 standing in for Slack's incoming webhook.
+
+The server really answers 429, 500, 400 or nothing at all; the only thing replaced is
+the notifier's sleep between attempts, which records the wait instead of spending it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from modelwatch import alerts
+from tests.events import load_event
+
+pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+SECRET_NAME = "modelwatch/slack-webhook"
+BUCKET = "modelwatch-prod-ingest"
+DASHBOARD = "modelwatch-prod"
+# The part of a webhook URL that authorises posting; it must never reach a log line.
+WEBHOOK_TOKEN = "xQ9modelwatchWEBHOOKtoken7731"
+WEBHOOK_PATH = f"/services/T0MODELWATCH/B0ALERTS/{WEBHOOK_TOKEN}"
+TIMEOUT_SECONDS = 0.2
+MAX_ATTEMPTS = 4
+APP_PATH = Path(__file__).resolve().parents[2] / "functions" / "alert_notifier" / "app.py"
+
+
+# --------------------------------------------------------------------------- Slack stand-in
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class SlackStandIn:
+    """Records every request and answers with the scripted replies, then 200 "ok"."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.replies: deque[Reply] = deque()
+        self._release = threading.Event()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                stand_in.requests.append(ReceivedRequest("POST", self.path, dict(self.headers.items()), body))
+                reply = stand_in.replies.popleft() if stand_in.replies else Reply()
+                if reply.delay_seconds:
+                    stand_in._release.wait(reply.delay_seconds)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the notifier stopped waiting, which is what a slow reply is for
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{WEBHOOK_PATH}"
+
+    def answer(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --------------------------------------------------------------------------- the function
+
+
+@dataclass
+class LambdaContextStandIn:
+    """The attributes Powertools and the handler read from Lambda's context object."""
+
+    seconds_left: float = 30.0
+    function_name: str = "modelwatch-prod-AlertNotifierFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = (
+        f"arn:aws:lambda:{REGION}:123456789012:function:modelwatch-prod-AlertNotifierFunction"
+    )
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+def handler_module() -> ModuleType:
+    """functions/alert_notifier/app.py, imported once as Lambda would, without touching sys.path."""
+    name = "alert_notifier_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP_PATH)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@dataclass
+class Notifier:
+    app: ModuleType
+    slack: SlackStandIn
+    capsys: pytest.CaptureFixture[str]
+    waits_seconds: list[float]
+    # The test's own view of the moto account, created once: each boto3 client costs ~0.2 s.
+    cloudwatch: Any
+    s3: Any
+    secretsmanager: Any
+
+    def invoke(self, event: dict[str, Any], seconds_left: float = 30.0) -> Any:
+        return self.app.lambda_handler(event, LambdaContextStandIn(seconds_left=seconds_left))
+
+    def logs(self) -> tuple[str, list[dict[str, Any]]]:
+        """Everything the function printed, and the Powertools JSON records in it."""
+        captured = self.capsys.readouterr()
+        raw = captured.out + captured.err
+        records = []
+        for line in captured.out.splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return raw, records
+
+
+class CurrentStdout:
+    """A stream that writes to sys.stdout as it is at the moment of writing (capsys swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandIn]:
+    stand_in = SlackStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def notifier(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], slack: SlackStandIn
+) -> Iterator[Notifier]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "POWERTOOLS_SERVICE_NAME": "modelwatch",  # as template.yaml's Globals set it
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "SLACK_WEBHOOK_SECRET_NAME": SECRET_NAME,
+        "SLACK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        "SLACK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "SLACK_BACKOFF_BASE_SECONDS": "0.5",
+        "SLACK_MAX_BACKOFF_SECONDS": "5",
+        "RECENT_PERIODS": "6",
+        "DASHBOARD_NAME": DASHBOARD,
+        "INGEST_BUCKET": BUCKET,
+        "RESULTS_PREFIX": "results/",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # moto in-process intercepts boto3; an endpoint override would send calls elsewhere.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    waits_seconds: list[float] = []
+    monkeypatch.setattr(alerts, "_sleep", waits_seconds.append)
+
+    with mock_aws():
+        alerts.reset_cached_state()
+        secretsmanager, s3 = boto3.client("secretsmanager"), boto3.client("s3")
+        secretsmanager.create_secret(Name=SECRET_NAME, SecretString=slack.webhook_url)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        app = handler_module()
+        # Powertools bound its handler to the stdout of the moment it was imported (an
+        # earlier capture, closed by now); make it write to whatever stdout is current.
+        log_handler = app.logger.registered_handler
+        original_stream = log_handler.stream
+        log_handler.stream = CurrentStdout()
+        try:
+            yield Notifier(app, slack, capsys, waits_seconds, boto3.client("cloudwatch"), s3, secretsmanager)
+        finally:
+            log_handler.stream = original_stream
+            alerts.reset_cached_state()
+
+
+def publish_error_rate(cloudwatch: Any, model: str, hour: int, rows: int, errors: int) -> None:
+    """One batch's ErrorRate as the batch monitor publishes it: errors summed over SampleCount rows."""
+    cloudwatch.put_metric_data(
+        Namespace="ModelWatch",
+        MetricData=[
+            {
+                "MetricName": "ErrorRate",
+                "Dimensions": [{"Name": "ModelName", "Value": model}],
+                "Timestamp": datetime(2026, 11, 26, hour, 5, tzinfo=UTC),
+                "StatisticValues": {"SampleCount": rows, "Sum": errors, "Minimum": 0, "Maximum": 1},
+            }
+        ],
+    )
+
+
+def put_report(s3: Any, key: str) -> None:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"status": "ok"}')
+
+
+def wait_for_next_second() -> None:
+    # S3's LastModified has one-second resolution; two reports written within the same
+    # second would be tied and the test could not tell "newest" from "first listed".
+    time.sleep(1.02 - time.time() % 1)
+
+
+def with_message(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    message = json.loads(event["Records"][0]["Sns"]["Message"])
+    message.update(changes)
+    event["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    return event
+
+
+# --------------------------------------------------------------------------- delivery of the message
+
+
+def test_alarm_posts_the_exact_message_with_recent_values_and_links(notifier: Notifier) -> None:
+    # Given: six hours of ErrorRate for the model (one hour without batches, one hour with
+    # two batches of different sizes), another model's much worse numbers, and two reports
+    # of which the newer one sorts first by name.
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 6, rows=100, errors=11)
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 7, rows=100, errors=12)
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 9, rows=500, errors=127)
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=100, errors=40)
+    publish_error_rate(
+        notifier.cloudwatch, "churn-classifier", 10, rows=400, errors=116
+    )  # with the above: 156 / 500 = 0.312
+    publish_error_rate(notifier.cloudwatch, "fraud-detector", 10, rows=100, errors=90)
+    put_report(notifier.s3, "results/incoming/2026/11/26/zz-early.csv/report.json")
+    put_report(notifier.s3, "results/incoming/2026/11/26/zz-early.csv/predictions.csv.gz")
+    wait_for_next_second()
+    put_report(notifier.s3, "results/incoming/2026/11/26/aa-late.csv/report.json")
+
+    # When
+    result = notifier.invoke(load_event("alert-notifier-alarm"))
+
+    # Then
+    assert result == {"posted": 1, "skipped": 0}
+    assert len(notifier.slack.requests) == 1
+    request = notifier.slack.requests[0]
+    assert request.path == WEBHOOK_PATH
+    assert request.headers["Content-Type"] == "application/json; charset=utf-8"
+    console = "https://eu-west-1.console.aws.amazon.com"
+    assert request.json() == {
+        "text": (
+            "🔴 ALARM: ErrorRate 0.312 &gt; threshold 0.2 on model churn-classifier "
+            "(modelwatch-prod-quality-churn-classifier)"
+        ),
+        "attachments": [
+            {
+                "color": "#E01E5A",
+                "blocks": [
+                    {
+                        "type": "header",
+                        "text": {
+                            "type": "plain_text",
+                            "text": "🔴 ALARM: modelwatch-prod-quality-churn-classifier",
+                            "emoji": True,
+                        },
+                    },
+                    {
+                        "type": "section",
+                        "fields": [
+                            {"type": "mrkdwn", "text": "*Model*\nchurn-classifier"},
+                            {"type": "mrkdwn", "text": "*State*\nOK → ALARM"},
+                            {"type": "mrkdwn", "text": "*Value*\nErrorRate 0.312 &gt; threshold 0.2"},
+                            {
+                                "type": "mrkdwn",
+                                "text": "*Alarm when*\nErrorRate &gt; 0.2, Average per 1 h, 2 of 3 periods",
+                            },
+                            {
+                                "type": "mrkdwn",
+                                "text": "*Time*\n<!date^1795688142^{date_short_pretty} {time_secs}"
+                                "|2026-11-26 10:15:42 UTC>",
+                            },
+                        ],
+                    },
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": "*Reason*\nThreshold Crossed: 2 out of the last 3 datapoints [0.312 "
+                            "(26/11/26 10:00:00), 0.254 (26/11/26 09:00:00)] were greater than the threshold "
+                            "(0.2) (minimum 2 datapoints for OK -&gt; ALARM transition).",
+                        },
+                    },
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": "*Last 6 periods of 1 h* (oldest → newest)\n"
+                            "`·▁▁·▆█`  – · 0.11 · 0.12 · – · 0.254 · 0.312",
+                        },
+                    },
+                    {
+                        "type": "section",
+                        "text": {
+                            "type": "mrkdwn",
+                            "text": (
+                                f"<{console}/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/"
+                                "modelwatch-prod-quality-churn-classifier|Alarm in CloudWatch> · "
+                                f"<{console}/cloudwatch/home?region=eu-west-1#dashboards/dashboard/"
+                                "modelwatch-prod|Dashboard> · "
+                                f"<{console}/s3/object/modelwatch-prod-ingest?region=eu-west-1&prefix="
+                                "results/incoming/2026/11/26/aa-late.csv/report.json|Latest batch report>"
+                            ),
+                        },
+                    },
+                    {
+                        "type": "context",
+                        "elements": [
+                            {
+                                "type": "mrkdwn",
+                                "text": "ErrorRate of churn-classifier above its threshold "
+                                "(QualityMetric/QualityThreshold parameters)",
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    raw_logs, _ = notifier.logs()
+    assert WEBHOOK_TOKEN not in raw_logs
+
+
+def test_ok_posts_green_with_the_value_back_under_the_threshold(notifier: Notifier) -> None:
+    # Given: the secret in its JSON form, and the hours up to the recovery at 14:15
+    notifier.secretsmanager.put_secret_value(
+        SecretId=SECRET_NAME, SecretString=json.dumps({"webhook_url": notifier.slack.webhook_url})
+    )
+    for hour, errors in [(9, 127), (10, 156), (12, 67), (13, 60), (14, 59)]:
+        publish_error_rate(notifier.cloudwatch, "churn-classifier", hour, rows=500, errors=errors)
+
+    result = notifier.invoke(load_event("alert-notifier-ok"))
+
+    assert result == {"posted": 1, "skipped": 0}
+    [request] = notifier.slack.requests
+    payload = request.json()
+    assert payload["text"] == (
+        "✅ OK: ErrorRate 0.118 ≤ threshold 0.2 on model churn-classifier "
+        "(modelwatch-prod-quality-churn-classifier)"
+    )
+    attachment = payload["attachments"][0]
+    assert attachment["color"] == "#2EB67D"
+    assert attachment["blocks"][0]["text"]["text"] == "✅ OK: modelwatch-prod-quality-churn-classifier"
+    assert attachment["blocks"][1]["fields"][1]["text"] == "*State*\nALARM → OK"
+    assert attachment["blocks"][3]["text"]["text"] == (
+        "*Last 6 periods of 1 h* (oldest → newest)\n`▆█·▂▁▁`  0.254 · 0.312 · – · 0.134 · 0.12 · 0.118"
+    )
+    # No report has been written yet: the link goes to where reports will appear.
+    assert attachment["blocks"][4]["text"]["text"].endswith(
+        "/s3/buckets/modelwatch-prod-ingest?region=eu-west-1&prefix=results/&showversions=false"
+        "|Batch reports>"
+    )
+    raw_logs, _ = notifier.logs()
+    assert WEBHOOK_TOKEN not in raw_logs
+
+
+def test_value_shown_is_the_datapoint_the_alarm_evaluated(notifier: Notifier) -> None:
+    # Given: CloudWatch moved the alarm to ALARM on a datapoint of 0.298, while the newest
+    # period in the metric (a later batch) already reads 0.312.
+    cloudwatch = notifier.cloudwatch
+    alarm_name = "modelwatch-prod-quality-churn-classifier"
+    cloudwatch.put_metric_alarm(
+        AlarmName=alarm_name,
+        Namespace="ModelWatch",
+        MetricName="ErrorRate",
+        Statistic="Average",
+        Dimensions=[{"Name": "ModelName", "Value": "churn-classifier"}],
+        Period=3600,
+        EvaluationPeriods=3,
+        DatapointsToAlarm=2,
+        Threshold=0.2,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    reason_data = {
+        "version": "1.0",
+        "evaluatedDatapoints": [
+            {"timestamp": "2026-11-26T09:00:00.000+0000", "sampleCount": 500.0, "value": 0.298},
+            {"timestamp": "2026-11-26T08:00:00.000+0000", "sampleCount": 500.0, "value": 0.254},
+        ],
+    }
+    cloudwatch.set_alarm_state(
+        AlarmName=alarm_name,
+        StateValue="ALARM",
+        StateReason="Threshold Crossed",
+        StateReasonData=json.dumps(reason_data),
+    )
+    changed_at = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0][
+        "StateUpdatedTimestamp"
+    ]
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=500, errors=156)
+    # CloudWatch's notification carries the time of that same state change.
+    event = with_message(
+        load_event("alert-notifier-alarm"),
+        StateChangeTime=changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
+    )
+
+    notifier.invoke(event)
+
+    [request] = notifier.slack.requests
+    assert request.json()["attachments"][0]["blocks"][1]["fields"][2]["text"] == (
+        "*Value*\nErrorRate 0.298 &gt; threshold 0.2"
+    )
+
+
+def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) -> None:
+    result = notifier.invoke(load_event("alert-notifier-insufficient-to-ok"))
+
+    assert result == {"posted": 0, "skipped": 1}
+    assert notifier.slack.requests == []
+    raw_logs, records = notifier.logs()
+    assert any(
+        "Not posting INSUFFICIENT_DATA -> OK" in record["message"] and "not a recovery" in record["message"]
+        for record in records
+    )
+    assert WEBHOOK_TOKEN not in raw_logs
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+def test_429_is_retried_after_the_wait_slack_asked_for(notifier: Notifier) -> None:
+    notifier.slack.answer(Reply(429, b"rate_limited", {"Retry-After": "1"}))
+
+    result = notifier.invoke(load_event("alert-notifier-alarm"))
+
+    assert result == {"posted": 1, "skipped": 0}
+    assert len(notifier.slack.requests) == 2
+    assert notifier.slack.requests[0].body == notifier.slack.requests[1].body
+    assert notifier.waits_seconds == [1.0]
+    raw_logs, records = notifier.logs()
+    assert any(record["level"] == "WARNING" and "HTTP 429" in record["message"] for record in records)
+    assert WEBHOOK_TOKEN not in raw_logs
+
+
+def test_500_is_retried_with_backoff(notifier: Notifier) -> None:
+    notifier.slack.answer(Reply(500, b"internal_error"))
+
+    result = notifier.invoke(load_event("alert-notifier-alarm"))
+
+    assert result == {"posted": 1, "skipped": 0}
+    assert len(notifier.slack.requests) == 2
+    # First backoff: SLACK_BACKOFF_BASE_SECONDS (0.5) with jitter down to half of it.
+    [wait] = notifier.waits_seconds
+    assert 0.25 <= wait <= 0.5
+    raw_logs, _ = notifier.logs()
+    assert WEBHOOK_TOKEN not in raw_logs
+
+
+def test_400_is_not_retried_and_the_log_names_the_status_and_slacks_answer(notifier: Notifier) -> None:
+    notifier.slack.answer(Reply(400, b"invalid_blocks"))
+
+    with pytest.raises(alerts.SlackDeliveryError) as raised:
+        notifier.invoke(load_event("alert-notifier-alarm"))
+
+    assert len(notifier.slack.requests) == 1
+    assert notifier.waits_seconds == []
+    assert raised.value.status == 400
+    raw_logs, records = notifier.logs()
+    errors = [record["message"] for record in records if record["level"] == "ERROR"]
+    assert any("HTTP 400" in message and "invalid_blocks" in message for message in errors)
+    assert WEBHOOK_TOKEN not in raw_logs
+    assert WEBHOOK_TOKEN not in str(raised.value)
+
+
+def test_a_webhook_that_never_answers_times_out_is_retried_and_finally_raises(notifier: Notifier) -> None:
+    notifier.slack.answer(*[Reply(200, delay_seconds=5 * TIMEOUT_SECONDS)] * MAX_ATTEMPTS)
+
+    started = time.monotonic()
+    with pytest.raises(alerts.SlackDeliveryError) as raised:
+        notifier.invoke(load_event("alert-notifier-alarm"))
+    elapsed = time.monotonic() - started
+
+    assert len(notifier.slack.requests) == MAX_ATTEMPTS
+    assert len(notifier.waits_seconds) == MAX_ATTEMPTS - 1
+    # Each attempt gave up after the timeout instead of waiting for the slow answer.
+    assert elapsed < MAX_ATTEMPTS * 5 * TIMEOUT_SECONDS
+    assert f"no answer within {TIMEOUT_SECONDS:g} s" in str(raised.value)
+    raw_logs, _ = notifier.logs()
+    assert WEBHOOK_TOKEN not in raw_logs
+    assert WEBHOOK_TOKEN not in str(raised.value)
+
+
+def test_slack_failing_on_every_attempt_raises_so_lambda_retries_and_dead_letters(notifier: Notifier) -> None:
+    notifier.slack.answer(*[Reply(503, b"service_unavailable")] * MAX_ATTEMPTS)
+
+    with pytest.raises(alerts.SlackDeliveryError) as raised:
+        notifier.invoke(load_event("alert-notifier-alarm"))
+
+    assert len(notifier.slack.requests) == MAX_ATTEMPTS
+    assert raised.value.attempts == MAX_ATTEMPTS
+    raw_logs, records = notifier.logs()
+    assert any(
+        record["level"] == "ERROR" and "Alert not delivered" in record["message"] for record in records
+    )
+    assert WEBHOOK_TOKEN not in raw_logs
+    assert WEBHOOK_TOKEN not in str(raised.value)
+
+
+def test_no_retry_is_started_that_the_lambda_timeout_would_cut_off(notifier: Notifier) -> None:
+    notifier.slack.answer(Reply(500, b"internal_error"))
+
+    with pytest.raises(alerts.SlackDeliveryError, match="no time left"):
+        notifier.invoke(load_event("alert-notifier-alarm"), seconds_left=1.5)
+
+    assert len(notifier.slack.requests) == 1
+    assert notifier.waits_seconds == []
+
+
+def test_report_search_past_its_bound_links_the_prefix(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPORT_SEARCH_MAX_KEYS", "2")
+    alerts.reset_cached_state()
+    for batch in ("a", "b", "c"):
+        put_report(notifier.s3, f"results/incoming/{batch}.csv/report.json")
+
+    notifier.invoke(load_event("alert-notifier-alarm"))
+
+    links = notifier.slack.requests[0].json()["attachments"][0]["blocks"][-2]["text"]["text"]
+    assert "prefix=results/&showversions=false|Batch reports (too many to find the newest)>" in links
+    _, records = notifier.logs()
+    assert any("More than 2 objects" in record["message"] for record in records)

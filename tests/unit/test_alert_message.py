@@ -1,0 +1,282 @@
+"""The Slack message an on-call person reads, built from the sample alarm events.
+
+Expected strings are written out by hand from the CloudWatch console's URL scheme and
+from the numbers in the events, not produced by the code under test.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from modelwatch import alerts
+from modelwatch.config import ConfigError
+from tests.events import load_event
+
+pytestmark = pytest.mark.unit
+
+ALARM_NAME = "modelwatch-prod-quality-churn-classifier"
+
+
+def alarm_from(event_name: str, **overrides: Any) -> alerts.AlarmNotification:
+    message = json.loads(load_event(event_name)["Records"][0]["Sns"]["Message"])
+    message.update(overrides)
+    return alerts.AlarmNotification.from_sns_message(json.dumps(message))
+
+
+def rendered(payload: dict[str, Any]) -> str:
+    """Every text a reader sees, with Slack's &amp;/&lt;/&gt; escapes turned back into characters."""
+    texts = [payload["text"]]
+    for attachment in payload["attachments"]:
+        for block in attachment["blocks"]:
+            if "text" in block:
+                texts.append(block["text"]["text"])
+            texts.extend(field["text"] for field in block.get("fields", []))
+            texts.extend(element["text"] for element in block.get("elements", []))
+    return html.unescape("\n".join(texts))
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> alerts.AlertConfig:
+    monkeypatch.setenv("SLACK_WEBHOOK_SECRET_NAME", "modelwatch/slack-webhook")
+    monkeypatch.setenv("DASHBOARD_NAME", "modelwatch-prod")
+    monkeypatch.setenv("INGEST_BUCKET", "modelwatch-prod-ingest")
+    monkeypatch.setenv("RESULTS_PREFIX", "results/")
+    return alerts.AlertConfig.from_env()
+
+
+def test_alarm_message_states_value_against_threshold_in_readable_numbers(
+    settings: alerts.AlertConfig,
+) -> None:
+    alarm = alarm_from("alert-notifier-alarm")
+    # An average over rows rarely lands on a short decimal; the reader should not see the noise.
+    payload = alerts.build_slack_message(
+        alarm,
+        current_value=0.31200000000000006,
+        recent=alerts.RecentValues(3600, (0.11, 0.12, None, 0.254, 0.31200000000000006, None)),
+        links=alerts.gather_links(alarm, settings, alerts.ReportSearch(key=None, complete=True)),
+    )
+    text = rendered(payload)
+
+    assert "ErrorRate 0.312 > threshold 0.2" in text
+    assert "0.31200000000000006" not in text
+    assert "churn-classifier" in text  # the ModelName dimension
+    assert "OK → ALARM" in text
+    assert "were greater than the threshold (0.2)" in text  # CloudWatch's own reason, verbatim
+    assert "2026-11-26 10:15:42 UTC" in text
+    assert "ErrorRate > 0.2, Average per 1 h, 2 of 3 periods" in text
+    # Trend: oldest first, a gap where no batch arrived, highest value as the tallest bar.
+    assert "0.11 · 0.12 · – · 0.254 · 0.312 · –" in text
+    assert "`▁▁·▆█·`" in text
+
+
+def test_alarm_message_is_red_and_ok_message_is_green(settings: alerts.AlertConfig) -> None:
+    alarm_payload = alerts.build_slack_message(
+        alarm_from("alert-notifier-alarm"), current_value=0.312, recent=None, links=[]
+    )
+    ok_payload = alerts.build_slack_message(
+        alarm_from("alert-notifier-ok"), current_value=0.118, recent=None, links=[]
+    )
+
+    assert alarm_payload["attachments"][0]["color"] == "#E01E5A"
+    assert ok_payload["attachments"][0]["color"] == "#2EB67D"
+    alarm_header = alarm_payload["attachments"][0]["blocks"][0]
+    ok_header = ok_payload["attachments"][0]["blocks"][0]
+    assert alarm_header["type"] == ok_header["type"] == "header"
+    assert alarm_header["text"]["text"] == f"🔴 ALARM: {ALARM_NAME}"
+    assert ok_header["text"]["text"] == f"✅ OK: {ALARM_NAME}"
+
+
+def test_ok_message_shows_the_value_back_on_the_safe_side(settings: alerts.AlertConfig) -> None:
+    payload = alerts.build_slack_message(
+        alarm_from("alert-notifier-ok"), current_value=0.118, recent=None, links=[]
+    )
+    text = rendered(payload)
+
+    assert "ErrorRate 0.118 ≤ threshold 0.2" in text
+    assert "ALARM → OK" in text
+
+
+def test_every_block_type_is_one_slack_accepts_inside_an_attachment(settings: alerts.AlertConfig) -> None:
+    alarm = alarm_from("alert-notifier-alarm")
+    payload = alerts.build_slack_message(
+        alarm,
+        current_value=0.312,
+        recent=alerts.RecentValues(3600, (0.1,) * 6),
+        links=alerts.gather_links(alarm, settings, None),
+    )
+    blocks = payload["attachments"][0]["blocks"]
+
+    assert [block["type"] for block in blocks] == [
+        "header",
+        "section",
+        "section",
+        "section",
+        "section",
+        "context",
+    ]
+    assert len(blocks[1]["fields"]) <= 10  # Slack's limit on fields per section
+    assert all(field["type"] == "mrkdwn" for field in blocks[1]["fields"])
+
+
+def test_console_link_uses_the_region_of_the_alarm_arn(settings: alerts.AlertConfig) -> None:
+    alarm = alarm_from("alert-notifier-alarm")  # ARN in eu-west-1, Region "EU (Ireland)"
+
+    links = {link.label: link.url for link in alerts.gather_links(alarm, settings, None)}
+
+    assert links["Alarm in CloudWatch"] == (
+        "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#alarmsV2:alarm/modelwatch-prod-quality-churn-classifier"
+    )
+
+
+def test_console_link_follows_another_region_and_encodes_the_alarm_name(settings: alerts.AlertConfig) -> None:
+    alarm = alarm_from(
+        "alert-notifier-alarm",
+        AlarmName="churn quality/prod",
+        AlarmArn="arn:aws:cloudwatch:ap-southeast-2:123456789012:alarm:churn quality/prod",
+        Region="Asia Pacific (Sydney)",
+    )
+
+    assert alerts.alarm_console_url(alarm) == (
+        "https://ap-southeast-2.console.aws.amazon.com/cloudwatch/home?region=ap-southeast-2"
+        "#alarmsV2:alarm/churn%20quality%2Fprod"
+    )
+
+
+def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: alerts.AlertConfig) -> None:
+    alarm = alarm_from("alert-notifier-alarm")
+    report = alerts.ReportSearch(key="results/incoming/2026/11/26/batch-0930.csv/report.json", complete=True)
+
+    payload = alerts.build_slack_message(
+        alarm, current_value=0.312, recent=None, links=alerts.gather_links(alarm, settings, report)
+    )
+    links_text = payload["attachments"][0]["blocks"][-2]["text"]["text"]
+
+    assert (
+        "<https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#dashboards/dashboard/modelwatch-prod|Dashboard>"
+    ) in links_text
+    assert (
+        "<https://eu-west-1.console.aws.amazon.com/s3/object/modelwatch-prod-ingest?region=eu-west-1"
+        "&prefix=results/incoming/2026/11/26/batch-0930.csv/report.json|Latest batch report>"
+    ) in links_text
+    assert "#alarmsV2:alarm/modelwatch-prod-quality-churn-classifier|Alarm in CloudWatch>" in links_text
+
+
+def test_a_report_search_that_hit_its_bound_links_the_prefix_not_a_guess(
+    settings: alerts.AlertConfig,
+) -> None:
+    alarm = alarm_from("alert-notifier-alarm")
+
+    links = alerts.gather_links(alarm, settings, alerts.ReportSearch(key=None, complete=False))
+
+    assert links[-1].url == (
+        "https://eu-west-1.console.aws.amazon.com/s3/buckets/modelwatch-prod-ingest?region=eu-west-1"
+        "&prefix=results/&showversions=false"
+    )
+    assert "too many" in links[-1].label
+
+
+def test_no_dashboard_or_report_link_when_they_are_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_SECRET_NAME", "modelwatch/slack-webhook")
+    monkeypatch.delenv("DASHBOARD_NAME", raising=False)
+    monkeypatch.delenv("INGEST_BUCKET", raising=False)
+
+    links = alerts.gather_links(alarm_from("alert-notifier-alarm"), alerts.AlertConfig.from_env(), None)
+
+    assert [link.label for link in links] == ["Alarm in CloudWatch"]
+
+
+def test_insufficient_data_to_ok_is_not_posted() -> None:
+    post, why = alerts.should_post(alarm_from("alert-notifier-insufficient-to-ok"))
+
+    assert post is False
+    assert "INSUFFICIENT_DATA -> OK" in why
+
+
+@pytest.mark.parametrize(
+    ("old_state", "new_state"),
+    [("OK", "ALARM"), ("ALARM", "OK"), ("INSUFFICIENT_DATA", "ALARM"), ("OK", "INSUFFICIENT_DATA")],
+)
+def test_other_transitions_are_posted(old_state: str, new_state: str) -> None:
+    post, _ = alerts.should_post(
+        alarm_from("alert-notifier-alarm", OldStateValue=old_state, NewStateValue=new_state)
+    )
+
+    assert post is True
+
+
+def test_alarm_message_is_read_into_the_metric_getmetricdata_needs() -> None:
+    alarm = alarm_from("alert-notifier-alarm")
+
+    assert alarm.metric == alerts.MetricSpec(
+        namespace="ModelWatch",
+        name="ErrorRate",
+        dimensions=(("ModelName", "churn-classifier"),),
+        statistic="Average",  # the message says "AVERAGE"; GetMetricData rejects that spelling
+        period_seconds=3600,
+        unit=None,
+    )
+    assert alarm.region == "eu-west-1"
+    assert alarm.state_change_time == datetime(2026, 11, 26, 10, 15, 42, 512000, tzinfo=UTC)
+
+
+def test_reason_text_with_slack_control_characters_is_escaped() -> None:
+    alarm = alarm_from("alert-notifier-alarm", NewStateReason="rows <30 & coverage >90%")
+
+    payload = alerts.build_slack_message(alarm, current_value=None, recent=None, links=[])
+    reason = payload["attachments"][0]["blocks"][2]["text"]["text"]
+
+    assert reason == "*Reason*\nrows &lt;30 &amp; coverage &gt;90%"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.312, "0.312"),
+        (0.2, "0.2"),
+        (0.31200000000000006, "0.312"),
+        (1234.0, "1,234"),
+        (12.0, "12"),
+        (0.0, "0"),
+    ],
+)
+def test_readable_number(value: float, expected: str) -> None:
+    assert alerts.readable_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/abc\n", "https://hooks.slack.com/services/T0/B0/abc"),
+        (
+            '{"webhook_url": "https://hooks.slack.com/services/T0/B0/abc"}',
+            "https://hooks.slack.com/services/T0/B0/abc",
+        ),
+    ],
+)
+def test_secret_holds_the_url_or_json_with_webhook_url(secret: str, expected: str) -> None:
+    assert alerts.webhook_url_from_secret(secret) == expected
+
+
+@pytest.mark.parametrize(
+    "secret", ['{"url": "https://hooks.slack.com/services/T0/B0/abc"}', "file:///etc/passwd"]
+)
+def test_unusable_secret_is_refused_without_quoting_it(secret: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        alerts.webhook_url_from_secret(secret)
+
+    assert "abc" not in str(raised.value) and "passwd" not in str(raised.value)
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    now = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+
+    assert alerts.parse_retry_after("1", now) == 1.0
+    assert alerts.parse_retry_after("Thu, 26 Nov 2026 10:00:30 GMT", now) == 30.0
+    assert alerts.parse_retry_after("soon", now) is None
