@@ -1,0 +1,100 @@
+"""The sample scenario through the batch-monitor handler: every published number equals
+scikit-learn's on the same matched rows, and drift points at the features made to drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from modelwatch.cli.main import main as modelwatch
+from tests.integration.conftest import LambdaContext, load_handler, s3_event
+
+pytestmark = pytest.mark.integration
+SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles"
+DRIFTED_FEATURES = {"monthly_charges", "support_tickets", "plan"}  # per samplefiles/README.md
+
+
+@pytest.fixture(scope="session")
+def sample_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample-model")
+    train = SAMPLES / "classification" / "train.csv"
+    assert (
+        modelwatch(["model", "build", "--train", str(train), "--target", "churned", "--out", str(out)]) == 0
+    )
+    return out
+
+
+def independent_classification_metrics(predictions: pd.DataFrame, actuals: pd.Series) -> dict[str, float]:
+    """scikit-learn on the rows of predictions.csv.gz that have an actual in actuals.csv."""
+    matched = predictions.merge(actuals, left_on="record_id", right_index=True, how="inner")
+    y_true, y_pred, proba = (
+        matched["churned"].astype(int),
+        matched["prediction"].astype(int),
+        matched["probability"],
+    )
+    return {
+        "Accuracy": skm.accuracy_score(y_true, y_pred),
+        "ErrorRate": 1 - skm.accuracy_score(y_true, y_pred),
+        "Precision": skm.precision_score(y_true, y_pred, pos_label=1),
+        "Recall": skm.recall_score(y_true, y_pred, pos_label=1),
+        "F1": skm.f1_score(y_true, y_pred, pos_label=1),
+        "ROCAUC": skm.roc_auc_score(y_true, proba),
+        "LogLoss": skm.log_loss(y_true, np.column_stack([1 - proba, proba])),
+        "RowsLabeled": float(len(matched)),
+        "RowsScored": float(len(predictions)),
+        "LabelCoverage": len(matched) / len(predictions),
+    }
+
+
+def published(stack, metric: str, at: datetime) -> float:
+    """The value CloudWatch holds for one batch: Average, which is Sum/SampleCount for per-row metrics."""
+    response = stack.cloudwatch.get_metric_statistics(
+        Namespace="ModelWatch",
+        MetricName=metric,
+        Dimensions=[{"Name": "ModelName", "Value": "churn-classifier"}],
+        StartTime=at - timedelta(seconds=30),
+        EndTime=at + timedelta(seconds=30),
+        Period=60,
+        Statistics=["Average"],
+    )
+    (point,) = response["Datapoints"]
+    return point["Average"]
+
+
+def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch, sample_model):
+    # Given the sample model, all sample actuals, and a healthy, a drifted and a recovered batch
+    monkeypatch.setenv("MODEL_DIR", str(sample_model))
+    monkeypatch.setenv("MODEL_NAME", "churn-classifier")
+    actuals = pd.read_csv(SAMPLES / "classification" / "actuals.csv", dtype={"record_id": str})
+    stack.put_actuals({row.record_id: int(row.churned) for row in actuals.itertuples()})
+    truth = actuals.set_index("record_id")["churned"]
+    handler = load_handler("batch_monitor")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
+    drift_scores = {}
+    for hour, number in enumerate((1, 6, 11)):
+        key = f"incoming/sample/batch-{number:02d}.csv"
+        at = start + timedelta(hours=hour)
+        stack.put(
+            key,
+            (SAMPLES / "classification" / "batches" / f"batch-{number:02d}.csv").read_bytes(),
+            Metadata={"batch-time": at.isoformat()},
+        )
+        # When the batch is processed
+        handler.lambda_handler(s3_event(key), LambdaContext())
+        # Then every published metric equals scikit-learn's on the matched rows
+        expected = independent_classification_metrics(stack.predictions(key), truth)
+        for metric, value in expected.items():
+            assert published(stack, metric, at) == pytest.approx(value, abs=1e-9), (number, metric)
+        report = stack.report(key)
+        drift_scores[number] = published(stack, "DriftScore", at)
+        ranked = [feature["name"] for feature in report["drift"]["features"]]
+        if number == 6:
+            assert set(ranked[:2]) <= DRIFTED_FEATURES, ranked
+    threshold = 0.2
+    assert drift_scores[1] < threshold and drift_scores[11] < threshold
+    assert drift_scores[6] > threshold
