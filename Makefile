@@ -33,10 +33,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src functions tests scripts
 
 validate: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam validate --lint
+	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam validate --lint
 
+# The sample model only when the model layer has none: `make model` alone would also
+# replace a model someone packaged there whenever the sample's inputs are newer.
 build: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
+	@if [ -z "$$MODEL_ARTIFACT_DIR" ] && [ ! -f layers/model/artifact/metadata.json ]; then \
+		echo "layers/model/artifact holds no model: training the sample churn model into it"; \
+		echo "(to deploy your own, see layers/model/README.md)"; \
+		$(MAKE) --no-print-directory model || exit 1; \
+	fi
+	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py

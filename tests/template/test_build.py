@@ -1,0 +1,161 @@
+"""`sam build` output fits Lambda, and the pruned runtime still imports and predicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import lambda_runtime_sdk_dir, sample_features
+
+pytestmark = pytest.mark.template
+
+# Lambda: a function and all its layers, unzipped.
+LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+MIB = 1024 * 1024
+LAYERS = ("RuntimeLayer", "ModelLayer")
+
+
+def unzipped_bytes(directory: Path) -> int:
+    """What Lambda counts: the sizes of the files the zip would hold."""
+    assert directory.is_dir(), f"{directory} was not built"
+    return sum(
+        path.stat().st_size for path in directory.rglob("*") if path.is_file() and not path.is_symlink()
+    )
+
+
+@pytest.mark.parametrize("function", ["BatchMonitorFunction", "ActualsLoaderFunction"])
+def test_function_and_its_layers_fit_lambdas_unzipped_size_limit(sam_build_dir, function):
+    parts = {name: unzipped_bytes(sam_build_dir / name) for name in (function, *LAYERS)}
+    total = sum(parts.values())
+    summary = ", ".join(f"{name} {size / MIB:.1f} MiB" for name, size in parts.items())
+    summary += f"; total {total / MIB:.1f} MiB of {LAMBDA_UNZIPPED_LIMIT_BYTES / MIB:.0f} MiB"
+    summary += f" ({(LAMBDA_UNZIPPED_LIMIT_BYTES - total) / MIB:.1f} MiB left for a bigger model)"
+    print(f"\n{function}: {summary}")
+    assert total < LAMBDA_UNZIPPED_LIMIT_BYTES, summary
+
+
+def test_function_artifact_ships_the_handler_and_runtime_package_only(sam_build_dir):
+    artifact = sam_build_dir / "BatchMonitorFunction"
+    assert (artifact / "app.py").is_file()
+    assert (artifact / "modelwatch" / "monitor.py").is_file()
+    assert not (artifact / "modelwatch" / "cli").exists(), "developer tooling shipped"
+    assert not (artifact / "modelwatch" / "local").exists(), "developer tooling shipped"
+    assert not list(artifact.rglob("__pycache__"))
+    assert not (artifact / "Makefile").exists()
+
+
+def test_runtime_layer_leaves_the_aws_sdk_to_the_lambda_runtime(sam_build_dir):
+    site = sam_build_dir / "RuntimeLayer" / "python"
+    for provided_by_lambda in ("boto3", "botocore", "s3transfer", "urllib3"):
+        assert not (site / provided_by_lambda).exists(), f"{provided_by_lambda} is in the layer"
+    # Built for Lambda's platform, not this machine's.
+    assert list((site / "numpy" / "_core").glob("_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
+
+
+def test_runtime_layer_is_pruned_but_keeps_package_metadata(sam_build_dir):
+    site = sam_build_dir / "RuntimeLayer" / "python"
+    assert not list(site.rglob("tests")), "test suites shipped"
+    assert not list(site.rglob("*.pyx")) and not list(site.rglob("*.h")), "build inputs shipped"
+    assert not list(site.rglob("__pycache__")), "bytecode of the build machine's Python shipped"
+    # importlib.metadata.version() reads METADATA; skops and Powertools call it.
+    assert (site / "scikit_learn-1.9.1.dist-info" / "METADATA").is_file()
+
+
+def test_model_layer_mounts_the_model_directory_at_opt_model(sam_build_dir, sample_model_dir):
+    mounted = sam_build_dir / "ModelLayer" / "model"  # a layer's content appears under /opt
+    assert sorted(path.name for path in mounted.iterdir()) == sorted(
+        path.name for path in sample_model_dir.iterdir()
+    )
+
+
+# Run by a Python that sees only the built artifacts (Lambda's /var/task and /opt/python)
+# and the AWS SDK (Lambda's /var/runtime): -S keeps the virtualenv's site-packages out.
+IMPORT_CHECK = textwrap.dedent(
+    """
+    import importlib, importlib.util, json, pkgutil, sys
+    from pathlib import Path
+
+    runtime_dir, function_dirs, model_dir = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:4]], sys.argv[4]
+    leaks = [entry for entry in sys.path if "site-packages" in entry]
+    assert not leaks, f"site-packages on sys.path: {leaks}"
+
+    import aws_lambda_powertools, aws_xray_sdk.core, joblib, numpy, pandas, scipy, skops.io, sklearn
+    import sklearn.ensemble, sklearn.linear_model, sklearn.metrics
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    for module in (aws_lambda_powertools, aws_xray_sdk, joblib, numpy, pandas, scipy, skops, sklearn):
+        assert Path(module.__file__).is_relative_to(runtime_dir), f"{module.__name__} from {module.__file__}"
+
+    import modelwatch
+    assert Path(modelwatch.__file__).is_relative_to(function_dirs[0]), modelwatch.__file__
+    for info in pkgutil.walk_packages(modelwatch.__path__, "modelwatch."):
+        importlib.import_module(info.name)
+    # Both handlers, each from its own artifact (modelwatch is the same package in both).
+    for function_dir in function_dirs:
+        spec = importlib.util.spec_from_file_location(f"app_{function_dir.name}", function_dir / "app.py")
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+    from modelwatch.model_bundle import load_bundle
+    bundle = load_bundle(Path(model_dir))
+    features = pandas.read_json(sys.stdin, orient="split")[bundle.metadata.feature_names]
+    print(json.dumps({
+        "probabilities": bundle.estimator.predict_proba(features)[:, 1].tolist(),
+        "versions": {"sklearn": sklearn.__version__, "numpy": numpy.__version__},
+    }))
+    """
+)
+
+
+def test_pruned_runtime_imports_everything_and_predicts_like_the_unpruned_install(
+    host_runtime_dir, function_artifacts, sample_model_dir, tmp_path
+):
+    # Given the runtime layer built for this machine's Python, the functions' artifacts and the model
+    sdk_dir = lambda_runtime_sdk_dir(tmp_path / "var-runtime")
+    batch_monitor, actuals_loader = (
+        function_artifacts["BatchMonitorFunction"],
+        function_artifacts["ActualsLoaderFunction"],
+    )
+    features = sample_features(rows=50, seed=3)
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        # Lambda's order: /var/task, /opt/python, /var/runtime
+        "PYTHONPATH": os.pathsep.join(map(str, (batch_monitor, host_runtime_dir, sdk_dir))),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "modelwatch",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+    # When a Python without the virtualenv imports every shipped module and scores the features
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            IMPORT_CHECK,
+            str(host_runtime_dir),
+            str(batch_monitor),
+            str(actuals_loader),
+            str(sample_model_dir),
+        ],
+        input=features.to_json(orient="split"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=environment,
+    )
+
+    # Then it succeeds, and predicts what the full install in the virtualenv predicts
+    assert result.returncode == 0, result.stderr[-6000:]
+    scored = json.loads(result.stdout.strip().splitlines()[-1])
+    from modelwatch.model_bundle import load_bundle
+
+    bundle = load_bundle(sample_model_dir)
+    expected = bundle.estimator.predict_proba(features[bundle.metadata.feature_names])[:, 1]
+    assert scored["probabilities"] == pytest.approx(expected.tolist(), abs=1e-12)
+    assert scored["versions"]["sklearn"] == "1.9.1"
