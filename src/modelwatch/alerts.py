@@ -41,7 +41,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from modelwatch.config import ConfigError, _float, _int
+from modelwatch.config import LATEST_REPORT_POINTER, ConfigError, float_setting, int_setting
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class AlertConfig:
             raise ConfigError(
                 "SLACK_WEBHOOK_SECRET_NAME is not set: it names the Secrets Manager secret of the webhook"
             )
-        recent_periods = _int("RECENT_PERIODS", 6, minimum=1)
+        recent_periods = int_setting("RECENT_PERIODS", 6, minimum=1)
         if recent_periods > 100:
             # A sparkline longer than this wraps in Slack and stops reading as a trend.
             raise ConfigError(f"RECENT_PERIODS must be <= 100, got {recent_periods}")
@@ -112,18 +112,18 @@ class AlertConfig:
             prefix += "/"
         return cls(
             slack_webhook_secret_name=secret_name,
-            secret_max_age_seconds=_int("SLACK_SECRET_MAX_AGE_SECONDS", 300),
-            slack_timeout_seconds=_float("SLACK_TIMEOUT_SECONDS", 5.0, minimum=0.01),
-            slack_max_attempts=_int("SLACK_MAX_ATTEMPTS", 4, minimum=1),
-            slack_backoff_base_seconds=_float("SLACK_BACKOFF_BASE_SECONDS", 1.0),
-            slack_max_backoff_seconds=_float("SLACK_MAX_BACKOFF_SECONDS", 20.0),
+            secret_max_age_seconds=int_setting("SLACK_SECRET_MAX_AGE_SECONDS", 300),
+            slack_timeout_seconds=float_setting("SLACK_TIMEOUT_SECONDS", 5.0, minimum=0.01),
+            slack_max_attempts=int_setting("SLACK_MAX_ATTEMPTS", 4, minimum=1),
+            slack_backoff_base_seconds=float_setting("SLACK_BACKOFF_BASE_SECONDS", 1.0),
+            slack_max_backoff_seconds=float_setting("SLACK_MAX_BACKOFF_SECONDS", 20.0),
             recent_periods=recent_periods,
             dashboard_name=os.environ.get("DASHBOARD_NAME", ""),
             ingest_bucket=os.environ.get("INGEST_BUCKET", ""),
             results_prefix=prefix,
-            report_search_max_keys=_int("REPORT_SEARCH_MAX_KEYS", 5000, minimum=1),
-            aws_connect_timeout_seconds=_float("AWS_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.01),
-            aws_read_timeout_seconds=_float("AWS_READ_TIMEOUT_SECONDS", 5.0, minimum=0.01),
+            report_search_max_keys=int_setting("REPORT_SEARCH_MAX_KEYS", 5000, minimum=1),
+            aws_connect_timeout_seconds=float_setting("AWS_CONNECT_TIMEOUT_SECONDS", 2.0, minimum=0.01),
+            aws_read_timeout_seconds=float_setting("AWS_READ_TIMEOUT_SECONDS", 5.0, minimum=0.01),
         )
 
 
@@ -572,6 +572,16 @@ class ReportSearch:
     complete: bool
 
 
+def _latest_report_pointer(s3: Any, bucket: str, prefix: str) -> str | None:
+    """The report named by the batch monitor's ``<prefix>latest.json`` pointer, if there is one."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{prefix}{LATEST_REPORT_POINTER}")["Body"].read()
+        report = json.loads(body).get("report")
+    except (ClientError, ValueError, AttributeError):
+        return None  # no pointer yet (or an unreadable one): fall back to listing
+    return report if isinstance(report, str) and report.startswith(prefix) else None
+
+
 def find_latest_report(s3: Any, bucket: str, prefix: str, max_keys: int) -> ReportSearch:
     """The newest ``<prefix>.../report.json`` by LastModified, listing at most ``max_keys`` objects.
 
@@ -580,6 +590,9 @@ def find_latest_report(s3: Any, bucket: str, prefix: str, max_keys: int) -> Repo
     costs a fraction of a cent, but the listing grows with every batch; past the bound the
     caller links the prefix instead of naming a report that may not be the newest.
     """
+    pointer = _latest_report_pointer(s3, bucket, prefix)
+    if pointer:
+        return ReportSearch(key=pointer, complete=True)
     newest: dict[str, Any] | None = None
     listed = 0
     token: str | None = None

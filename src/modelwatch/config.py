@@ -11,12 +11,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# results/<prefix>latest.json names the newest report (written by the batch monitor,
+# read by the alert notifier to link it).
+LATEST_REPORT_POINTER = "latest.json"
+
 
 class ConfigError(ValueError):
     """An environment variable is missing or holds a value of the wrong shape."""
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def int_setting(name: str, default: int, minimum: int = 0) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -29,7 +33,7 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _float(name: str, default: float, minimum: float = 0.0) -> float:
+def float_setting(name: str, default: float, minimum: float = 0.0) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -72,12 +76,12 @@ class MonitorConfig:
             model_name=os.environ.get("MODEL_NAME", ""),
             metrics_namespace=os.environ.get("METRICS_NAMESPACE", "ModelWatch"),
             results_prefix=prefix,
-            min_labeled_rows=_int("MIN_LABELED_ROWS", 30, minimum=1),
-            max_invalid_row_percent=_float("MAX_INVALID_ROW_PERCENT", 5.0),
-            max_batch_megabytes=_int("MAX_BATCH_MEGABYTES", 256, minimum=1),
-            drift_threshold=_float("DRIFT_THRESHOLD", 0.2),
-            drift_min_rows=_int("DRIFT_MIN_ROWS", 200, minimum=1),
-            actuals_read_threads=_int("ACTUALS_READ_THREADS", 8, minimum=1),
+            min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1),
+            max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0),
+            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 256, minimum=1),
+            drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2),
+            drift_min_rows=int_setting("DRIFT_MIN_ROWS", 200, minimum=1),
+            actuals_read_threads=int_setting("ACTUALS_READ_THREADS", 8, minimum=1),
         )
 
 

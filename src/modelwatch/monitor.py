@@ -13,7 +13,6 @@ overwrites the files it already wrote.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from botocore.exceptions import ClientError
 from modelwatch import drift as drift_module
 from modelwatch.actuals import RequestStats, fetch_actuals
 from modelwatch.batch_files import BatchRejected, read_batch
-from modelwatch.config import MonitorConfig
+from modelwatch.config import LATEST_REPORT_POINTER, MonitorConfig
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import MetricValue, classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import ModelBundle
@@ -404,14 +403,14 @@ class BatchMonitor:
         for column in validated.passthrough.columns:
             if column not in table.columns:
                 table[column] = validated.passthrough[column]
-        buffer = io.BytesIO()
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed:
-            table.to_csv(io.TextIOWrapper(compressed, encoding="utf-8", newline=""), index=False)
+        # mtime=0: the same predictions give the same bytes, so a retried batch rewrites
+        # an identical object.
+        body = gzip.compress(table.to_csv(index=False).encode("utf-8"), mtime=0)
         key = batch.results_prefix(self.config.results_prefix) + "predictions.csv.gz"
         self.s3.put_object(
             Bucket=batch.bucket,
             Key=key,
-            Body=buffer.getvalue(),
+            Body=body,
             ContentType="text/csv",
             ContentEncoding="gzip",
         )
@@ -422,11 +421,23 @@ class BatchMonitor:
 
     def _write_report(self, batch: BatchObject, report: dict[str, Any]) -> None:
         key = batch.results_prefix(self.config.results_prefix) + "report.json"
+        self._put_json(batch.bucket, key, report)
+        # A pointer to the newest report, so an alert can link it with one GET instead
+        # of listing every report under results/.
+        latest = {
+            "key": batch.key,
+            "report": key,
+            "status": report["status"],
+            "event_time": report["event_time"],
+        }
+        self._put_json(batch.bucket, f"{self.config.results_prefix}{LATEST_REPORT_POINTER}", latest)
+
+    def _put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         self.s3.put_object(
-            Bucket=batch.bucket,
+            Bucket=bucket,
             Key=key,
             ContentType="application/json",
-            Body=json.dumps(report, indent=2, default=str).encode("utf-8"),
+            Body=json.dumps(document, indent=2, default=str).encode("utf-8"),
         )
 
 

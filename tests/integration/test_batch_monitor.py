@@ -215,7 +215,15 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
     for metric in ("ErrorRate", "RowsScored", "BatchesProcessed", "LabelCoverage"):
         assert stack.statistic(metric) is None, metric
     objects = stack.s3.list_objects_v2(Bucket=stack_bucket(), Prefix="results/")["Contents"]
-    assert [item["Key"] for item in objects] == [f"results/{key.removeprefix('incoming/')}/report.json"]
+    report_key = f"results/{key.removeprefix('incoming/')}/report.json"
+    assert sorted(item["Key"] for item in objects) == sorted([report_key, "results/latest.json"])
+    latest = json.loads(stack.s3.get_object(Bucket=stack_bucket(), Key="results/latest.json")["Body"].read())
+    assert latest == {
+        "key": key,
+        "report": report_key,
+        "status": "rejected",
+        "event_time": report["event_time"],
+    }
 
 
 def stack_bucket():
