@@ -1,0 +1,455 @@
+"""The local cloud: embedded AWS + the template's stack + functions + alarms + SNS fan-out.
+
+``LocalCloud`` is what `modelwatch demo`, `modelwatch local up`, `modelwatch replay` and
+the end-to-end tests drive. Two clocks:
+
+- virtual (replay, demo): the caller sets the time; uploads are dispatched to their
+  functions right away and alarms are evaluated when the caller says so, so a day of
+  hourly batches runs in seconds and gives the same result every time;
+- real (`local up`): a background loop polls the buckets for new objects every second
+  (the AWS CLI talks to moto directly, so polling is how uploads are noticed) and
+  evaluates the alarms every few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from modelwatch.local.alarms import AlarmRun, CloudWatchAlarmEvaluator
+from modelwatch.local.delivery import (
+    EmailOutbox,
+    SnsDelivery,
+    WebhookReceiver,
+    install_sns_hook,
+    remove_sns_hook,
+    slack_text,
+)
+from modelwatch.local.moto_server import EmbeddedAws, start_moto_server
+from modelwatch.local.runtime import (
+    LOCAL_CREDENTIALS,
+    Invocation,
+    LambdaRuntime,
+    s3_object_created_event,
+    sns_event,
+)
+from modelwatch.local.stack import LocalStack, StackBuilder
+from modelwatch.local.template import DEFAULT_STACK_NAME, LOCAL_REGION, load_template
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "layers" / "model" / "artifact"
+POLL_INTERVAL_SECONDS = 1.0
+REAL_CLOCK_EVALUATION_SECONDS = 5.0
+# The notifier's configuration contract (modelwatch.alerts.AlertConfig): the template feeds it
+# the secret's name, which is how the local cloud finds the parameter to point at its receiver.
+SLACK_SECRET_VARIABLE = "SLACK_WEBHOOK_SECRET_NAME"
+
+
+class VirtualClock:
+    def __init__(self, start: datetime):
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        self._now = moment
+
+
+class RealClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class Alert:
+    """One notification as a person received it."""
+
+    channel: str  # "email" | "slack"
+    alarm: str  # the alarm's logical id in the template (its name when not from the template)
+    alarm_name: str
+    state: str
+    at: datetime
+    body: str
+    subject: str = ""
+    recipient: str = ""
+    path: Path | None = None
+    payload: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "alarm": self.alarm,
+            "state": self.state,
+            "at": self.at.isoformat(),
+            "body": self.body,
+        }
+
+
+@dataclass
+class Dispatch:
+    """An upload and what its S3 event did."""
+
+    bucket: str
+    key: str
+    invocations: list[Invocation] = field(default_factory=list)
+
+
+@dataclass
+class AwsClients:
+    s3: Any
+    dynamodb: Any
+    sqs: Any
+    sns: Any
+    kms: Any
+    cloudwatch: Any
+    secretsmanager: Any
+    logs: Any
+
+    @classmethod
+    def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
+        config = Config(retries={"mode": "standard", "max_attempts": 3})
+        kwargs = {
+            "endpoint_url": endpoint_url,
+            "region_name": region,
+            "config": config,
+            "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        }
+        session = boto3.session.Session()
+        return cls(**{name: session.client(name, **kwargs) for name in cls.__dataclass_fields__})
+
+
+def slack_secret_parameter(template_path: Path) -> str | None:
+    """The template parameter that names the notifier's webhook secret, when the template has one."""
+    template = load_template(template_path)
+    environments = [((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}]
+    environments += [
+        (r.get("Properties") or {}).get("Environment") or {}
+        for r in (template.get("Resources") or {}).values()
+    ]
+    for environment in environments:
+        value = (environment.get("Variables") or {}).get(SLACK_SECRET_VARIABLE)
+        if isinstance(value, dict) and value.get("Ref") in (template.get("Parameters") or {}):
+            return str(value["Ref"])
+    return None
+
+
+class LocalCloud:
+    def __init__(
+        self,
+        *,
+        out_dir: Path,
+        template_path: Path = DEFAULT_TEMPLATE,
+        model_dir: Path = DEFAULT_MODEL_DIR,
+        parameters: dict[str, str] | None = None,
+        stack_name: str = DEFAULT_STACK_NAME,
+        port: int = 0,
+        clock: Any = None,
+        slack_receiver: bool = False,
+        listener: Callable[[str, Any], None] | None = None,
+    ):
+        self.out_dir = out_dir
+        self.template_path = template_path
+        self.model_dir = model_dir.resolve()
+        self.parameters = dict(parameters or {})
+        self.stack_name = stack_name
+        self.port = port
+        self.clock = clock or RealClock()
+        self.want_slack_receiver = slack_receiver
+        self.listener = listener or (lambda kind, payload: None)
+        self.aws: EmbeddedAws | None = None
+        self.stack: LocalStack
+        self.clients: AwsClients
+        self.runtime: LambdaRuntime
+        self.evaluator: CloudWatchAlarmEvaluator
+        self.outbox = EmailOutbox(out_dir / "outbox")
+        self.webhook: WebhookReceiver | None = None
+        self.alerts: list[Alert] = []
+        self.alarm_runs: list[AlarmRun] = []
+        self._deliveries: queue.Queue[SnsDelivery] = queue.Queue()
+        self._topics: list[str] = []
+        self._stop = threading.Event()
+        self._loop: threading.Thread | None = None
+        self._work_lock = threading.RLock()  # uploads, evaluations and deliveries, one at a time
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> LocalCloud:
+        from modelwatch import alerts as alerts_module
+        from modelwatch.aws import reset_clients
+
+        if not (self.model_dir / "metadata.json").is_file():
+            from modelwatch.cli.errors import UserError
+
+            raise UserError(
+                f"no model in {self.model_dir} (metadata.json is missing); build one with "
+                "`modelwatch model build` or pass --model-dir"
+            )
+        self.aws = start_moto_server(self.port)
+        try:
+            self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
+            if self.want_slack_receiver:
+                self._prepare_slack()
+            self.stack = StackBuilder(
+                self.template_path,
+                self.parameters,
+                clients=self.clients,
+                stack_name=self.stack_name,
+                project_root=self.template_path.parent,
+            ).build()
+            # Functions share this process's modelwatch package (in Lambda each has its own), so
+            # clients cached by an earlier local cloud in the same process must not leak in.
+            reset_clients()
+            alerts_module.reset_cached_state()
+            self.runtime = LambdaRuntime(
+                self.stack.functions,
+                endpoint_url=self.aws.endpoint_url,
+                region=self.stack.region,
+                model_dir=self.model_dir,
+                log_dir=self.out_dir / "logs",
+                sqs=self.clients.sqs,
+            )
+            self._topics = [r.ref for r in self.stack.of_type("AWS::SNS::Topic")]
+            install_sns_hook(self._topics, self._deliveries, self.clock)
+            self.evaluator = CloudWatchAlarmEvaluator(
+                self.clients.cloudwatch,
+                self.clients.sns,
+                region=self.stack.region,
+                account_id=self.stack.account_id,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _prepare_slack(self) -> None:
+        parameter = slack_secret_parameter(self.template_path)
+        if parameter is None:
+            return  # no notifier in this template yet: email only
+        self.webhook = WebhookReceiver()
+        name = self.parameters.get(parameter) or f"{self.stack_name}/slack-webhook"
+        self.clients.secretsmanager.create_secret(Name=name, SecretString=self.webhook.url)
+        self.parameters[parameter] = name
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._loop is not None:
+            self._loop.join(timeout=10)
+        remove_sns_hook(self._topics)
+        if getattr(self, "runtime", None) is not None:
+            self.runtime.close()
+        if self.webhook is not None:
+            self.webhook.stop()
+        if self.aws is not None:
+            self.aws.stop()
+            self.aws = None
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- names --------------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        assert self.aws is not None
+        return self.aws.endpoint_url
+
+    def bucket_for(self, key: str) -> str:
+        """The bucket whose notification sends ``key`` to a function (the ingest bucket)."""
+        for trigger in self.stack.s3_triggers:
+            if trigger.matches(key):
+                return trigger.bucket
+        buckets = self.stack.of_type("AWS::S3::Bucket")
+        if len(buckets) == 1:
+            return str(buckets[0].ref)
+        raise LookupError(f"no bucket of the stack sends {key!r} to a function")
+
+    # -- S3 -> Lambda ----------------------------------------------------------------------------
+
+    def upload(
+        self, key: str, body: bytes, *, metadata: dict[str, str] | None = None, bucket: str | None = None
+    ) -> Dispatch:
+        """Put an object and deliver its ObjectCreated event the way the bucket notification would."""
+        bucket = bucket or self.bucket_for(key)
+        self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {})
+        return self.dispatch_object(bucket, key)
+
+    def dispatch_object(self, bucket: str, key: str) -> Dispatch:
+        dispatch = Dispatch(bucket, key)
+        triggers = self.stack.triggers_for(bucket, key)
+        if not triggers:
+            return dispatch
+        head = self.clients.s3.head_object(Bucket=bucket, Key=key)
+        with self._work_lock:
+            for trigger in triggers:
+                event = s3_object_created_event(
+                    bucket=bucket,
+                    key=key,
+                    size=int(head["ContentLength"]),
+                    etag=head["ETag"],
+                    version_id=head.get("VersionId"),
+                    event_time=self.clock.now(),
+                    region=self.stack.region,
+                    configuration_id=trigger.configuration_id,
+                )
+                invocation = self.runtime.invoke(trigger.function_logical_id, event)
+                dispatch.invocations.append(invocation)
+                self.listener("invocation", (key, invocation))
+        return dispatch
+
+    # -- alarms and SNS -------------------------------------------------------------------------
+
+    def evaluate_alarms(self, now: datetime | None = None) -> list[AlarmRun]:
+        """Evaluate every alarm at ``now`` (the clock's time by default) and deliver what it published."""
+        with self._work_lock:
+            runs = self.evaluator.evaluate_all(now or self.clock.now())
+            self.alarm_runs.extend(runs)
+            for run in runs:
+                if run.changed:
+                    self.listener("alarm", run)
+            self.deliver_pending()
+        return runs
+
+    def alarm_states(self) -> dict[str, str]:
+        """State of each template alarm, by logical id."""
+        states = {}
+        entries = self.clients.cloudwatch.describe_alarms(
+            AlarmNames=[a.name for a in self.stack.alarms.values()]
+        )["MetricAlarms"]
+        by_name = {entry["AlarmName"]: entry["StateValue"] for entry in entries}
+        for logical_id, alarm in self.stack.alarms.items():
+            states[logical_id] = by_name.get(alarm.name, "INSUFFICIENT_DATA")
+        return states
+
+    def deliver_pending(self) -> list[Alert]:
+        delivered: list[Alert] = []
+        with self._work_lock:
+            while True:
+                try:
+                    delivery = self._deliveries.get_nowait()
+                except queue.Empty:
+                    break
+                delivered.extend(self._deliver(delivery))
+        return delivered
+
+    def _alarm_fields(self, message: str) -> tuple[str, str, str]:
+        try:
+            document = json.loads(message)
+        except json.JSONDecodeError:
+            return "", "", ""
+        if not isinstance(document, dict):
+            return "", "", ""
+        name = str(document.get("AlarmName", ""))
+        return self.stack.alarm_logical_id(name) or name, name, str(document.get("NewStateValue", ""))
+
+    def _deliver(self, delivery: SnsDelivery) -> list[Alert]:
+        logical_id, alarm_name, state = self._alarm_fields(delivery.message)
+        alerts: list[Alert] = []
+        if delivery.protocol.startswith("email"):
+            sent = self.outbox.deliver(delivery)
+            alerts.append(
+                Alert(
+                    "email",
+                    logical_id,
+                    alarm_name,
+                    state,
+                    delivery.timestamp,
+                    sent.body,
+                    subject=sent.subject,
+                    recipient=sent.recipient,
+                    path=sent.path,
+                )
+            )
+        elif delivery.protocol == "lambda":
+            function = self.runtime.by_arn(delivery.endpoint)
+            if function is None:
+                self.listener("warning", f"SNS subscription to {delivery.endpoint}: no such local function")
+                return []
+            seen = len(self.webhook.requests) if self.webhook else 0
+            event = sns_event(
+                subscription_arn=delivery.subscription_arn,
+                topic_arn=delivery.topic_arn,
+                message_id=delivery.message_id,
+                subject=delivery.subject,
+                message=delivery.message,
+                timestamp=delivery.timestamp,
+                region=self.stack.region,
+            )
+            invocation = self.runtime.invoke(function.spec.logical_id, event)
+            self.listener("invocation", (delivery.subject or "", invocation))
+            if self.webhook is not None:
+                for request in self.webhook.requests[seen:]:
+                    try:
+                        payload = request.json()
+                    except ValueError:
+                        payload = request.body.decode("utf-8", "replace")
+                    alerts.append(
+                        Alert(
+                            "slack",
+                            logical_id,
+                            alarm_name,
+                            state,
+                            delivery.timestamp,
+                            slack_text(payload),
+                            payload=payload,
+                        )
+                    )
+        for alert in alerts:
+            self.alerts.append(alert)
+            self.listener("alert", alert)
+        return alerts
+
+    # -- the real-clock loop (`local up`) --------------------------------------------------------
+
+    def run_in_background(self) -> None:
+        self._loop = threading.Thread(target=self._poll_forever, name="local-cloud-loop", daemon=True)
+        self._loop.start()
+
+    def _poll_forever(self) -> None:
+        seen: dict[tuple[str, str], str] = {}
+        buckets = sorted({t.bucket for t in self.stack.s3_triggers})
+        for bucket in buckets:  # objects present before the loop started are not new
+            for key, etag in self._listing(bucket):
+                seen[(bucket, key)] = etag
+        next_evaluation = 0.0
+        while not self._stop.is_set():
+            for bucket in buckets:
+                for key, etag in self._listing(bucket):
+                    if seen.get((bucket, key)) == etag:
+                        continue
+                    seen[(bucket, key)] = etag
+                    try:
+                        self.dispatch_object(bucket, key)
+                    except Exception as problem:  # keep serving other uploads
+                        self.listener("warning", f"{key}: {type(problem).__name__}: {problem}")
+            if time.monotonic() >= next_evaluation:
+                with contextlib.suppress(Exception):
+                    self.evaluate_alarms()
+                next_evaluation = time.monotonic() + REAL_CLOCK_EVALUATION_SECONDS
+            self._stop.wait(POLL_INTERVAL_SECONDS)
+
+    def _listing(self, bucket: str) -> list[tuple[str, str]]:
+        found = []
+        with contextlib.suppress(Exception):
+            for page in self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                found.extend(
+                    (item["Key"], item["ETag"] + str(item["LastModified"]))
+                    for item in page.get("Contents", [])
+                )
+        return found

@@ -1,0 +1,288 @@
+"""`modelwatch demo`: the sample churn story through the whole local pipeline in under 30 seconds.
+
+Template -> stack on the embedded AWS -> actuals file -> twelve hourly batches (virtual
+clock) -> metrics -> alarm -> SNS -> email outbox and, when the template has the Slack
+notifier, a real local webhook receiver. Everything it shows is also written to the
+output folder: timeline (JSON and text), chart, emails, Slack payloads, batch results and
+the functions' logs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from modelwatch.local.backtest import Backtest, BatchResult, replay_document
+from modelwatch.local.cloud import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_TEMPLATE,
+    PROJECT_ROOT,
+    Alert,
+    LocalCloud,
+    VirtualClock,
+)
+from modelwatch.local.template import load_template
+
+SAMPLES = PROJECT_ROOT / "samplefiles" / "classification"
+# The demo's on-call address: it makes the template's email subscription exist (AlertEmail).
+DEMO_EMAIL = "oncall@example.com"
+
+
+def _out(text: str = "", stream: TextIO | None = None) -> None:
+    target = stream or sys.__stdout__ or sys.stdout
+    target.write(text + "\n")
+    target.flush()
+
+
+def ensure_sample_model(model_dir: Path, template_path: Path) -> bool:
+    """Train the sample model into the model layer's directory when it is missing; True if built."""
+    if (model_dir / "metadata.json").is_file():
+        return False
+    from modelwatch.cli.main import main as cli_main
+
+    model_name = str(load_template(template_path)["Parameters"]["ModelName"]["Default"])
+    _out(f"Building the sample model into {model_dir} (first run only) ...")
+    code = cli_main(
+        [
+            "model",
+            "build",
+            "--train",
+            str(SAMPLES / "train.csv"),
+            "--target",
+            "churned",
+            "--name",
+            model_name,
+            "--out",
+            str(model_dir),
+        ]
+    )
+    if code:
+        raise SystemExit(code)
+    return True
+
+
+def quality_alarm(cloud: LocalCloud, results: list[BatchResult]) -> tuple[str, Any] | None:
+    """The alarm whose metric the batches report (the quality alarm), by logical id."""
+    reported = {name for result in results for name in result.metrics}
+    for logical_id, alarm in cloud.stack.alarms.items():
+        if alarm.metric_name in reported:
+            return logical_id, alarm
+    return next(iter(cloud.stack.alarms.items()), None)
+
+
+def shown_alarms(cloud: LocalCloud, results: list[BatchResult]) -> list[str]:
+    """Alarms on what the batches report (quality, drift) get a column; the rest share one."""
+    reported = {name for result in results for name in result.metrics}
+    return [lid for lid, alarm in cloud.stack.alarms.items() if alarm.metric_name in reported]
+
+
+def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
+    watched = quality_alarm(cloud, results)
+    metric = watched[1].metric_name if watched else None
+    has_drift = any("DriftScore" in r.metrics for r in results)
+    alarm_ids = shown_alarms(cloud, results)
+    others = [lid for lid in cloud.stack.alarms if lid not in alarm_ids]
+    header = f"{'batch':<16}{'rows':>6}{'labeled':>9}"
+    if metric:
+        header += f"{metric:>11}"
+    if has_drift:
+        header += f"{'DriftScore':>12}"
+    header += "".join(f"  {logical_id:<18}" for logical_id in alarm_ids)
+    if others:
+        header += f"  other alarms ({len(others)})"
+    lines = [header, "-" * len(header)]
+    for result in results:
+        line = f"{result.key.removeprefix('incoming/'):<16}{result.rows or 0:>6}{result.labeled_rows or 0:>9}"
+        if metric:
+            value = result.metrics.get(metric)
+            line += f"{value:>11.3f}" if value is not None else f"{'-':>11}"
+        if has_drift:
+            value = result.metrics.get("DriftScore")
+            line += f"{value:>12.3f}" if value is not None else f"{'-':>12}"
+        line += "".join(f"  {result.alarms.get(logical_id, '?'):<18}" for logical_id in alarm_ids)
+        if others:
+            states = {lid: result.alarms.get(lid, "?") for lid in others}
+            unusual = [f"{lid} {state}" for lid, state in states.items() if state != "OK"]
+            line += "  " + (", ".join(unusual) if unusual else "all OK")
+        if result.status != "ok":
+            line += f"  {result.status}: {result.report.get('reason', '')}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_chart(cloud: LocalCloud, results: list[BatchResult], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    watched = quality_alarm(cloud, results)
+    if watched is None:
+        return None
+    logical_id, alarm = watched
+    labels = [r.key.removeprefix("incoming/").rsplit(".", 1)[0] for r in results]
+    positions = list(range(len(results)))
+    values = [r.metrics.get(alarm.metric_name) for r in results]
+    figure, axis = plt.subplots(figsize=(10, 4.8))
+    for position, result in zip(positions, results, strict=True):
+        if result.alarms.get(logical_id) == "ALARM":
+            axis.axvspan(position - 0.5, position + 0.5, color="tab:red", alpha=0.15, lw=0)
+    axis.plot(
+        positions,
+        [v if v is not None else float("nan") for v in values],
+        marker="o",
+        color="tab:blue",
+        label=f"{alarm.metric_name} (per batch)",
+    )
+    axis.axhline(
+        alarm.threshold,
+        color="tab:red",
+        linestyle="--",
+        label=f"threshold {alarm.threshold:g} ({alarm.comparison_operator})",
+    )
+    axis.set_ylabel(alarm.metric_name)
+    axis.set_xticks(positions, labels, rotation=45, ha="right")
+    handles, names = axis.get_legend_handles_labels()
+    drift = [r.metrics.get("DriftScore") for r in results]
+    if any(v is not None for v in drift):
+        second = axis.twinx()
+        second.plot(
+            positions,
+            [v if v is not None else float("nan") for v in drift],
+            marker="s",
+            color="tab:orange",
+            alpha=0.8,
+            label="DriftScore (largest feature PSI)",
+        )
+        second.set_ylabel("DriftScore (PSI)")
+        more_handles, more_names = second.get_legend_handles_labels()
+        handles, names = handles + more_handles, names + more_names
+    from matplotlib.patches import Patch
+
+    handles.append(Patch(color="tab:red", alpha=0.15))
+    names.append(f"{logical_id} in ALARM")
+    axis.legend(handles, names, loc="upper left", fontsize=8)
+    axis.set_title(f"{alarm.name}: one batch per {alarm.period_seconds} s alarm period")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def print_alert(alert: Alert) -> None:
+    if alert.channel == "email":
+        _out(f"  ✉  email to {alert.recipient}: {alert.subject}   [{alert.path}]")
+    else:
+        _out(f"  💬 Slack message received by the local webhook ({alert.state} {alert.alarm}):")
+        for line in alert.body.splitlines():
+            _out(f"     | {line}")
+
+
+def run_demo(
+    out_dir: Path | None = None,
+    *,
+    template_path: Path = DEFAULT_TEMPLATE,
+    model_dir: Path = DEFAULT_MODEL_DIR,
+    samples: Path = SAMPLES,
+) -> int:
+    started = time.perf_counter()
+    out_dir = (out_dir or Path("out") / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_sample_model(model_dir, template_path)
+    batches = sorted((samples / "batches").glob("*.csv"))
+
+    def listener(kind: str, payload: Any) -> None:
+        if kind == "alarm":
+            evaluation = payload.evaluation
+            # An alarm's first evaluation is news only when it is not a plain "all is well".
+            routine = evaluation.previous_state == "INSUFFICIENT_DATA" and evaluation.state == "OK"
+            _out(
+                f"  ⏰ {payload.alarm.name}: {evaluation.previous_state} -> {evaluation.state}"
+                + ("" if routine else f" ({evaluation.reason})")
+            )
+        elif kind == "alert":
+            print_alert(payload)
+        elif kind == "warning":
+            _out(f"  ! {payload}")
+
+    cloud = LocalCloud(
+        out_dir=out_dir,
+        template_path=template_path,
+        model_dir=model_dir,
+        parameters={"AlertEmail": DEMO_EMAIL},
+        clock=VirtualClock(datetime.now(UTC)),
+        slack_receiver=True,
+        listener=listener,
+    )
+    with cloud:
+        bucket = cloud.bucket_for("incoming/")
+        _out(
+            f"Local cloud on {cloud.endpoint_url}: stack {cloud.stack_name} from {template_path.name} "
+            f"({len(cloud.stack.resources)} resources; bucket {bucket})"
+        )
+        subscriptions = cloud.clients.sns.list_subscriptions()["Subscriptions"]
+        _out(
+            "Alerts go to: "
+            + ", ".join(f"{s['Protocol']} {s['Endpoint'].split(':')[-1]}" for s in subscriptions)
+            + ("" if cloud.webhook else "  (no Slack notifier in the template yet)")
+        )
+        _out(f"Loading {samples / 'actuals.csv'} through the actuals function ...")
+        backtest = Backtest(
+            cloud,
+            on_processed=lambda r: _out(
+                f"[{r.index + 1:>2}/{len(batches)}] {r.key} @ {r.batch_time:%Y-%m-%d %H:%M}Z  {r.status}  "
+                f"rows={r.rows} labeled={r.labeled_rows}  "
+                + "  ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if k in _shown(cloud))
+                + f"  ({r.seconds:.1f}s)"
+            ),
+        )
+        mark = time.perf_counter()
+        backtest.load_actuals(samples / "actuals.csv")
+        _out(
+            f"  loaded in {time.perf_counter() - mark:.1f} s (stack ready {mark - started:.1f} s after start)"
+        )
+        _out(
+            f"Dropping {len(batches)} batches into s3://{bucket}/incoming/ "
+            "(one per alarm period, virtual clock):"
+        )
+        results = backtest.run(batches)
+
+        mark = time.perf_counter()
+        _out("\nTimeline")
+        timeline = timeline_text(cloud, results)
+        _out(timeline)
+        (out_dir / "timeline.txt").write_text(timeline + "\n", encoding="utf-8")
+        document = replay_document(results, cloud.alerts)
+        (out_dir / "timeline.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+        chart = write_chart(cloud, results, out_dir / "chart.png")
+        copied = backtest.copy_results(out_dir / "results")
+        if cloud.webhook is not None:
+            slack_dir = out_dir / "slack"
+            slack_dir.mkdir(exist_ok=True)
+            for number, request in enumerate(cloud.webhook.requests, start=1):
+                (slack_dir / f"{number:03d}.json").write_bytes(request.body)
+        _out(f"(reports, chart and results written in {time.perf_counter() - mark:.1f} s)")
+    logs = out_dir / "logs"
+    _out(
+        f"\nAlerts delivered: {len(cloud.alerts)} "
+        f"({sum(a.channel == 'email' for a in cloud.alerts)} email, "
+        f"{sum(a.channel == 'slack' for a in cloud.alerts)} Slack)"
+    )
+    _out(f"Output: {out_dir}")
+    _out(
+        f"  chart.png{'' if chart else ' (no alarm to chart)'}, timeline.txt/json, outbox/ (emails), "
+        f"results/ ({copied} files), logs/ ({', '.join(p.name for p in sorted(logs.glob('*.log')))})"
+    )
+    _out(f"Demo finished in {time.perf_counter() - started:.1f} s")
+    shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    return 0
+
+
+def _shown(cloud: LocalCloud) -> set[str]:
+    return {alarm.metric_name for alarm in cloud.stack.alarms.values()} | {"DriftScore"}
