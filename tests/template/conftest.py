@@ -180,6 +180,7 @@ def function_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     for logical_id, folder in (
         ("BatchMonitorFunction", "batch_monitor"),
         ("ActualsLoaderFunction", "actuals_loader"),
+        ("AlertNotifierFunction", "alert_notifier"),
     ):
         target = tmp_path_factory.mktemp(folder)
         run(

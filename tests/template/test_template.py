@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from modelwatch.config import LATEST_REPORT_POINTER
 from modelwatch.metrics import QUALITY_METRICS
 
 from .conftest import REPO_ROOT, TEMPLATE, run, sam_executable, tool_environment
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.template
 FUNCTIONS = {
     "BatchMonitorFunction": "functions/batch_monitor",
     "ActualsLoaderFunction": "functions/actuals_loader",
+    "AlertNotifierFunction": "functions/alert_notifier",
 }
 
 
@@ -37,19 +40,34 @@ def sam_validate(template_file: Path) -> None:
     )
 
 
-def test_sam_validate_lint_passes_with_the_default_parameters():
-    sam_validate(TEMPLATE)
+def with_defaults(**defaults: str) -> str:
+    """template.yaml's text with the given empty-string parameter defaults filled in.
 
-
-def test_sam_validate_lint_passes_with_an_alert_email(tmp_path: Path):
-    # Given the template with AlertEmail set, which turns on the email subscription
+    The optional features (email, Slack) are switched by parameters whose default is "",
+    and conditions make whole resources appear; validating each combination checks the
+    template a deployment with those parameters really gets.
+    """
     text = TEMPLATE.read_text(encoding="utf-8")
-    with_email, replaced = re.subn(
-        r'(  AlertEmail:\n    Type: String\n    Default: )""', r'\1"oncall@example.com"', text
-    )
-    assert replaced == 1, "AlertEmail's definition changed shape; update this test's substitution"
+    for name, value in defaults.items():
+        text, replaced = re.subn(
+            rf'(\n  {name}:\n    Type: String\n    Default: )""', rf'\g<1>"{value}"', text
+        )
+        assert replaced == 1, f"{name}'s definition changed shape; update this test's substitution"
+    return text
+
+
+@pytest.mark.parametrize("alert_email", ["", "oncall@example.com"], ids=["no-email", "email"])
+@pytest.mark.parametrize("slack_secret", ["", "modelwatch/slack-webhook"], ids=["no-slack", "slack"])
+def test_sam_validate_lint_passes_with_and_without_email_and_slack(tmp_path: Path, alert_email, slack_secret):
+    # Given the template with AlertEmail (the email subscription) and
+    # SlackWebhookSecretName (the alert notifier) set or left empty
+    defaults = {
+        name: value
+        for name, value in (("AlertEmail", alert_email), ("SlackWebhookSecretName", slack_secret))
+        if value
+    }
     copy = tmp_path / "template.yaml"
-    copy.write_text(with_email, encoding="utf-8")
+    copy.write_text(with_defaults(**defaults), encoding="utf-8")
 
     sam_validate(copy)
 
@@ -94,13 +112,20 @@ def policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any
     return statements
 
 
+# The only actions allowed on "*": neither has resource-level permissions.
+ACTIONS_WITHOUT_RESOURCES = {"cloudwatch:PutMetricData", "cloudwatch:GetMetricData"}
+
+
 def test_function_policies_name_their_resources(template):
-    # PutMetricData is the one action without a resource ARN; a namespace condition bounds it.
     for function, statement in policy_statements(template):
         if statement["Resource"] != "*":
             continue
-        assert statement["Action"] == "cloudwatch:PutMetricData", f"{function}: {statement['Sid']} allows '*'"
-        assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"] == {"Ref": "MetricsNamespace"}
+        assert statement["Action"] in ACTIONS_WITHOUT_RESOURCES, f"{function}: {statement['Sid']} allows '*'"
+        if statement["Action"] == "cloudwatch:PutMetricData":
+            # Writing is what a namespace condition has to bound; GetMetricData only reads.
+            assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"] == {
+                "Ref": "MetricsNamespace"
+            }
 
 
 def test_function_policies_grant_no_wildcard_actions(template):
@@ -109,12 +134,184 @@ def test_function_policies_grant_no_wildcard_actions(template):
         assert not [action for action in actions if "*" in action], f"{function}: {statement['Sid']}"
 
 
+def bucket_event_targets(template: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name in FUNCTIONS
+        if any(
+            event["Type"] == "S3"
+            for event in template["Resources"][name]["Properties"].get("Events", {}).values()
+        )
+    }
+
+
 def test_bucket_name_in_the_policies_is_the_bucket_name(template):
-    # The policies cannot !Ref the bucket (dependency cycle), so they repeat its name's expression.
+    # The bucket's event targets cannot !Ref the bucket (dependency cycle), so their
+    # policies repeat its name's expression.
+    assert bucket_event_targets(template) == {"BatchMonitorFunction", "ActualsLoaderFunction"}
     bucket_name = template["Resources"]["IngestBucket"]["Properties"]["BucketName"]["Fn::Sub"]
     for function, statement in policy_statements(template):
+        if function not in bucket_event_targets(template):
+            continue
         resource = statement["Resource"]
         if isinstance(resource, dict) and "Fn::Sub" in resource:
             arn, variables = resource["Fn::Sub"]
             assert arn.startswith("arn:${AWS::Partition}:s3:::" + bucket_name[0] + "/"), function
             assert variables == bucket_name[1], function
+
+
+def notifier_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for function, statement in policy_statements(template)
+        if function == "AlertNotifierFunction"
+    ]
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+# What each AWS call in the notifier's code needs from IAM.
+NOTIFIER_CALLS_AND_ACTIONS = {
+    ".get_object(": "s3:GetObject",
+    ".list_objects_v2(": "s3:ListBucket",
+    ".describe_alarms(": "cloudwatch:DescribeAlarms",
+    ".get_metric_data(": "cloudwatch:GetMetricData",
+    ".get_metric_statistics(": "cloudwatch:GetMetricStatistics",
+    "SecretsProvider(": "secretsmanager:GetSecretValue",
+}
+
+
+def test_alert_notifier_is_granted_exactly_what_its_aws_calls_need(template):
+    # Context is best effort in the notifier: a missing permission would not fail an
+    # invocation, it would silently drop the trend or the report link from every alert.
+    code = "\n".join(
+        (REPO_ROOT / path).read_text(encoding="utf-8")
+        for path in ("functions/alert_notifier/app.py", "src/modelwatch/alerts.py")
+    )
+    needed = {action for call, action in NOTIFIER_CALLS_AND_ACTIONS.items() if call in code}
+    granted = {action for statement in notifier_statements(template) for action in actions_of(statement)}
+    assert granted == needed
+
+
+def test_alert_notifier_reads_only_its_secret_and_the_results_prefix(template):
+    variables = template["Resources"]["AlertNotifierFunction"]["Properties"]["Environment"]["Variables"]
+    results_prefix = variables["RESULTS_PREFIX"]
+    by_action = {
+        action: statement for statement in notifier_statements(template) for action in actions_of(statement)
+    }
+
+    secret = by_action["secretsmanager:GetSecretValue"]["Resource"]["Fn::Sub"]
+    # Exactly the named secret: Secrets Manager appends "-" and six random characters.
+    assert secret.endswith(":secret:${SlackWebhookSecretName}-??????")
+    assert variables["SLACK_WEBHOOK_SECRET_NAME"] == {"Ref": "SlackWebhookSecretName"}
+
+    listing = by_action["s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::GetAtt": ["IngestBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{results_prefix}*"}}
+
+    if "s3:GetObject" in by_action:
+        assert by_action["s3:GetObject"]["Resource"] == {
+            "Fn::Sub": f"${{IngestBucket.Arn}}/{results_prefix}{LATEST_REPORT_POINTER}"
+        }
+
+
+def test_alert_notifier_exists_only_with_a_slack_secret(template):
+    # Without a webhook the notifier could only fail, and fill the dead-letter queue.
+    resources = template["Resources"]
+    for name in ("AlertNotifierFunction", "AlertNotifierLogGroup"):
+        assert resources[name].get("Condition") == "HasSlack", name
+    assert template["Outputs"]["AlertNotifierFunctionName"].get("Condition") == "HasSlack"
+    assert template["Conditions"]["HasSlack"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SlackWebhookSecretName"}, ""]}]
+    }
+
+
+def referenced_resources(value: Any, resources: set[str]) -> set[str]:
+    """Logical ids a property value refers to by Ref, Fn::GetAtt or Fn::Sub."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= referenced_resources(item, resources)
+    elif isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            found.add(target[0] if isinstance(target, list) else target.split(".", 1)[0])
+        if "Fn::Sub" in value:
+            text, variables = (
+                (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+            )
+            names = {match.split(".", 1)[0] for match in re.findall(r"\$\{([^!}][^}]*)\}", text)}
+            found |= names - set(variables) | referenced_resources(variables, resources)
+        for key, item in value.items():
+            if key not in ("Ref", "Fn::GetAtt", "Fn::Sub"):
+                found |= referenced_resources(item, resources)
+    return found & resources
+
+
+def dependency_cycle(cloudformation: dict[str, Any]) -> list[str] | None:
+    """A cycle in CloudFormation's resource dependency graph, or None."""
+    resources = cloudformation["Resources"]
+    names = set(resources)
+    edges = {}
+    for name, resource in resources.items():
+        depends_on = resource.get("DependsOn", [])
+        depends_on = [depends_on] if isinstance(depends_on, str) else depends_on
+        edges[name] = referenced_resources(resource.get("Properties", {}), names) | set(depends_on)
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> list[str] | None:
+        if name in visiting:
+            return [*visiting[visiting.index(name) :], name]
+        if name in done:
+            return None
+        visiting.append(name)
+        for dependency in sorted(edges[name]):
+            cycle = visit(dependency)
+            if cycle:
+                return cycle
+        visiting.pop()
+        done.add(name)
+        return None
+
+    return next((cycle for cycle in map(visit, sorted(resources)) if cycle), None)
+
+
+def sam_transformed(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The CloudFormation SAM generates: S3 events become the bucket's notification configuration."""
+    from samtranslator.translator.transform import transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # SAM resolves pseudo parameters
+    template = copy.deepcopy(template)
+    for resource in template["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://artifacts/placeholder.zip"  # sam deploy uploads them
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    return transform(template, {}, NoManagedPolicies())
+
+
+def test_template_has_no_dependency_cycle_after_the_sam_transform(template, monkeypatch):
+    # cfn-lint checks the template before SAM adds the bucket's notification
+    # configuration, so it does not see the cycle a function referring to the bucket
+    # it is an event target of would create; CloudFormation refuses such a stack.
+    assert dependency_cycle(sam_transformed(template, monkeypatch)) is None
+
+
+def test_dependency_cycle_check_finds_a_bucket_event_target_referring_to_its_bucket(template, monkeypatch):
+    # The check above is only worth something if it sees the cycle the notifier avoids.
+    broken = copy.deepcopy(template)
+    variables = broken["Resources"]["BatchMonitorFunction"]["Properties"]["Environment"]["Variables"]
+    variables["INGEST_BUCKET"] = {"Ref": "IngestBucket"}
+
+    cycle = dependency_cycle(sam_transformed(broken, monkeypatch))
+
+    assert cycle is not None and {"IngestBucket", "BatchMonitorFunction"} <= set(cycle)
