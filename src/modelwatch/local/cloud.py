@@ -18,6 +18,7 @@ import json
 import queue
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -200,6 +201,11 @@ class LocalCloud:
             )
         self.aws = start_moto_server(self.port)
         try:
+            # moto keeps its state in process-wide backends, shared by every server in this
+            # process: start from an empty account, as a fresh stack would (one local cloud at a time).
+            urllib.request.urlopen(
+                urllib.request.Request(f"{self.aws.endpoint_url}/moto-api/reset", method="POST"), timeout=30
+            ).close()
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
             if self.want_slack_receiver:
                 self._prepare_slack()

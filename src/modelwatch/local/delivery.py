@@ -12,6 +12,7 @@ clock) or continuously (real clock), the way SNS delivers asynchronously.
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import json
 import queue
@@ -242,7 +243,9 @@ class EmailOutbox:
             f"{alarm.get('NewStateValue')}-{alarm.get('AlarmName')}" if alarm else subject,
         ).strip("-")[:80]
         path = self.directory / f"{len(self.sent) + 1:03d}-{label}.eml"
-        path.write_bytes(bytes(message))
+        # RFC 5322's 998-character line limit: folding the quoted alarm name at 78 would make
+        # some readers show the subject with a leading space.
+        path.write_bytes(message.as_bytes(policy=email.policy.default.clone(max_line_length=998)))
         sent = OutboxEmail(path, subject, delivery.endpoint, body, alarm, delivery.timestamp)
         self.sent.append(sent)
         return sent

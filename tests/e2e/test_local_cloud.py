@@ -1,0 +1,166 @@
+"""The local cloud end to end: template -> upload -> function -> metrics -> alarm -> SNS -> email and Slack.
+
+A small scenario on a model the tests build: two healthy batches, then two whose actuals
+contradict the model, so the quality alarm (2 of 3 periods, from template.yaml) must fire
+at the end of the fourth period. Each hop is checked where it leaves its trace.
+"""
+
+from __future__ import annotations
+
+import email
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score
+
+from modelwatch.local.backtest import Backtest, virtual_start
+from modelwatch.local.cloud import LocalCloud, RealClock, VirtualClock
+from tests.model_fixtures import churn_frame, write_classifier
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "oncall@example.com"
+# Between the test model's healthy error rate (~0.3: the relation is noisy) and that of inverted
+# labels (~0.7); passed as a parameter override, as `--param` does.
+THRESHOLD = "0.5"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    write_classifier(directory)
+    return directory
+
+
+def write_scenario(directory: Path) -> tuple[Path, list[Path]]:
+    """Four 300-row batches; batches 3 and 4 get inverted labels (error rate far over THRESHOLD)."""
+    batches, actuals = [], []
+    for number in range(1, 5):
+        frame = churn_frame(300, seed=100 + number, id_prefix=f"e{number}")
+        labels = frame.pop("churned")
+        if number >= 3:
+            labels = 1 - labels
+        # A space and a non-ASCII letter: S3 sends such keys URL-encoded and the function must decode.
+        path = directory / f"day {number} bätch.csv"
+        frame.to_csv(path, index=False)
+        batches.append(path)
+        actuals.append(pd.DataFrame({"record_id": frame["record_id"], "churned": labels}))
+    actuals_path = directory / "actuals.csv"
+    pd.concat(actuals).to_csv(actuals_path, index=False)
+    return actuals_path, batches
+
+
+def test_a_degrading_model_reaches_the_on_call_person_by_email_and_slack(tmp_path, model_dir):
+    actuals_path, batches = write_scenario(tmp_path)
+    cloud = LocalCloud(
+        out_dir=tmp_path / "out",
+        model_dir=model_dir,
+        parameters={"AlertEmail": EMAIL, "QualityThreshold": THRESHOLD},
+        clock=VirtualClock(datetime.now(UTC)),
+        slack_receiver=True,
+    )
+    with cloud:
+        stack = cloud.stack
+        quality = stack.alarms["QualityAlarm"]
+        backtest = Backtest(cloud)
+        backtest.load_actuals(actuals_path)
+        # Hop 1: the actuals file reached the actuals function and the table named by the template.
+        count = cloud.clients.dynamodb.scan(TableName=stack.name_of("ActualsTable"), Select="COUNT")["Count"]
+        assert count == 1200
+
+        start = virtual_start(quality.period_seconds, len(batches))
+        results = backtest.run(batches, start=start)
+
+        for result, path in zip(results, batches, strict=True):
+            # Hop 2: the URL-encoded S3 event reached the batch monitor, which decoded the key.
+            assert result.key == f"incoming/{path.name}" and result.status == "ok"
+            assert result.report["batch"]["key"] == result.key
+            assert result.report["event_time_source"] == "batch-time metadata"
+            # Hop 3: the metric in CloudWatch, at the batch's virtual time, equals scikit-learn's.
+            predictions = pd.read_csv(
+                io.BytesIO(
+                    cloud.clients.s3.get_object(
+                        Bucket=stack.name_of("IngestBucket"), Key=f"results/{path.name}/predictions.csv.gz"
+                    )["Body"].read()
+                ),
+                compression="gzip",
+            )
+            labeled = predictions.dropna(subset=["actual"])
+            expected = 1 - accuracy_score(labeled["actual"].astype(int), labeled["prediction"].astype(int))
+            point = cloud.clients.cloudwatch.get_metric_statistics(
+                Namespace=quality.namespace,
+                MetricName=quality.metric_name,
+                Dimensions=[{"Name": n, "Value": v} for n, v in quality.dimensions],
+                StartTime=result.batch_time,
+                EndTime=result.batch_time + timedelta(seconds=quality.period_seconds),
+                Period=quality.period_seconds,
+                Statistics=["Average"],
+            )["Datapoints"]
+            assert quality.metric_name == "ErrorRate"  # the template default this scenario is built for
+            assert point and point[0]["Average"] == pytest.approx(expected, abs=1e-9)
+
+        # Hop 4: the alarm from the template moved to ALARM when the second bad period ended.
+        assert [r.alarms["QualityAlarm"] for r in results] == ["OK", "OK", "OK", "ALARM"]
+        described = cloud.clients.cloudwatch.describe_alarms(AlarmNames=[quality.name])["MetricAlarms"][0]
+        assert described["StateValue"] == "ALARM"
+
+        # Hop 5: SNS delivered CloudWatch's notification to the email subscription's outbox.
+        alarm_emails = [
+            a
+            for a in cloud.alerts
+            if a.channel == "email" and a.alarm == "QualityAlarm" and a.state == "ALARM"
+        ]
+        assert len(alarm_emails) == 1
+        message = email.message_from_bytes(alarm_emails[0].path.read_bytes(), policy=policy.default)
+        assert message["To"] == EMAIL
+        assert message["Subject"] == f'ALARM: "{quality.name}" in US East (N. Virginia)'
+        assert f"greater than the threshold ({THRESHOLD})" in message.get_content()
+        assert alarm_emails[0].at == results[3].evaluated_at
+
+        # Hop 6: the Slack notifier (when the template has one) posted to the local webhook.
+        if cloud.webhook is None:
+            pytest.skip("template.yaml has no Slack notifier yet; email hops checked")
+        posted = [r.json() for r in cloud.webhook.requests]
+        assert any(quality.name in str(payload) and "ALARM" in str(payload) for payload in posted)
+        assert any(
+            a.channel == "slack" and a.alarm == "QualityAlarm" and a.state == "ALARM" for a in cloud.alerts
+        )
+
+
+def test_local_up_processes_a_file_dropped_by_an_outside_client(tmp_path, model_dir):
+    # Given the real-clock loop, as `modelwatch local up` runs it
+    actuals_path, batches = write_scenario(tmp_path)
+    cloud = LocalCloud(out_dir=tmp_path / "out", model_dir=model_dir, clock=RealClock())
+    with cloud:
+        cloud.run_in_background()
+        bucket = cloud.bucket_for("incoming/")
+        # When another process's client (like the AWS CLI) uploads to the endpoint
+        outside = boto3.client(
+            "s3",
+            endpoint_url=cloud.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="cli",
+            aws_secret_access_key="cli",
+        )
+        outside.upload_file(str(actuals_path), bucket, "actuals/actuals.csv")
+        time.sleep(3)  # the actuals must be in before the batch is scored, as in production
+        outside.upload_file(str(batches[0]), bucket, f"incoming/{batches[0].name}")
+        # Then the poller hands it to the batch monitor, whose report appears under results/
+        deadline = time.monotonic() + 60
+        report_key = f"results/{batches[0].name}/report.json"
+        while time.monotonic() < deadline:
+            listed = outside.list_objects_v2(Bucket=bucket, Prefix=report_key).get("KeyCount", 0)
+            if listed:
+                break
+            time.sleep(0.5)
+        assert listed, "no report was written within 60 s"
+        report = outside.get_object(Bucket=bucket, Key=report_key)["Body"].read()
+        assert b'"status": "ok"' in report and b'"labeled_rows": 300' in report
+        assert np.isclose(len(cloud.runtime.invocations), 2)  # one actuals load, one batch; no repeats

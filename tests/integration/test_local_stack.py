@@ -1,0 +1,154 @@
+"""The local stack is template.yaml's: names, environment, triggers, alarms and subscriptions.
+
+Expected values are read from template.yaml itself (tests/template_resources), so these
+tests fail when the local cloud stops following the template, not when the template changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelwatch.local.cloud import LocalCloud, VirtualClock, slack_secret_parameter
+from modelwatch.local.template import TemplateError
+from tests.model_fixtures import write_classifier
+from tests.template_resources import TEMPLATE_PATH, function_environment, load_template
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    write_classifier(directory)
+    return directory
+
+
+def start(tmp_path: Path, model_dir: Path, **parameters: str) -> LocalCloud:
+    from datetime import UTC, datetime
+
+    return LocalCloud(
+        out_dir=tmp_path, model_dir=model_dir, parameters=parameters, clock=VirtualClock(datetime.now(UTC))
+    ).start()
+
+
+def defaults() -> dict[str, str]:
+    return {name: str(spec.get("Default", "")) for name, spec in load_template()["Parameters"].items()}
+
+
+def test_resources_get_the_template_names_and_key_schemas(tmp_path, model_dir):
+    template = load_template()
+    with start(tmp_path, model_dir, AlertEmail="") as cloud:
+        stack = cloud.stack
+        # The bucket name is the template's !Sub with the fixed local account, region and stack ID.
+        bucket = stack.name_of("IngestBucket")
+        assert bucket.startswith(f"modelwatch-{stack.account_id}-{stack.region}-")
+        assert bucket == stack.stack_id.rsplit("/", 1)[1].split("-")[4].join(
+            [f"modelwatch-{stack.account_id}-{stack.region}-", ""]
+        )
+        assert bucket in [b["Name"] for b in cloud.clients.s3.list_buckets()["Buckets"]]
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::DynamoDB::Table":
+                continue
+            table = cloud.clients.dynamodb.describe_table(TableName=stack.name_of(logical_id))["Table"]
+            assert table["KeySchema"] == resource["Properties"]["KeySchema"]
+            assert table["TableName"].startswith(f"{stack.stack_name}-{logical_id}-")
+
+
+def test_functions_get_the_template_environment_with_references_resolved(tmp_path, model_dir):
+    with start(tmp_path, model_dir, MinLabeledRows="45") as cloud:
+        stack = cloud.stack
+        for logical_id, spec in stack.functions.items():
+            declared = function_environment(logical_id)
+            assert set(spec.environment) == set(declared)  # Globals merged, nothing added or lost
+            for name, value in declared.items():
+                if isinstance(value, str):
+                    assert spec.environment[name] == value
+                elif set(value) == {"Ref"} and value["Ref"] in stack.parameters:
+                    assert spec.environment[name] == stack.parameters[value["Ref"]]
+                elif set(value) == {"Ref"} and value["Ref"] in stack.resources:
+                    assert spec.environment[name] == str(stack.name_of(value["Ref"]))
+        monitor = stack.functions["BatchMonitorFunction"]
+        assert monitor.environment["MIN_LABELED_ROWS"] == "45"  # the --param override reached the function
+        # What the handler sees: the model layer mount points at the local model directory.
+        environment = cloud.runtime.lambda_environment(monitor)
+        assert environment["MODEL_DIR"] == str(model_dir.resolve())
+        assert environment["AWS_ENDPOINT_URL"] == cloud.endpoint_url
+
+
+def test_s3_triggers_are_the_template_event_filters(tmp_path, model_dir):
+    template = load_template()
+    expected = set()
+    for logical_id, resource in template["Resources"].items():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event["Type"] == "S3":
+                rules = event["Properties"]["Filter"]["S3Key"]["Rules"]
+                expected.add((logical_id, next(r["Value"] for r in rules if r["Name"] == "prefix")))
+    with start(tmp_path, model_dir) as cloud:
+        assert {(t.function_logical_id, t.prefix) for t in cloud.stack.s3_triggers} == expected
+        stored = cloud.clients.s3.get_bucket_notification_configuration(
+            Bucket=cloud.stack.name_of("IngestBucket")
+        )
+        assert len(stored["LambdaFunctionConfigurations"]) == len(expected)
+        assert cloud.stack.triggers_for(cloud.stack.name_of("IngestBucket"), "results/x/report.json") == []
+
+
+def test_alarms_come_from_the_template_and_follow_parameter_overrides(tmp_path, model_dir):
+    template = load_template()
+    alarm_ids = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    with start(tmp_path / "a", model_dir) as cloud:
+        described = {a["AlarmName"]: a for a in cloud.clients.cloudwatch.describe_alarms()["MetricAlarms"]}
+        active = [lid for lid in alarm_ids if "Condition" not in template["Resources"][lid]]
+        assert set(active) <= set(cloud.stack.alarms)
+        quality = described[cloud.stack.alarms["QualityAlarm"].name]
+        assert quality["Threshold"] == float(defaults()["QualityThreshold"])
+        assert quality["MetricName"] == defaults()["QualityMetric"]
+        assert quality["Period"] == int(defaults()["AlarmPeriodSeconds"])
+        assert quality["AlarmActions"] == [cloud.stack.name_of("AlertTopic")]
+    with start(
+        tmp_path / "b", model_dir, QualityThreshold="0.35", QualityMetric="LogLoss", AlarmPeriodSeconds="300"
+    ) as cloud:
+        alarm = cloud.stack.alarms["QualityAlarm"]
+        described = cloud.clients.cloudwatch.describe_alarms(AlarmNames=[alarm.name])["MetricAlarms"][0]
+        assert (described["Threshold"], described["MetricName"], described["Period"]) == (
+            0.35,
+            "LogLoss",
+            300,
+        )
+        assert "LogLoss" in alarm.name
+
+
+def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_dir):
+    with start(tmp_path / "none", model_dir, AlertEmail="") as cloud:
+        protocols = [s["Protocol"] for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]]
+        assert "email" not in protocols
+    with start(tmp_path / "set", model_dir, AlertEmail="someone@example.com") as cloud:
+        subscriptions = cloud.clients.sns.list_subscriptions()["Subscriptions"]
+        assert [
+            (s["Protocol"], s["Endpoint"], s["TopicArn"]) for s in subscriptions if s["Protocol"] == "email"
+        ] == [("email", "someone@example.com", cloud.stack.name_of("AlertTopic"))]
+
+
+def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(tmp_path, model_dir):
+    parameter = slack_secret_parameter(TEMPLATE_PATH)
+    if parameter is None:
+        pytest.skip("template.yaml has no Slack notifier yet")
+    with start(tmp_path / "off", model_dir) as cloud:
+        assert not [
+            s for s in cloud.clients.sns.list_subscriptions()["Subscriptions"] if s["Protocol"] == "lambda"
+        ]
+    with start(tmp_path / "on", model_dir, **{parameter: "team/slack"}) as cloud:
+        lambdas = [
+            s for s in cloud.clients.sns.list_subscriptions()["Subscriptions"] if s["Protocol"] == "lambda"
+        ]
+        assert len(lambdas) == 1
+        notifier = cloud.runtime.by_arn(lambdas[0]["Endpoint"])
+        assert notifier is not None and notifier.spec.environment["SLACK_WEBHOOK_SECRET_NAME"] == "team/slack"
+
+
+def test_unknown_or_invalid_parameters_are_refused(tmp_path, model_dir):
+    with pytest.raises(TemplateError, match="unknown parameter"):
+        start(tmp_path / "x", model_dir, NoSuchParameter="1")
+    with pytest.raises(TemplateError, match="QualityComparison"):
+        start(tmp_path / "y", model_dir, QualityComparison="Sideways")
