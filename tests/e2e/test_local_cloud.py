@@ -134,6 +134,13 @@ def test_a_degrading_model_reaches_the_on_call_person_by_email_and_slack(tmp_pat
         )
 
 
+def wait_for(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
 def test_local_up_processes_a_file_dropped_by_an_outside_client(tmp_path, model_dir):
     # Given the real-clock loop, as `modelwatch local up` runs it
     actuals_path, batches = write_scenario(tmp_path)
@@ -150,7 +157,15 @@ def test_local_up_processes_a_file_dropped_by_an_outside_client(tmp_path, model_
             aws_secret_access_key="cli",
         )
         outside.upload_file(str(actuals_path), bucket, "actuals/actuals.csv")
-        time.sleep(3)  # the actuals must be in before the batch is scored, as in production
+        # The actuals must be in before the batch is scored, as in production.
+        wait_for(
+            lambda: (
+                cloud.clients.dynamodb.scan(TableName=cloud.stack.name_of("ActualsTable"), Select="COUNT")[
+                    "Count"
+                ]
+                == 1200
+            )
+        )
         outside.upload_file(str(batches[0]), bucket, f"incoming/{batches[0].name}")
         # Then the poller hands it to the batch monitor, whose report appears under results/
         deadline = time.monotonic() + 60

@@ -424,15 +424,19 @@ class LocalCloud:
     # -- the real-clock loop (`local up`) --------------------------------------------------------
 
     def run_in_background(self) -> None:
-        self._loop = threading.Thread(target=self._poll_forever, name="local-cloud-loop", daemon=True)
-        self._loop.start()
-
-    def _poll_forever(self) -> None:
+        # Objects present now are not new. Listed before the loop starts, so an upload made right
+        # after this returns cannot be mistaken for one of them.
         seen: dict[tuple[str, str], str] = {}
         buckets = sorted({t.bucket for t in self.stack.s3_triggers})
-        for bucket in buckets:  # objects present before the loop started are not new
+        for bucket in buckets:
             for key, etag in self._listing(bucket):
                 seen[(bucket, key)] = etag
+        self._loop = threading.Thread(
+            target=self._poll_forever, args=(buckets, seen), name="local-cloud-loop", daemon=True
+        )
+        self._loop.start()
+
+    def _poll_forever(self, buckets: list[str], seen: dict[tuple[str, str], str]) -> None:
         next_evaluation = 0.0
         while not self._stop.is_set():
             for bucket in buckets:
