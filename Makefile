@@ -6,10 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test unit integration template e2e lint build validate bench demo local samples clean
 
+UV_VERSION := 0.13.8
+
+# uv installs the lock file in parallel: about 20 s on a fresh machine where pip
+# takes 2.5 minutes, which is most of `make demo`'s first-run time. pip only
+# fetches uv itself. `uv pip sync` makes the venv exactly the lock, nothing more.
 $(STAMP): requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements/dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements/dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
