@@ -25,24 +25,9 @@ BUCKET = "modelwatch-bench"
 
 
 def build_model() -> None:
-    if (MODEL_DIR / "metadata.json").is_file():
-        return
-    from modelwatch.cli.main import main
+    from modelwatch.local.demo import ensure_sample_model
 
-    main(
-        [
-            "model",
-            "build",
-            "--train",
-            str(SAMPLES / "train.csv"),
-            "--target",
-            "churned",
-            "--name",
-            "churn-classifier",
-            "--out",
-            str(MODEL_DIR),
-        ]
-    )
+    ensure_sample_model(MODEL_DIR, ROOT / "template.yaml")
 
 
 def batch_rows() -> pd.DataFrame:

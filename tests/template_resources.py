@@ -5,31 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from modelwatch.local import template as local_template
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "template.yaml"
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """Reads intrinsic-function tags (!Ref, !Sub, ...) as plain {"Fn": value} dicts."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
-
-
 def load_template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)
+    """template.yaml with its intrinsic tags in long form ({"Ref": ...}, {"Fn::Sub": ...})."""
+    return local_template.load_template(TEMPLATE_PATH)
 
 
 def resource(logical_id: str) -> dict[str, Any]:
