@@ -80,6 +80,11 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         s3_object = record.s3.get_object
         key = unquote_plus(s3_object.key)  # S3 sends keys URL-encoded: "+" for space, %xx for UTF-8
         logger.set_correlation_id(key)
+        if key.endswith("/"):
+            # A "folder" made in the S3 console: an empty marker object, not a batch.
+            logger.info("skipped a folder marker")
+            results.append({"key": key, "status": "skipped", "report": None})
+            continue
         batch = {
             "bucket": record.s3.bucket.name,
             "key": key,

@@ -11,6 +11,10 @@ from modelwatch.config import LoaderConfig
 from modelwatch.model_bundle import ModelMetadata
 
 
+class ActualsFileRejected(ValueError):
+    """An actuals file cannot be loaded; the message says why and what to fix."""
+
+
 @dataclass
 class ActualsLoader:
     config: LoaderConfig
@@ -19,12 +23,15 @@ class ActualsLoader:
     dynamodb: Any
 
     def load(self, bucket: str, key: str) -> dict[str, Any]:
-        """Upsert one file; a file that cannot be read is reported, not retried forever."""
+        """Upsert one file; a file that cannot be read raises ActualsFileRejected."""
         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         try:
             records = read_actuals_file(body, key, self.metadata.id_column, self.metadata.target)
         except BatchRejected as rejection:
-            return {"key": key, "status": "rejected", "reason": rejection.reason, "written": 0}
+            # Raised, not returned: the function's Errors alarm fires and, after Lambda's
+            # retries, the dead-letter queue keeps the event — otherwise batches would
+            # quietly go unlabeled.
+            raise ActualsFileRejected(rejection.reason) from None
         stats = RequestStats()
         written = write_actuals(self.dynamodb, self.config.actuals_table, records, stats=stats)
         return {"key": key, "status": "ok", "written": written, "requests": stats.requests}

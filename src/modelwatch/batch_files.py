@@ -96,6 +96,14 @@ def _first_long_row(text: str) -> tuple[int, int, int] | None:
 
 
 def _read_csv(text: str, key: str) -> pd.DataFrame:
+    header = next(csv.reader(io.StringIO(text)), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # pandas would rename the second copy to "name.1" and score the first silently.
+        raise BatchRejected(
+            f"{key!r} has duplicate column names {repeated}: each column must appear once",
+            code="duplicate_column",
+        )
     try:
         with warnings.catch_warnings():
             # pandas only warns when a row is one field longer than the header; a lost
@@ -135,14 +143,21 @@ def _read_csv(text: str, key: str) -> pd.DataFrame:
 
 def _read_jsonl(text: str, key: str) -> pd.DataFrame:
     records = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # split("\n"), not splitlines(): U+2028 and friends are legal inside JSON strings.
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as problem:
+        except ValueError as problem:  # JSONDecodeError, or an integer too long to convert
+            where = (
+                f"{problem.msg} at column {problem.colno}"
+                if isinstance(problem, json.JSONDecodeError)
+                else problem
+            )
             raise BatchRejected(
-                f"line {line_number} of {key!r} is not valid JSON: {problem.msg} at column {problem.colno}; "
+                f"line {line_number} of {key!r} is not valid JSON: {where}; "
                 "expected one JSON object per line",
                 code="invalid_json",
                 line=line_number,
@@ -155,7 +170,9 @@ def _read_jsonl(text: str, key: str) -> pd.DataFrame:
                 line=line_number,
             )
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    # dtype=object: a column with a null would otherwise become float64 and turn a long
+    # integer id into a different number.
+    return pd.DataFrame(records, dtype=object)
 
 
 def read_batch(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:

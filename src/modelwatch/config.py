@@ -78,7 +78,7 @@ class MonitorConfig:
             results_prefix=prefix,
             min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1),
             max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0),
-            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 256, minimum=1),
+            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1),
             drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2),
             drift_min_rows=int_setting("DRIFT_MIN_ROWS", 200, minimum=1),
             actuals_read_threads=int_setting("ACTUALS_READ_THREADS", 8, minimum=1),

@@ -1,8 +1,10 @@
 """Labels are compared by value, not by their text.
 
 Actuals arrive as CSV text, DynamoDB numbers (Decimal) or JSON values, while a model's
-classes may be ints, floats, bools or strings. A model with numeric classes treats
-``1``, ``1.0``, ``"1"`` and ``Decimal("1")`` as the same label.
+classes may be ints, floats, bools or strings. For a model with numeric classes ``1``,
+``1.0``, ``"1"`` and ``Decimal("1")`` are the same label; for boolean classes so are
+``True``, ``"true"`` and ``1``. Text classes match their exact text first, so classes
+such as ``"01"`` and ``"1"`` stay distinct.
 """
 
 from __future__ import annotations
@@ -13,41 +15,48 @@ from typing import Any
 
 import numpy as np
 
+_BOOLEAN_TEXT = {"true": Decimal(1), "false": Decimal(0)}
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _value_key(value: Any) -> Decimal | str:
+    """A hashable key equal for values that mean the same label."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return Decimal(int(value))
+    if isinstance(value, Decimal):
+        return value.normalize() if value.is_finite() else _text(value)
+    text = _text(value)
+    if text.lower() in _BOOLEAN_TEXT:
+        return _BOOLEAN_TEXT[text.lower()]
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return text
+    return number.normalize() if number.is_finite() else text
+
 
 class LabelNormaliser:
     """Maps raw actual values onto the model's classes (or floats for regression)."""
 
     def __init__(self, classes: Iterable[Any] | None):
         self.classes = list(classes) if classes is not None else None
-        self._lookup: dict[Any, Any] = {}
-        if self.classes is not None:
-            for label in self.classes:
-                self._lookup[self._key(label)] = label
-
-    @staticmethod
-    def _key(value: Any) -> Any:
-        """A hashable key equal for values that mean the same label."""
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, bool):
-            return ("number", Decimal(int(value)))
-        if isinstance(value, int | float | Decimal):
-            return (
-                ("number", Decimal(str(value)).normalize())
-                if not isinstance(value, Decimal)
-                else (
-                    "number",
-                    value.normalize(),
-                )
-            )
-        text = str(value).strip()
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            return ("text", text)
-        if number.is_finite():
-            return ("number", number.normalize())
-        return ("text", text)
+        self._by_text: dict[str, Any] = {}
+        self._by_value: dict[Decimal | str, Any] = {}
+        ambiguous: set[Decimal | str] = set()
+        for label in self.classes or ():
+            if isinstance(label, str):
+                self._by_text[_text(label)] = label
+            key = _value_key(label)
+            if key in self._by_value and self._by_value[key] != label:
+                ambiguous.add(key)  # e.g. "01" and "1": only their exact text identifies them
+            self._by_value[key] = label
+        for key in ambiguous:
+            del self._by_value[key]
 
     def normalise(self, value: Any) -> Any:
         """The model's class equal to ``value``, or None when it matches no class."""
@@ -59,4 +68,5 @@ class LabelNormaliser:
             except (TypeError, ValueError):
                 return None
             return number if np.isfinite(number) else None
-        return self._lookup.get(self._key(value))
+        exact = self._by_text.get(_text(value)) if isinstance(value, str) else None
+        return exact if exact is not None else self._by_value.get(_value_key(value))

@@ -77,7 +77,9 @@ def classification_metrics(
     if binary:
         averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_code}
     else:
-        averaging = {"average": "macro", "labels": codes}
+        # The classes present in this batch (actuals or predictions), as scikit-learn
+        # does by default: a class absent from both is not a zero in the average.
+        averaging = {"average": "macro", "labels": np.union1d(true_codes, pred_codes[pred_codes >= 0])}
     result["Precision"] = MetricValue(
         float(skm.precision_score(true_codes, pred_codes, zero_division=0, **averaging))
     )

@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from modelwatch import drift as drift_module
-from modelwatch.actuals import RequestStats, fetch_actuals
+from modelwatch.actuals import ActualsUnavailable, RequestStats, fetch_actuals
 from modelwatch.batch_files import BatchRejected, read_batch
 from modelwatch.config import LATEST_REPORT_POINTER, MonitorConfig
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import MetricValue, classification_metrics, plain_values, regression_metrics
-from modelwatch.model_bundle import ModelBundle
+from modelwatch.model_bundle import ModelBundle, ModelBundleError
 from modelwatch.publishing import metric_data, publish_metrics
 from modelwatch.validation import ValidatedBatch, validate_batch
 
@@ -73,11 +73,12 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _parse_time(text: str) -> datetime | None:
-    text = text.strip()
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time or epoch seconds as UTC; None for anything else (NaN, inf, text)."""
+    text = str(value).strip()
     try:
         return datetime.fromtimestamp(float(text), tz=UTC)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         pass
     try:
         return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
@@ -103,9 +104,17 @@ class BatchMonitor:
         self.dynamodb = dynamodb
         self.cloudwatch = cloudwatch
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.labels = LabelNormaliser(
-            bundle.metadata.classes if bundle.metadata.task == "classification" else None
+        classification = bundle.metadata.task == "classification"
+        self.labels = LabelNormaliser(bundle.metadata.classes if classification else None)
+        # metadata.json's positive label as the model's own class value ("1" -> 1).
+        self.positive_label = (
+            self.labels.normalise(bundle.metadata.positive_label) if classification else None
         )
+        if classification and len(bundle.metadata.classes) == 2 and self.positive_label is None:
+            raise ModelBundleError(
+                f"metadata.json: positive_label {bundle.metadata.positive_label!r} is not one of the "
+                f"classes {list(bundle.metadata.classes)}"
+            )
 
     @property
     def model_name(self) -> str:
@@ -136,6 +145,17 @@ class BatchMonitor:
             event_time, time_source, notes = self._event_time(frame, metadata_time, upload_time, now)
             outcome = self._score(batch, validated, event_time, time_source, notes, timings)
         except BatchRejected as rejection:
+            outcome = self._rejected(batch, rejection, upload_time, now)
+        except (ClientError, BotoCoreError, ActualsUnavailable):
+            raise  # AWS trouble: Lambda retries the event, then the dead-letter queue keeps it
+        except Exception as problem:  # noqa: BLE001 - a retry would fail the same way
+            logger.exception("batch failed with an unexpected error")
+            rejection = BatchRejected(
+                f"modelwatch could not process {batch.key!r}: {type(problem).__name__}: {problem}. "
+                "This is a defect in modelwatch or the model, not in the file; the event can be replayed "
+                "once it is fixed (see the function's log for the traceback)",
+                code="internal_error",
+            )
             outcome = self._rejected(batch, rejection, upload_time, now)
         outcome.report["timings_ms"] = {**timings, "total_ms": (time.perf_counter() - started) * 1000}
         self._write_report(batch, outcome.report)
@@ -186,23 +206,32 @@ class BatchMonitor:
             source = "batch-time metadata"
             if candidate is None:
                 notes.append(
-                    f"object metadata batch-time {metadata_time!r} is not an ISO 8601 time or epoch "
-                    "seconds; used the upload time"
+                    f"object metadata batch-time {metadata_time!r} is not an ISO 8601 time or epoch seconds"
                 )
-        elif self.bundle.metadata.timestamp_column and self.bundle.metadata.timestamp_column in frame.columns:
-            stamps = pd.to_datetime(frame[self.bundle.metadata.timestamp_column], utc=True, errors="coerce")
-            if stamps.notna().any():
-                candidate = stamps.max().to_pydatetime()
-                source = f"latest {self.bundle.metadata.timestamp_column!r} value"
+        column = self.bundle.metadata.timestamp_column
+        if candidate is None and column and column in frame.columns:
+            # Value by value: a column may mix ISO 8601 forms and epoch seconds.
+            stamps = [stamp for stamp in map(_parse_time, frame[column].dropna()) if stamp is not None]
+            if stamps:
+                candidate, source = max(stamps), f"latest {column!r} value"
+            else:
+                notes.append(
+                    f"no value of the timestamp column {column!r} is an ISO 8601 time or epoch seconds"
+                )
         if candidate is not None and not (now - OLDEST_ACCEPTED <= candidate <= now + NEWEST_ACCEPTED):
             notes.append(
                 f"event time {candidate.isoformat()} (from {source}) is outside what CloudWatch accepts "
                 "(two weeks old to two hours ahead); metrics are stamped with the upload time"
             )
             candidate = None
-        if candidate is None:
-            return upload_time, "upload time", notes
-        return candidate, source, notes
+        if candidate is not None:
+            return candidate, source, notes
+        if not (now - OLDEST_ACCEPTED <= upload_time <= now + NEWEST_ACCEPTED):
+            # A batch replayed from the dead-letter queue weeks later: CloudWatch would
+            # refuse its upload time too.
+            notes.append(f"upload time {upload_time.isoformat()} is too old for CloudWatch; stamped now")
+            return now, "processing time", notes
+        return upload_time, "upload time", notes
 
     def _predict(self, features: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray | None]:
         try:
@@ -279,7 +308,7 @@ class BatchMonitor:
                     predictions[labeled],
                     probabilities[labeled] if probabilities is not None else None,
                     metadata.classes,
-                    metadata.positive_label,
+                    self.positive_label,
                 )
             else:
                 quality = regression_metrics(y_true.astype(float), predictions[labeled].astype(float))
@@ -296,18 +325,23 @@ class BatchMonitor:
         findings = list(validated.findings)
         drift_baseline = self.bundle.baseline.get("drift")
         if drift_baseline:
-            result = drift_module.compute_drift(
-                validated.features,
-                metadata,
-                predictions,
-                probabilities,
-                drift_baseline,
-                threshold=self.config.drift_threshold,
-                min_rows=self.config.drift_min_rows,
-            )
-            metrics.update({name: MetricValue(float(value)) for name, value in result.metrics.items()})
-            drift_report = result.report
-            findings.extend(result.findings)
+            try:
+                result = drift_module.compute_drift(
+                    validated.features,
+                    metadata,
+                    predictions,
+                    probabilities,
+                    drift_baseline,
+                    threshold=self.config.drift_threshold,
+                    min_rows=self.config.drift_min_rows,
+                )
+            except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
+                logger.exception("drift computation failed")
+                drift_report = {"error": f"{type(problem).__name__}: {problem}; no drift metrics published"}
+            else:
+                metrics.update({name: MetricValue(float(value)) for name, value in result.metrics.items()})
+                drift_report = result.report
+                findings.extend(result.findings)
         else:
             drift_report = {"skipped": "baseline.json has no drift section; re-package the model"}
         timings["drift_ms"] = (time.perf_counter() - mark) * 1000
@@ -396,7 +430,7 @@ class BatchMonitor:
         table = pd.DataFrame({metadata.id_column: validated.ids, "prediction": predictions})
         if probabilities is not None:
             if len(metadata.classes) == 2:
-                table["probability"] = probabilities[:, list(metadata.classes).index(metadata.positive_label)]
+                table["probability"] = probabilities[:, list(metadata.classes).index(self.positive_label)]
             else:
                 table["probability"] = probabilities.max(axis=1)
         table["actual"] = pd.Series(actual_values, dtype=object)
@@ -411,8 +445,9 @@ class BatchMonitor:
             Bucket=batch.bucket,
             Key=key,
             Body=body,
-            ContentType="text/csv",
-            ContentEncoding="gzip",
+            # Not ContentEncoding=gzip: clients would then unpack it silently and save
+            # plain CSV under a .gz name.
+            ContentType="application/gzip",
         )
         return {
             "predictions": f"s3://{batch.bucket}/{key}",

@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelwatch.batch_files import BatchRejected
+from modelwatch.batch_files import MISSING_TOKENS, BatchRejected
 from modelwatch.model_bundle import ModelMetadata
 
 # The report lists at most this many invalid rows one by one (all are counted).
 MAX_LISTED_INVALID_ROWS = 100
+# DynamoDB's limit for a partition key; a longer id would fail the whole BatchGetItem.
+MAX_ID_BYTES = 2048
+_MISSING_TEXT = frozenset(MISSING_TOKENS)
 
 
 @dataclass
@@ -51,8 +54,10 @@ def _id_text(value: Any) -> str | None:
 def _is_missing(series: pd.Series) -> np.ndarray:
     missing = series.isna().to_numpy(dtype=bool, copy=True)
     if series.dtype == object:
-        # JSONL cells may be empty strings; CSV cells already became NaN.
-        missing |= series.map(lambda value: isinstance(value, str) and not value.strip()).to_numpy(dtype=bool)
+        # JSONL strings: the same missing-value tokens as CSV (CSV cells already became NaN).
+        missing |= series.map(
+            lambda value: isinstance(value, str) and value.strip() in _MISSING_TEXT
+        ).to_numpy(dtype=bool)
     return missing
 
 
@@ -87,6 +92,14 @@ def validate_batch(
     for index in np.flatnonzero(missing_id):
         problems.append((index, metadata.id_column, None, "missing id"))
     invalid |= missing_id
+    too_long = ids.map(
+        lambda text: isinstance(text, str) and len(text.encode("utf-8")) > MAX_ID_BYTES
+    ).to_numpy(dtype=bool)
+    for index in np.flatnonzero(too_long):
+        problems.append(
+            (index, metadata.id_column, ids.iat[index][:80] + "...", f"id longer than {MAX_ID_BYTES} bytes")
+        )
+    invalid |= too_long
     repeated = (ids.duplicated(keep="first") & ~ids.isna()).to_numpy()
     for index in np.flatnonzero(repeated):
         problems.append((index, metadata.id_column, ids.iat[index], "duplicate id (an earlier row has it)"))

@@ -126,14 +126,14 @@ def test_actuals_loader_function_upserts_a_dropped_file(stack):
     assert table.get_item(Key={"record_id": "r-1"})["Item"]["actual"] == Decimal(1)
 
 
-def test_actuals_loader_reports_a_file_without_the_columns(stack):
+def test_actuals_loader_fails_loudly_on_a_file_without_the_columns(stack):
+    from modelwatch.actuals_loading import ActualsFileRejected
+
     key = "actuals/2026/11/26/actuals.csv"
     stack.put(key, "id,label\nr-1,1\n")
-    result = load_handler("actuals_loader").lambda_handler(
-        load_event("actuals-loader-s3-put"), LambdaContext()
-    )
-    assert result["files"][0]["status"] == "rejected"
-    assert "'record_id' and 'churned'" in result["files"][0]["reason"]
+    with pytest.raises(ActualsFileRejected, match="'record_id' and 'churned'"):
+        load_handler("actuals_loader").lambda_handler(load_event("actuals-loader-s3-put"), LambdaContext())
+    assert stack.dynamodb.scan(TableName=stack.actuals_table, Select="COUNT")["Count"] == 0
 
 
 def test_cli_actuals_load(stack, tmp_path, capsys):

@@ -302,3 +302,41 @@ def test_versioned_event_reads_the_version_it_announces(stack):
     load_handler("batch_monitor").lambda_handler(event, LambdaContext())
     report = stack.report(key)
     assert report["rows"] == 80 and report["batch"]["version_id"] == version
+
+
+def test_folder_marker_from_the_console_is_not_a_batch(stack):
+    key = "incoming/2026/11/"
+    stack.put(key, b"")
+    result = load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    assert result["batches"] == [{"key": key, "status": "skipped", "report": None}]
+    assert stack.statistic("BatchesRejected") is None
+
+
+@pytest.mark.parametrize("stamp", ["inf", "1e20", "-1e300", "yesterday"])
+def test_unusable_batch_time_falls_back_with_a_note(stack, stamp):
+    key = "incoming/odd-time.csv"
+    body, _, _ = labeled_batch(stack, 50, seed=25, prefix="t")
+    stack.put(key, body, Metadata={"batch-time": stamp})
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "ok" and report["event_time_source"] == "upload time"
+    assert any(stamp in note for note in report["notes"])
+
+
+def test_mocked_defect_still_ends_in_one_rejected_report_and_no_partial_metrics(stack, monkeypatch):
+    """MOCKED FAULT: a defect in the metrics code cannot be caused with real input."""
+    from modelwatch import monitor
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated defect")
+
+    monkeypatch.setattr(monitor, "classification_metrics", broken)
+    key = "incoming/defect.csv"
+    body, _, _ = labeled_batch(stack, 100, seed=26, prefix="x")
+    stack.put(key, body)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "rejected" and report["code"] == "internal_error"
+    assert "simulated defect" in report["reason"]
+    assert stack.statistic("BatchesRejected")["Sum"] == 1
+    assert stack.statistic("RowsScored") is None and stack.statistic("BatchesProcessed") is None

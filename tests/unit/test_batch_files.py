@@ -76,3 +76,22 @@ def test_size_limit_applies_to_the_file_and_to_its_decompressed_content():
 def test_format_detection():
     assert detect_format("incoming/x.jsonl.gz").kind == "jsonl"
     assert detect_format("incoming/x.csv").compressed is False
+
+
+def test_jsonl_line_separator_inside_a_string_is_not_a_line_break():
+    body = json.dumps({"record_id": "r1", "note": "a\u2028b"}, ensure_ascii=False) + "\r\n"
+    body += json.dumps({"record_id": "r2", "note": "c"}) + "\n"
+    frame = read_batch(body.encode(), "b.jsonl", LIMIT)
+    assert frame["note"].tolist() == ["a\u2028b", "c"]
+
+
+def test_jsonl_long_integer_ids_survive_a_row_without_one():
+    body = '{"record_id": 12345678901234567, "x": 1}\n{"x": 2}\n'
+    frame = read_batch(body.encode(), "b.jsonl", LIMIT)
+    assert frame["record_id"].iloc[0] == 12345678901234567
+
+
+def test_duplicate_csv_header_is_rejected_not_renamed():
+    with pytest.raises(BatchRejected) as rejected:
+        read_batch(b"record_id,plan,plan\nr1,a,b\n", "a.csv", LIMIT)
+    assert rejected.value.code == "duplicate_column" and "['plan']" in rejected.value.reason

@@ -25,3 +25,19 @@ def test_regression_actuals_become_floats():
     assert normaliser.normalise(Decimal("12.5")) == 12.5
     assert normaliser.normalise("abc") is None
     assert normaliser.normalise("nan") is None
+
+
+@pytest.mark.parametrize("raw", [True, "true", "True", " TRUE ", 1, "1"])
+def test_boolean_classes_match_their_text_and_numbers(raw):
+    assert LabelNormaliser([False, True]).normalise(raw) is True
+
+
+def test_text_classes_that_read_as_the_same_number_stay_distinct():
+    normaliser = LabelNormaliser(["01", "1"])
+    assert normaliser.normalise("01") == "01"
+    assert normaliser.normalise("1") == "1"
+    assert normaliser.normalise(1) is None  # ambiguous by value: no guess
+
+
+def test_positive_label_written_as_text_finds_the_numeric_class():
+    assert LabelNormaliser([0, 1]).normalise("1") == 1

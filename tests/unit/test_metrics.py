@@ -65,3 +65,16 @@ def test_regression_metrics_equal_scikit_learn_including_mape_with_a_zero_actual
         assert got[name].value == pytest.approx(value, rel=1e-12), name
         if name in PER_ROW_METRICS:
             assert got[name].row_sum / got[name].rows == pytest.approx(value, rel=1e-9), name
+
+
+def test_multiclass_macro_average_over_classes_present_like_scikit_learn():
+    # Class "c" appears in neither the actuals nor the predictions of this batch.
+    y_true = np.array(["a", "b", "a", "b", "a"], dtype=object)
+    y_pred = np.array(["a", "b", "b", "b", "a"], dtype=object)
+    got = classification_metrics(y_true, y_pred, None, classes=["a", "b", "c"], positive_label=None)
+    for name, function in (
+        ("F1", skm.f1_score),
+        ("Precision", skm.precision_score),
+        ("Recall", skm.recall_score),
+    ):
+        assert got[name].value == pytest.approx(function(y_true, y_pred, average="macro")), name

@@ -93,3 +93,19 @@ def test_jsonl_numeric_ids_become_text_and_types_are_coerced():
     assert result.ids.tolist() == ["7", "8"]
     assert result.features["tenure"].tolist() == [3.0, 4.5]
     assert result.features["plan"].tolist() == ["basic", "1"]
+
+
+def test_an_id_dynamodb_cannot_store_rejects_only_its_row():
+    text = "record_id,tenure,plan\n" + healthy_rows(50) + "x" * 3000 + ",3,basic\n"
+    result = validate_batch(frame(text), metadata(), "incoming/b.csv", 5)
+    assert len(result.features) == 50
+    assert (
+        result.invalid_rows[0]["row"] == 51 and "longer than 2048 bytes" in result.invalid_rows[0]["reason"]
+    )
+
+
+def test_jsonl_missing_tokens_mean_missing_as_in_csv():
+    batch = pd.DataFrame([{"record_id": "a", "tenure": "NA", "plan": "basic"}] * 3, dtype=object)
+    batch["record_id"] = ["a", "b", "c"]
+    result = validate_batch(batch, metadata(accepts_missing=True), "b.jsonl", 5)
+    assert result.invalid_row_count == 0 and result.findings[0]["rows"] == 3
