@@ -156,7 +156,8 @@ def test_bucket_name_in_the_policies_is_the_bucket_name(template):
         resource = statement["Resource"]
         if isinstance(resource, dict) and "Fn::Sub" in resource:
             arn, variables = resource["Fn::Sub"]
-            assert arn.startswith("arn:${AWS::Partition}:s3:::" + bucket_name[0] + "/"), function
+            bucket_arn = "arn:${AWS::Partition}:s3:::" + bucket_name[0]
+            assert arn == bucket_arn or arn.startswith(bucket_arn + "/"), function
             assert variables == bucket_name[1], function
 
 
