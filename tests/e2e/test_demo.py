@@ -1,0 +1,38 @@
+"""`modelwatch demo` (what `make demo` runs) tells the sample story end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelwatch.local.demo import run_demo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_slack(tmp_path, capfd):
+    out = tmp_path / "demo"
+    assert run_demo(out, model_dir=tmp_path / "model") == 0
+    printed = capfd.readouterr().out
+    assert f"Output: {out}" in printed and "Timeline" in printed
+
+    document = json.loads((out / "timeline.json").read_text())
+    batches = document["batches"]
+    assert [batch["status"] for batch in batches] == ["ok"] * 12
+    quality = [batch["alarms"]["QualityAlarm"] for batch in batches]
+    # samplefiles/README.md: healthy 1-4, drift 5-9, recovered 10-12.
+    assert set(quality[:4]) == {"OK"} and "ALARM" in quality[5:9] and quality[-1] == "OK"
+    drift = [batch["alarms"]["DriftAlarm"] for batch in batches]
+    assert drift.index("ALARM") <= quality.index("ALARM")  # drift moves first, without labels
+
+    alerts = {(alert["channel"], alert["alarm"], alert["state"]) for alert in document["alerts"]}
+    for channel in ("email", "slack"):
+        assert {(channel, "QualityAlarm", "ALARM"), (channel, "QualityAlarm", "OK")} <= alerts
+    emails = sorted(path.name for path in (out / "outbox").glob("*.eml"))
+    assert any("ALARM" in name and "ErrorRate" in name for name in emails)
+    slack = [json.loads(path.read_text()) for path in sorted((out / "slack").glob("*.json"))]
+    assert any("ALARM" in json.dumps(message) and "ErrorRate" in json.dumps(message) for message in slack)
+
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((out / "results").rglob("report.json"))) == 12
