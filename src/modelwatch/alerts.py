@@ -714,7 +714,7 @@ class _Attempt:
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     """A webhook never redirects; following one would hand the alert to another host."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 

@@ -22,7 +22,8 @@ CLIENT_CONFIG = Config(
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, config=CLIENT_CONFIG)
+    # The service name is data here, which the boto3 stubs' per-service overloads cannot type.
+    return boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

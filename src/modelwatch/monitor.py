@@ -150,13 +150,13 @@ class BatchMonitor:
             raise  # AWS trouble: Lambda retries the event, then the dead-letter queue keeps it
         except Exception as problem:  # noqa: BLE001 - a retry would fail the same way
             logger.exception("batch failed with an unexpected error")
-            rejection = BatchRejected(
+            failure = BatchRejected(
                 f"modelwatch could not process {batch.key!r}: {type(problem).__name__}: {problem}. "
                 "This is a defect in modelwatch or the model, not in the file; the event can be replayed "
                 "once it is fixed (see the function's log for the traceback)",
                 code="internal_error",
             )
-            outcome = self._rejected(batch, rejection, upload_time, now)
+            outcome = self._rejected(batch, failure, upload_time, now)
         outcome.report["timings_ms"] = {**timings, "total_ms": (time.perf_counter() - started) * 1000}
         self._write_report(batch, outcome.report)
         publish_metrics(self.cloudwatch, self.config.metrics_namespace, outcome.metric_data)

@@ -90,19 +90,26 @@ def validate_batch(
     ids = frame[metadata.id_column].map(_id_text)
     missing_id = ids.isna().to_numpy()
     for index in np.flatnonzero(missing_id):
-        problems.append((index, metadata.id_column, None, "missing id"))
+        problems.append((int(index), metadata.id_column, None, "missing id"))
     invalid |= missing_id
     too_long = ids.map(
         lambda text: isinstance(text, str) and len(text.encode("utf-8")) > MAX_ID_BYTES
     ).to_numpy(dtype=bool)
     for index in np.flatnonzero(too_long):
         problems.append(
-            (index, metadata.id_column, ids.iat[index][:80] + "...", f"id longer than {MAX_ID_BYTES} bytes")
+            (
+                int(index),
+                metadata.id_column,
+                ids.iat[index][:80] + "...",
+                f"id longer than {MAX_ID_BYTES} bytes",
+            )
         )
     invalid |= too_long
     repeated = (ids.duplicated(keep="first") & ~ids.isna()).to_numpy()
     for index in np.flatnonzero(repeated):
-        problems.append((index, metadata.id_column, ids.iat[index], "duplicate id (an earlier row has it)"))
+        problems.append(
+            (int(index), metadata.id_column, ids.iat[index], "duplicate id (an earlier row has it)")
+        )
     invalid |= repeated
 
     typed: dict[str, pd.Series] = {}
@@ -114,7 +121,7 @@ def validate_batch(
             values = pd.to_numeric(raw.where(~missing), errors="coerce").astype(float)
             bad = (~missing) & ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
             for index in np.flatnonzero(bad):
-                problems.append((index, feature.name, raw.iat[index], "expected a number"))
+                problems.append((int(index), feature.name, raw.iat[index], "expected a number"))
             invalid |= bad
             typed[feature.name] = values.where(~bad)
         else:
@@ -125,7 +132,9 @@ def validate_batch(
                 missing_counts[feature.name] = int(missing.sum())
             else:
                 for index in np.flatnonzero(missing):
-                    problems.append((index, feature.name, None, "missing value; this model cannot take one"))
+                    problems.append(
+                        (int(index), feature.name, None, "missing value; this model cannot take one")
+                    )
                 invalid |= missing
 
     invalid_count = int(invalid.sum())

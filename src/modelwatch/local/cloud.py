@@ -130,7 +130,9 @@ class AwsClients:
             "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         }
         session = boto3.session.Session()
-        return cls(**{name: session.client(name, **kwargs) for name in cls.__dataclass_fields__})
+        return cls(
+            **{name: session.client(name, **kwargs) for name in cls.__dataclass_fields__}  # type: ignore[call-overload]
+        )
 
 
 def slack_secret_parameter(template_path: Path) -> str | None:
@@ -455,7 +457,7 @@ class LocalCloud:
             self._stop.wait(POLL_INTERVAL_SECONDS)
 
     def _listing(self, bucket: str) -> list[tuple[str, str]]:
-        found = []
+        found: list[tuple[str, str]] = []
         with contextlib.suppress(Exception):
             for page in self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
                 found.extend(

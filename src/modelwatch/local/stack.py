@@ -151,7 +151,7 @@ class StackBuilder:
                 "AWS::Partition": PARTITION,
                 "AWS::URLSuffix": "amazonaws.com",
                 "AWS::NotificationARNs": [],
-            },  # type: ignore[dict-item]
+            },
             conditions=self.template.get("Conditions") or {},
             mappings=self.template.get("Mappings") or {},
             ref=lambda logical_id: self._ensure(logical_id).ref,

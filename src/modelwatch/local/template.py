@@ -122,7 +122,7 @@ def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
             raise TemplateError(f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}")
 
 
-class _PolicyMap(dict):  # type: ignore[type-arg]
+class _PolicyMap(dict):
     """Any AWS managed policy SAM asks for, by its well-known ARN (never evaluated locally)."""
 
     def __missing__(self, name: str) -> str:
