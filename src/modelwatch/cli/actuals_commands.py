@@ -6,11 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import boto3
-
-from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
-from modelwatch.aws import CLIENT_CONFIG
-from modelwatch.batch_files import BatchRejected
 from modelwatch.cli.errors import UserError
 
 
@@ -30,6 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_command(args: argparse.Namespace) -> int:
+    # Imported here so `modelwatch --help` does not wait for boto3 and pandas.
+    import boto3
+
+    from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
+    from modelwatch.aws import CLIENT_CONFIG
+    from modelwatch.batch_files import BatchRejected
+
     id_column, target = args.id_column, args.target
     if args.model_dir:
         metadata = json.loads((args.model_dir / "metadata.json").read_text(encoding="utf-8"))

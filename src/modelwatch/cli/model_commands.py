@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelwatch.cli.errors import UserError
-from modelwatch.cli.modeling import ColumnOptions, build_model, package_model
+
+if TYPE_CHECKING:
+    from modelwatch.cli.modeling import ColumnOptions
 
 
 def _feature_list(raw: str) -> list[str]:
@@ -48,6 +51,9 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _columns(args: argparse.Namespace) -> ColumnOptions:
+    # Imported when a command runs: scikit-learn and scipy would make `--help` take seconds.
+    from modelwatch.cli.modeling import ColumnOptions
+
     return ColumnOptions(
         target=args.target,
         id_column=args.id_column,
@@ -59,6 +65,8 @@ def _columns(args: argparse.Namespace) -> ColumnOptions:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from modelwatch.cli.modeling import build_model
+
     summary = build_model(
         args.train,
         _columns(args),
@@ -74,6 +82,8 @@ def _build(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     if args.trust and Path(args.model).suffix != ".skops":
         raise UserError("--trust applies to .skops files only; a .joblib file is loaded as it is")
+    from modelwatch.cli.modeling import package_model
+
     summary = package_model(
         args.model, args.reference, _columns(args), args.out, name=args.name, trust=args.trust
     )
