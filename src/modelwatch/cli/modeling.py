@@ -437,6 +437,15 @@ def _identifier_notes(frame: pd.DataFrame, features: list[str]) -> list[str]:
 # --- build ---------------------------------------------------------------------------
 
 
+def _read_labelled(path: Path, option: str, columns: ColumnOptions, notes: list[str]) -> pd.DataFrame:
+    """The CSV's rows that have a label, after checking the named columns exist."""
+    frame = read_csv(path, option)
+    _require_column(frame, columns.target, "--target", path)
+    if columns.timestamp_column:
+        _require_column(frame, columns.timestamp_column, "--timestamp-column", path)
+    return _labelled_rows(frame, columns.target, path, notes).reset_index(drop=True)
+
+
 def build_model(
     train_path: Path,
     columns: ColumnOptions,
@@ -451,12 +460,8 @@ def build_model(
     if not 0.0 < reference_fraction < 1.0:
         raise UserError(f"--reference-fraction must be between 0 and 1 (exclusive), got {reference_fraction}")
     train_path = Path(train_path)
-    frame = read_csv(train_path, "--train")
-    _require_column(frame, columns.target, "--target", train_path)
-    if columns.timestamp_column:
-        _require_column(frame, columns.timestamp_column, "--timestamp-column", train_path)
     notes: list[str] = []
-    frame = _labelled_rows(frame, columns.target, train_path, notes).reset_index(drop=True)
+    frame = _read_labelled(train_path, "--train", columns, notes)
     task = columns.task or infer_task(frame[columns.target])
     if columns.task is None:
         notes.append(f"task inferred as {task} from column {columns.target!r}; pass --task to override")
@@ -588,12 +593,8 @@ def package_model(
     if not hasattr(estimator, "predict"):
         raise UserError(f"{model_path} holds a {type(estimator).__name__}, which has no predict method")
     reference_path = Path(reference_path)
-    frame = read_csv(reference_path, "--reference")
-    _require_column(frame, columns.target, "--target", reference_path)
-    if columns.timestamp_column:
-        _require_column(frame, columns.timestamp_column, "--timestamp-column", reference_path)
     notes: list[str] = []
-    frame = _labelled_rows(frame, columns.target, reference_path, notes).reset_index(drop=True)
+    frame = _read_labelled(reference_path, "--reference", columns, notes)
 
     fitted_names = getattr(estimator, "feature_names_in_", None)
     if columns.features:
