@@ -250,13 +250,71 @@ def test_quiet_period_keeps_an_alarm_firing_with_ignore(aws, alert_topic):
     evaluator = CloudWatchAlarmEvaluator(cloudwatch, aws["sns"])
     fired = evaluator.evaluate("drift", hour + timedelta(hours=1, minutes=1))
     assert fired.evaluation.state == "ALARM"
-    # DatapointsToAlarm unset: CloudWatch words the reason without "out of the last"
+    # DatapointsToAlarm unset: CloudWatch words the reason without "out of the last"; the
+    # sliding window's period started an hour before the evaluation minute, at hh:01
     assert fired.evaluation.reason == (
-        f"Threshold Crossed: 1 datapoint [0.25 ({reason_time(hour)})] was greater than or equal to the "
-        "threshold (0.25)."
+        f"Threshold Crossed: 1 datapoint [0.25 ({reason_time(hour + timedelta(minutes=1))})] was greater "
+        "than or equal to the threshold (0.25)."
     )
     assert [e["Subject"] for e in drain(aws["sqs"], queue_url)] == ['ALARM: "drift" in US East (N. Virginia)']
     for hours_later in (2, 3, 4):
         still = evaluator.evaluate("drift", hour + timedelta(hours=hours_later, minutes=1))
         assert (still.evaluation.state, still.changed) == ("ALARM", False)
     assert drain(aws["sqs"], queue_url) == []
+
+
+def test_daily_alarm_slides_with_the_evaluation_time_as_the_user_guide_warns(aws, alert_topic):
+    # "Alarm evaluation window": with the default sliding window, "a daily backup alarm ...
+    # can enter ALARM if consecutive backups are more than 24 hours apart, even though each
+    # calendar day had a backup". An hourly alarm on the same metric is evaluated in the
+    # same pass (one GetMetricData per Period).
+    cloudwatch = aws["cloudwatch"]
+    topic_arn, queue_url = alert_topic
+    for name, period in (("daily-backup", 86_400), ("hourly-backup", 3_600)):
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            MetricName="BackupsCompleted",
+            Namespace="Ops",
+            Statistic="SampleCount",
+            Dimensions=[{"Name": "Plan", "Value": "nightly"}],
+            Period=period,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="LessThanThreshold",
+            TreatMissingData="breaching",
+            AlarmActions=[topic_arn],
+            OKActions=[topic_arn],
+        )
+    day1 = (datetime.now(UTC) - timedelta(days=5)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day2 = day1 + timedelta(days=1)
+    # one backup on each calendar day, 46 hours apart: day 1 at 01:00, day 2 at 23:00
+    for at in (day1 + timedelta(hours=1), day2 + timedelta(hours=23)):
+        cloudwatch.put_metric_data(
+            Namespace="Ops",
+            MetricData=[
+                {
+                    "MetricName": "BackupsCompleted",
+                    "Dimensions": [{"Name": "Plan", "Value": "nightly"}],
+                    "Timestamp": at,
+                    "Value": 1,
+                }
+            ],
+        )
+    evaluator = CloudWatchAlarmEvaluator(cloudwatch, aws["sns"])
+
+    def states(at: datetime) -> dict[str, str]:
+        return {run.alarm.name: run.evaluation.state for run in evaluator.evaluate_all(at)}
+
+    assert states(day1 + timedelta(hours=1, minutes=30)) == {"daily-backup": "OK", "hourly-backup": "OK"}
+    # 22:00 on day 2: nothing since 22:00 on day 1, although day 1 had its backup
+    assert states(day2 + timedelta(hours=22, seconds=20)) == {
+        "daily-backup": "ALARM",
+        "hourly-backup": "ALARM",
+    }
+    daily = evaluator.evaluate("daily-backup", day2 + timedelta(hours=22, seconds=20))
+    [evaluated] = daily.evaluation.evaluated
+    assert (evaluated.start, evaluated.value) == (day1 + timedelta(hours=22), None)
+    # 23:30 on day 2: the 23:00 backup is inside both windows again
+    assert states(day2 + timedelta(hours=23, minutes=30)) == {"daily-backup": "OK", "hourly-backup": "OK"}
+    subjects = [envelope["Subject"].split(":")[0] for envelope in drain(aws["sqs"], queue_url)]
+    assert subjects == ["OK", "OK", "ALARM", "ALARM", "OK", "OK"]

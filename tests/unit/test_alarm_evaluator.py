@@ -20,8 +20,8 @@ from modelwatch.local.alarms import (
     AlarmDefinition,
     alarm_state_change_message,
     evaluate_alarm,
+    evaluation_window_end,
     format_number,
-    newest_complete_period_start,
     notification_subject,
 )
 
@@ -554,16 +554,50 @@ def test_definition_from_describe_alarms_entry():
     assert alarm.actions_for(STATE_OK) == ()
 
 
-def test_newest_period_is_the_last_one_that_has_ended():
-    assert newest_complete_period_start(datetime(2026, 11, 26, 10, 7, 30, tzinfo=UTC), 300) == datetime(
-        2026, 11, 26, 10, 0, tzinfo=UTC
+def test_sliding_window_ends_at_the_evaluation_minute_not_at_a_period_boundary():
+    # "Alarm evaluation window": the default window advances each time the alarm is
+    # evaluated (once a minute), so a daily alarm evaluated at 22:00:40 ends its newest
+    # period at 22:00, not at midnight.
+    at = datetime(2026, 11, 26, 22, 0, 40, tzinfo=UTC)
+    assert evaluation_window_end(at, 86_400) == datetime(2026, 11, 26, 22, 0, tzinfo=UTC)
+    assert evaluation_window_end(at, 300) == datetime(2026, 11, 26, 22, 0, tzinfo=UTC)
+    assert evaluation_window_end(datetime(2026, 11, 26, 10, 7, 30, tzinfo=UTC), 3600) == datetime(
+        2026, 11, 26, 10, 7, tzinfo=UTC
     )
-    assert newest_complete_period_start(datetime(2026, 11, 26, 10, 5, 0, tzinfo=UTC), 300) == datetime(
-        2026, 11, 26, 10, 0, tzinfo=UTC
+    # high-resolution periods (10 s, 30 s) end on a multiple of the period
+    assert evaluation_window_end(datetime(2026, 11, 26, 10, 7, 47, tzinfo=UTC), 10) == datetime(
+        2026, 11, 26, 10, 7, 40, tzinfo=UTC
     )
-    assert newest_complete_period_start(datetime(2026, 11, 26, 10, 59, tzinfo=UTC), 3600) == datetime(
-        2026, 11, 26, 9, 0, tzinfo=UTC
-    )
+
+
+@pytest.mark.parametrize(
+    ("period", "n", "expected_range"),
+    [
+        (300, 3, 5),  # "Evaluating an alarm": 3 periods of 5 minutes retrieve 5 data points
+        (3600, 3, 5),
+        (43_200, 1, 2),  # no further back than a day ...
+        (86_400, 1, 1),  # ... so a daily alarm sees yesterday alone ("Alarm evaluation window")
+    ],
+)
+def test_evaluation_range_adds_two_periods_within_a_day(period, n, expected_range):
+    alarm = make_alarm(period_seconds=period, evaluation_periods=n, datapoints_to_alarm_setting=n)
+    assert alarm.evaluation_range_periods == expected_range
+
+
+def test_wall_clock_windows_are_refused_rather_than_evaluated_as_sliding():
+    properties = {
+        "AlarmName": "daily-backup",
+        "MetricName": "BackupsCompleted",
+        "Namespace": "Ops",
+        "Statistic": "Sum",
+        "Period": 86400,
+        "EvaluationPeriods": 1,
+        "Threshold": 1,
+        "ComparisonOperator": "LessThanThreshold",
+        "EvaluationWindow": {"WallClockWindow": {"Timezone": "UTC"}},
+    }
+    with pytest.raises(NotImplementedError, match="WallClockWindow"):
+        AlarmDefinition.from_cloudformation(properties)
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ to alarm state"):
   CloudWatch publishes to SNS on a state change.
 - ``CloudWatchAlarmEvaluator``: the thin part that reads the metric from CloudWatch (moto),
   records the new state with SetAlarmState and publishes the message to the actions' topics.
-  It takes the evaluation time as an argument so replays can run on virtual time.
+  It takes the evaluation time as an argument so replays can run on virtual time. Its
+  periods form CloudWatch's default sliding window ("Alarm evaluation window"): the newest
+  one ends at the evaluation minute, not at a multiple of the period.
 """
 
 from __future__ import annotations
@@ -80,9 +82,14 @@ _SNS_SUBJECT_MAX_CHARS = 100
 # CloudWatch rejects alarms whose EvaluationPeriods x Period exceeds one day.
 _MAX_EVALUATION_SECONDS = 86_400
 # Extra periods beyond EvaluationPeriods that the evaluation range reaches back. The user
-# guide does not give a formula; its only worked example (EvaluationPeriods 3, Period 5
-# minutes) retrieves 5 data points, so the default reproduces that example.
+# guide gives no formula, only that it "depends on the length of the alarm period", and two
+# examples: EvaluationPeriods 3 of 5 minutes retrieves 5 data points ("Evaluating an
+# alarm"), and a daily alarm with a sliding window fires when two backups are more than
+# 24 hours apart ("Alarm evaluation window") - which it could not if the day before
+# yesterday's backup were still in its range. Both hold when the range adds up to 2
+# periods but reaches back no further than a day (or N periods, if those are longer).
 DEFAULT_EXTRA_RANGE_PERIODS = 2
+_MAX_RANGE_SECONDS = 86_400
 # moto creates alarms in OK with this reason; CloudWatch creates them in INSUFFICIENT_DATA.
 MOTO_INITIAL_REASON = "Unchecked: Initial alarm creation"
 
@@ -165,8 +172,8 @@ class AlarmDefinition:
     unit: str | None = None
     arn: str | None = None
     configuration_updated: datetime | None = None
-    # How many periods the evaluation looks back over; 0 means EvaluationPeriods + 2 (see
-    # DEFAULT_EXTRA_RANGE_PERIODS).
+    # How many periods the evaluation looks back over; 0 means EvaluationPeriods + 2, within
+    # a day (see DEFAULT_EXTRA_RANGE_PERIODS).
     evaluation_range_periods: int = field(default=0)
 
     def __post_init__(self) -> None:
@@ -198,8 +205,11 @@ class AlarmDefinition:
                 f"between 1 and EvaluationPeriods ({self.evaluation_periods})."
             )
         if self.evaluation_range_periods == 0:
+            within_a_day = max(self.evaluation_periods, _MAX_RANGE_SECONDS // self.period_seconds)
             object.__setattr__(
-                self, "evaluation_range_periods", self.evaluation_periods + DEFAULT_EXTRA_RANGE_PERIODS
+                self,
+                "evaluation_range_periods",
+                min(self.evaluation_periods + DEFAULT_EXTRA_RANGE_PERIODS, within_a_day),
             )
         if self.evaluation_range_periods < self.evaluation_periods:
             raise ValueError(f"Alarm {self.name!r}: the evaluation range cannot be shorter than N.")
@@ -308,6 +318,12 @@ def _reject_unsupported(fields: Mapping[str, Any], name: str) -> None:
         raise NotImplementedError(
             f"Alarm {name!r} uses ExtendedStatistic {fields['ExtendedStatistic']!r}; "
             "only SampleCount, Average, Sum, Minimum and Maximum are evaluated."
+        )
+    window = fields.get("EvaluationWindow")
+    if isinstance(window, Mapping) and window.get("WallClockWindow") is not None:
+        raise NotImplementedError(
+            f"Alarm {name!r} uses EvaluationWindow WallClockWindow; the local cloud evaluates "
+            "CloudWatch's default sliding window only."
         )
     operator_name = fields.get("ComparisonOperator")
     if operator_name in ANOMALY_BAND_OPERATORS or fields.get("ThresholdMetricId"):
@@ -590,15 +606,17 @@ def alarm_state_change_message(
     }
 
 
-def newest_complete_period_start(now: datetime, period_seconds: int) -> datetime:
-    """Start of the last period that has fully ended at `now`.
+def evaluation_window_end(now: datetime, period_seconds: int) -> datetime:
+    """Where the sliding evaluation window of an alarm evaluated at `now` ends.
 
-    CloudWatch aligns alarm periods to multiples of the period since the epoch and evaluates
-    completed periods: a 5-minute alarm evaluated at 10:07:30 looks at 10:00-10:05 last.
+    CloudWatch's default window (SlidingWindow) "advances each time the alarm is evaluated",
+    and alarms are evaluated once a minute: the newest period is the one that ends at the
+    evaluation minute (periods under a minute end on a multiple of the period). Of a daily
+    alarm evaluated at 22:00 the newest period is yesterday 22:00 - today 22:00.
     """
+    granularity = min(period_seconds, 60)
     epoch_seconds = int(_as_utc(now).timestamp())
-    boundary = epoch_seconds - epoch_seconds % period_seconds
-    return datetime.fromtimestamp(boundary - period_seconds, tz=UTC)
+    return datetime.fromtimestamp(epoch_seconds - epoch_seconds % granularity, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -634,12 +652,17 @@ class CloudWatchAlarmEvaluator:
         self._account_id = account_id
 
     def evaluate_all(self, now: datetime) -> list[AlarmRun]:
-        runs = []
-        for entry in self._describe_metric_alarms():
-            if entry.get("Metrics") or not entry.get("MetricName"):
-                continue  # metric-math alarms are outside what the local cloud evaluates
-            runs.append(self._evaluate_entry(entry, now))
-        return runs
+        alarms = [
+            (entry, AlarmDefinition.from_describe_alarms(entry))
+            for entry in self._describe_metric_alarms()
+            # metric-math alarms are outside what the local cloud evaluates
+            if not entry.get("Metrics") and entry.get("MetricName")
+        ]
+        periods = self.range_values([alarm for _, alarm in alarms], now)
+        return [
+            self._evaluate_entry(entry, alarm, values, newest_start, now)
+            for (entry, alarm), (values, newest_start) in zip(alarms, periods, strict=True)
+        ]
 
     def evaluate(self, alarm_name: str, now: datetime) -> AlarmRun:
         entries = self._cloudwatch.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"])[
@@ -647,45 +670,74 @@ class CloudWatchAlarmEvaluator:
         ]
         if not entries:
             raise LookupError(f"No metric alarm named {alarm_name!r} in CloudWatch.")
-        return self._evaluate_entry(entries[0], now)
+        alarm = AlarmDefinition.from_describe_alarms(entries[0])
+        [(values, newest_start)] = self.range_values([alarm], now)
+        return self._evaluate_entry(entries[0], alarm, values, newest_start, now)
 
-    def period_values(self, alarm: AlarmDefinition, now: datetime) -> tuple[list[float | None], datetime]:
-        """The statistic for each period of the evaluation range ending before `now`.
+    def range_values(
+        self, alarms: Sequence[AlarmDefinition], now: datetime
+    ) -> list[tuple[list[float | None], datetime]]:
+        """For each alarm, its statistic per period of the evaluation range (oldest first,
+        None for no data) and the start of the newest period, for an evaluation at `now`.
 
-        One GetMetricStatistics call per period, with the period's exact bounds: moto groups
-        a multi-period query into buckets starting at the first data point rather than at
-        period boundaries, so per-period calls are what give CloudWatch's alignment.
+        One GetMetricData call per distinct Period, starting where the longest range of
+        those alarms starts: moto buckets a query's data in steps of Period from StartTime,
+        so every bucket is one of CloudWatch's sliding-window periods.
         """
-        newest_start = newest_complete_period_start(now, alarm.period_seconds)
-        period = timedelta(seconds=alarm.period_seconds)
-        values: list[float | None] = []
-        for back in range(alarm.evaluation_range_periods - 1, -1, -1):
-            start = newest_start - back * period
-            request: dict[str, Any] = {
-                "Namespace": alarm.namespace,
-                "MetricName": alarm.metric_name,
-                "Dimensions": [{"Name": name, "Value": value} for name, value in alarm.dimensions],
-                "StartTime": start,
-                "EndTime": start + period,
-                "Period": alarm.period_seconds,
-                "Statistics": [alarm.statistic],
-            }
-            if alarm.unit:
-                request["Unit"] = alarm.unit
-            datapoints = self._cloudwatch.get_metric_statistics(**request)["Datapoints"]
-            values.append(float(datapoints[0][alarm.statistic]) if datapoints else None)
-        return values, newest_start
+        results: list[tuple[list[float | None], datetime]] = [([], _as_utc(now))] * len(alarms)
+        by_period: dict[int, list[int]] = {}
+        for index, alarm in enumerate(alarms):
+            by_period.setdefault(alarm.period_seconds, []).append(index)
+        for period_seconds, indexes in by_period.items():
+            period = timedelta(seconds=period_seconds)
+            end = evaluation_window_end(now, period_seconds)
+            span = max(alarms[index].evaluation_range_periods for index in indexes)
+            start = end - span * period
+            queries = [_metric_query(f"alarm{index}", alarms[index]) for index in indexes]
+            found = self._metric_data(queries, start, end, period_seconds)
+            for index in indexes:
+                length = alarms[index].evaluation_range_periods
+                values = [found.get((f"alarm{index}", slot)) for slot in range(span - length, span)]
+                results[index] = (values, end - period)
+        return results
+
+    def _metric_data(
+        self, queries: list[dict[str, Any]], start: datetime, end: datetime, period_seconds: int
+    ) -> dict[tuple[str, int], float]:
+        """GetMetricData values keyed by (query id, period index counted from `start`)."""
+        found: dict[tuple[str, int], float] = {}
+        request: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": start,
+            "EndTime": end,
+            "ScanBy": "TimestampAscending",
+        }
+        while True:
+            response = self._cloudwatch.get_metric_data(**request)
+            for result in response["MetricDataResults"]:
+                for timestamp, value in zip(result["Timestamps"], result["Values"], strict=True):
+                    offset = (_as_utc(timestamp) - start).total_seconds()
+                    if 0 <= offset < (end - start).total_seconds():
+                        found[(result["Id"], int(offset // period_seconds))] = float(value)
+            if not response.get("NextToken"):
+                return found
+            request["NextToken"] = response["NextToken"]
 
     def _describe_metric_alarms(self) -> Iterable[Mapping[str, Any]]:
         paginator = self._cloudwatch.get_paginator("describe_alarms")
         for page in paginator.paginate(AlarmTypes=["MetricAlarm"]):
             yield from page.get("MetricAlarms", [])
 
-    def _evaluate_entry(self, entry: Mapping[str, Any], now: datetime) -> AlarmRun:
+    def _evaluate_entry(
+        self,
+        entry: Mapping[str, Any],
+        alarm: AlarmDefinition,
+        values: list[float | None],
+        newest_start: datetime,
+        now: datetime,
+    ) -> AlarmRun:
         now = _as_utc(now)
-        alarm = AlarmDefinition.from_describe_alarms(entry)
         current_state = self._current_state(entry)
-        values, newest_start = self.period_values(alarm, now)
         evaluation = evaluate_alarm(alarm, current_state, values, newest_period_start=newest_start)
         if not evaluation.changed:
             return AlarmRun(alarm=alarm, evaluation=evaluation, evaluated_at=now)
@@ -729,6 +781,21 @@ class CloudWatchAlarmEvaluator:
             )
             return STATE_INSUFFICIENT_DATA
         return state
+
+
+def _metric_query(query_id: str, alarm: AlarmDefinition) -> dict[str, Any]:
+    stat: dict[str, Any] = {
+        "Metric": {
+            "Namespace": alarm.namespace,
+            "MetricName": alarm.metric_name,
+            "Dimensions": [{"Name": name, "Value": value} for name, value in alarm.dimensions],
+        },
+        "Period": alarm.period_seconds,
+        "Stat": alarm.statistic,
+    }
+    if alarm.unit:
+        stat["Unit"] = alarm.unit
+    return {"Id": query_id, "MetricStat": stat, "ReturnData": True}
 
 
 def _account_from_arn(arn: str | None) -> str | None:
