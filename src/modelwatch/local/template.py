@@ -38,11 +38,15 @@ class TemplateError(UserError):
     """The template or a parameter cannot be turned into a local stack."""
 
 
-class _CloudFormationYamlLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (its wheels are): 10x the pure-Python one.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CloudFormationYamlLoader(_SafeLoader):
     """Reads the short intrinsic tags (!Ref, !Sub, !GetAtt ...) as their long JSON forms."""
 
 
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+def _intrinsic(loader: Any, tag_suffix: str, node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):

@@ -1,0 +1,134 @@
+"""The embedded moto server's shortcuts change nothing a client can see.
+
+Each DynamoDB read is made twice against in-process moto: once with moto's own
+shape-driven serializer (the reference) and once with the embedded server's
+DynamoDBSerializer; botocore must parse both to the same response.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from decimal import Decimal
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS
+
+from modelwatch.local.moto_server import DynamoDBSerializer, start_moto_server
+
+pytestmark = pytest.mark.unit
+
+REGION = "us-east-1"
+# Every AttributeValue member, nested and at the top level, binary included.
+ITEM = {
+    "pk": {"S": "churn#c-0001"},
+    "n": {"N": "-12.5e3"},
+    "b": {"B": b"\x00\xffbinary"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "bs": {"BS": [b"\x01", b"\x02\x03"]},
+    "flag": {"BOOL": False},
+    "nothing": {"NULL": True},
+    "empty": {"S": ""},
+    "m": {
+        "M": {
+            "inner": {"L": [{"S": "x"}, {"N": "0"}, {"B": b"\x7f"}, {"M": {"deep": {"BOOL": True}}}]},
+            "blank": {"M": {}},
+        }
+    },
+    "l": {"L": []},
+}
+
+
+def _reads(fast: bool, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    if fast:
+        monkeypatch.setitem(SERVICE_SPECIFIC_SERIALIZERS, "dynamodb", {"json": DynamoDBSerializer})
+    else:
+        monkeypatch.delitem(SERVICE_SPECIFIC_SERIALIZERS, "dynamodb", raising=False)
+    with mock_aws():
+        client = boto3.client(
+            "dynamodb", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        client.create_table(
+            TableName="actuals",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="actuals", Item=ITEM)
+        client.put_item(TableName="actuals", Item={"pk": {"S": "churn#c-0002"}, "actual": {"N": "1"}})
+        keys = [{"pk": {"S": "churn#c-0001"}}, {"pk": {"S": "churn#c-0002"}}, {"pk": {"S": "absent"}}]
+        responses = [
+            client.get_item(TableName="actuals", Key=keys[0]),
+            client.batch_get_item(RequestItems={"actuals": {"Keys": keys}}),
+            client.batch_get_item(
+                RequestItems={"actuals": {"Keys": keys, "ProjectionExpression": "pk, m.inner"}}
+            ),
+            client.scan(TableName="actuals"),
+            client.query(
+                TableName="actuals",
+                KeyConditionExpression="pk = :k",
+                ExpressionAttributeValues={":k": {"S": "churn#c-0001"}},
+            ),
+            client.batch_write_item(
+                RequestItems={
+                    "actuals": [{"PutRequest": {"Item": {"pk": {"S": "c-3"}, "actual": {"S": "yes"}}}}]
+                }
+            ),
+            client.describe_table(TableName="actuals")["Table"]["KeySchema"],
+        ]
+    for response in responses:
+        if isinstance(response, dict):
+            response.pop("ResponseMetadata", None)
+    return responses
+
+
+def test_dynamodb_responses_parse_the_same_as_with_motos_serializer(monkeypatch):
+    reference = _reads(fast=False, monkeypatch=monkeypatch)
+    fast = _reads(fast=True, monkeypatch=monkeypatch)
+    assert fast == reference
+    # and the reference did carry every member type back
+    assert reference[0]["Item"]["b"] == {"B": b"\x00\xffbinary"}
+    assert reference[0]["Item"]["m"]["M"]["inner"]["L"][2] == {"B": b"\x7f"}
+    assert reference[0]["Item"]["bs"] == {"BS": [b"\x01", b"\x02\x03"]}
+
+
+def test_server_uses_the_fast_serializer_only_while_it_runs():
+    assert "json" not in SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {})
+    aws = start_moto_server()
+    try:
+        assert SERVICE_SPECIFIC_SERIALIZERS["dynamodb"]["json"] is DynamoDBSerializer
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=aws.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "3.25"}})
+        item = (
+            boto3.resource(
+                "dynamodb",
+                endpoint_url=aws.endpoint_url,
+                region_name=REGION,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            .Table("t")
+            .get_item(Key={"pk": "k"})["Item"]
+        )
+        assert item == {"pk": "k", "v": Decimal("3.25")}
+        # the router's cache serves other services on the same port
+        with urllib.request.urlopen(f"{aws.endpoint_url}/moto-api/data.json", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        aws.stop()
+        aws.stop()  # idempotent
+    assert "json" not in SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {})
