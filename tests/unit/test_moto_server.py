@@ -1,8 +1,8 @@
-"""The embedded moto server's shortcuts change nothing a client can see.
+"""The embedded moto server and its shortcuts change nothing a client can see.
 
 Each DynamoDB read is made twice against in-process moto: once with moto's own
-shape-driven serializer (the reference) and once with the embedded server's
-DynamoDBSerializer; botocore must parse both to the same response.
+shape-driven serializer (the reference) and once with the server's DynamoDBSerializer;
+botocore must parse both to the same response.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from decimal import Decimal
 
 import boto3
 import pytest
+from boto3.dynamodb.types import Binary
 from moto import mock_aws
 from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS
 
-from modelwatch.local.moto_server import DynamoDBSerializer, start_moto_server
+from modelwatch.local.moto_server import start_moto_server
+from modelwatch.local.moto_tuning import DynamoDBSerializer
 
 pytestmark = pytest.mark.unit
 
@@ -94,41 +96,32 @@ def test_dynamodb_responses_parse_the_same_as_with_motos_serializer(monkeypatch)
     assert reference[0]["Item"]["bs"] == {"BS": [b"\x01", b"\x02\x03"]}
 
 
-def test_server_uses_the_fast_serializer_only_while_it_runs():
-    assert "json" not in SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {})
+def test_server_process_answers_dynamodb_and_other_services_then_stops():
     aws = start_moto_server()
     try:
-        assert SERVICE_SPECIFIC_SERIALIZERS["dynamodb"]["json"] is DynamoDBSerializer
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=aws.endpoint_url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        settings = {
+            "endpoint_url": aws.endpoint_url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        client = boto3.client("dynamodb", **settings)
         client.create_table(
             TableName="t",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        client.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "3.25"}})
-        item = (
-            boto3.resource(
-                "dynamodb",
-                endpoint_url=aws.endpoint_url,
-                region_name=REGION,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
-            .Table("t")
-            .get_item(Key={"pk": "k"})["Item"]
-        )
-        assert item == {"pk": "k", "v": Decimal("3.25")}
-        # the router's cache serves other services on the same port
+        client.put_item(TableName="t", Item={"pk": {"S": "k"}, "v": {"N": "3.25"}, "b": {"B": b"\x00"}})
+        item = boto3.resource("dynamodb", **settings).Table("t").get_item(Key={"pk": "k"})["Item"]
+        assert item == {"pk": "k", "v": Decimal("3.25"), "b": Binary(b"\x00")}
+        # the cached router still tells services apart on one port
+        assert boto3.client("sns", **settings).list_topics()["Topics"] == []
         with urllib.request.urlopen(f"{aws.endpoint_url}/moto-api/data.json", timeout=10) as response:
             assert response.status == 200
     finally:
         aws.stop()
         aws.stop()  # idempotent
+    assert aws.process.returncode is not None
+    # the shortcut lives in the server process only: in-process moto keeps its own serializer
     assert "json" not in SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {})

@@ -18,7 +18,6 @@ import json
 import queue
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +31,8 @@ from modelwatch.local.alarms import AlarmRun, CloudWatchAlarmEvaluator
 from modelwatch.local.delivery import (
     EmailOutbox,
     SnsDelivery,
+    SnsDeliveryReceiver,
     WebhookReceiver,
-    install_sns_hook,
-    remove_sns_hook,
     slack_text,
 )
 from modelwatch.local.moto_server import EmbeddedAws, start_moto_server
@@ -183,7 +181,7 @@ class LocalCloud:
         self.alerts: list[Alert] = []
         self.alarm_runs: list[AlarmRun] = []
         self._deliveries: queue.Queue[SnsDelivery] = queue.Queue()
-        self._topics: list[str] = []
+        self._sns_receiver: SnsDeliveryReceiver | None = None
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
         self._work_lock = threading.RLock()  # uploads, evaluations and deliveries, one at a time
@@ -201,13 +199,10 @@ class LocalCloud:
                 f"no model in {self.model_dir} (metadata.json is missing); build one with "
                 "`modelwatch model build` or pass --model-dir"
             )
-        self.aws = start_moto_server(self.port)
+        # Each local cloud has its own moto process, so it starts from an empty account.
+        self._sns_receiver = SnsDeliveryReceiver(self._deliveries, self.clock)
         try:
-            # moto keeps its state in process-wide backends, shared by every server in this
-            # process: start from an empty account, as a fresh stack would (one local cloud at a time).
-            urllib.request.urlopen(
-                urllib.request.Request(f"{self.aws.endpoint_url}/moto-api/reset", method="POST"), timeout=30
-            ).close()
+            self.aws = start_moto_server(self.port, deliver_to=self._sns_receiver.url)
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
             if self.want_slack_receiver:
                 self._prepare_slack()
@@ -230,8 +225,6 @@ class LocalCloud:
                 log_dir=self.out_dir / "logs",
                 sqs=self.clients.sqs,
             )
-            self._topics = [r.ref for r in self.stack.of_type("AWS::SNS::Topic")]
-            install_sns_hook(self._topics, self._deliveries, self.clock)
             self.evaluator = CloudWatchAlarmEvaluator(
                 self.clients.cloudwatch,
                 self.clients.sns,
@@ -256,7 +249,6 @@ class LocalCloud:
         self._stop.set()
         if self._loop is not None:
             self._loop.join(timeout=10)
-        remove_sns_hook(self._topics)
         if getattr(self, "runtime", None) is not None:
             self.runtime.close()
         if self.webhook is not None:
@@ -264,6 +256,9 @@ class LocalCloud:
         if self.aws is not None:
             self.aws.stop()
             self.aws = None
+        if self._sns_receiver is not None:
+            self._sns_receiver.stop()
+            self._sns_receiver = None
 
     def __enter__(self) -> LocalCloud:
         return self.start()

@@ -1,13 +1,11 @@
 """SNS fan-out for the local cloud: email to an outbox, Lambda subscriptions to the local runtime.
 
 moto keeps topics and subscriptions (with their filter policies) but cannot deliver to
-email, and a publish to a topic with a Lambda subscriber fails inside moto because the
-function is not a moto function. The embedded server runs in this process, so the one
-place that sees every publish - from the alarm evaluator or from the AWS CLI alike - is
-moto's per-subscription publish. ``install_sns_hook`` wraps it: email and Lambda
-deliveries of topics a local stack owns are queued for the stack, every other protocol
-(SQS, HTTP) is left to moto. The queue is drained after each alarm evaluation (virtual
-clock) or continuously (real clock), the way SNS delivers asynchronously.
+email or to our functions; the moto server process hands those deliveries to a
+``SnsDeliveryReceiver`` of ours instead (see ``moto_server``), every other protocol (SQS,
+HTTP) is left to moto. The receiver queues them for the local cloud, which drains the
+queue after each alarm evaluation (virtual clock) or continuously (real clock), the way
+SNS delivers asynchronously.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-HOOKED_PROTOCOLS = ("email", "email-json", "lambda")
 SNS_SENDER = "AWS Notifications <no-reply@sns.amazonaws.com>"
 
 
@@ -44,66 +41,31 @@ class SnsDelivery:
     timestamp: datetime
 
 
-class _Routes:
-    """Topic ARN -> the queue of the local stack owning it (several stacks may share a process)."""
+class SnsDeliveryReceiver:
+    """Loopback HTTP endpoint the moto server POSTs email and Lambda deliveries to; queues them.
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.queues: dict[str, tuple[queue.Queue[SnsDelivery], Any]] = {}
-        self.original: Any = None
+    The POST happens inside moto's handling of the Publish call, so a delivery is queued by
+    the time the publisher's call returns; it is stamped with ``clock``'s time then.
+    """
 
+    def __init__(self, deliveries: queue.Queue[SnsDelivery], clock: Any) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fields = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                deliveries.put(SnsDelivery(**fields, timestamp=clock.now()))
+                self.send_response(204)
+                self.end_headers()
 
-_routes = _Routes()
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+                return
 
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, name="sns-deliveries", daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/sns"
 
-def install_sns_hook(topic_arns: list[str], deliveries: queue.Queue[SnsDelivery], clock: Any) -> None:
-    """Route email and Lambda deliveries of these topics to ``deliveries``."""
-    from moto.sns import models as sns_models
-
-    with _routes.lock:
-        if _routes.original is None:
-            _routes.original = sns_models.Subscription.publish
-            original = _routes.original
-
-            def publish(
-                self: Any,
-                message: str,
-                message_id: str,
-                subject: str | None = None,
-                message_attributes: dict[str, Any] | None = None,
-                *args: Any,
-                **kwargs: Any,
-            ) -> None:
-                route = _routes.queues.get(self.topic.arn)
-                if route is None or self.protocol not in HOOKED_PROTOCOLS:
-                    return original(self, message, message_id, subject, message_attributes, *args, **kwargs)
-                matcher = getattr(self, "_filter_policy_matcher", None)
-                if matcher is not None and not matcher.matches(message_attributes, message):
-                    return None  # the subscription's filter policy drops it, as in SNS
-                target, route_clock = route
-                target.put(
-                    SnsDelivery(
-                        self.protocol,
-                        self.endpoint,
-                        self.arn,
-                        self.topic.arn,
-                        message_id,
-                        subject,
-                        message,
-                        route_clock.now(),
-                    )
-                )
-                return None
-
-            sns_models.Subscription.publish = publish  # type: ignore[method-assign]  # moto cannot deliver
-        for arn in topic_arns:
-            _routes.queues[arn] = (deliveries, clock)
-
-
-def remove_sns_hook(topic_arns: list[str]) -> None:
-    with _routes.lock:
-        for arn in topic_arns:
-            _routes.queues.pop(arn, None)
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 # --------------------------------------------------------------------------- email

@@ -1,125 +1,169 @@
-"""An embedded moto server on loopback: the local cloud's AWS.
+"""A moto server in a child process on loopback: the local cloud's AWS.
 
-Two shortcuts make it fast enough for a 30-second demo without changing what any
-response says (tests/unit/test_moto_server.py compares both with moto's own output):
+moto runs in its own process, not in a thread of ours: its request handling is pure
+Python, and sharing one GIL with the functions that call it made the same DynamoDB work
+about a third slower on two cores. The child also installs ``moto_tuning``'s shortcuts.
 
-- DynamoDB items skip moto's generic, shape-driven serializer. It visits every member of
-  every AttributeValue through the service model and spends ~45 ms on one BatchGetItem
-  of 100 small items; the items are already in DynamoDB's wire form, so they are written
-  as they are (binary values base64-encoded, as the generic serializer does).
-- The request router remembers which service a Host header names, instead of matching
-  it against ~180 URL patterns on every request.
+The child is ``python -m modelwatch.local.moto_server``. It prints its port once it
+listens, and exits when its stdin closes - which also happens when the parent dies
+without a chance to stop it (SIGKILL), so no orphaned server keeps the port. It runs in
+its own session so that Ctrl-C in the terminal reaches only the parent, which then
+stops it in order.
+
+moto cannot deliver SNS messages to email, and fails a publish to a topic with a Lambda
+subscriber (the function is not a moto function). The child therefore hands those
+deliveries - after the subscription's filter policy, so as SNS would - to the parent
+with a POST to ``--deliver-to``; the parent writes the email or invokes the function.
+Every publish goes through this path, from the alarm evaluator or from the AWS CLI alike.
 """
 
 from __future__ import annotations
 
-import functools
+import argparse
+import atexit
+import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS, JSONSerializer
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
-from werkzeug.serving import BaseWSGIServer, make_server
-
-# AttributeValue members whose values are binary (base64 on the wire).
-_BINARY = "B"
-_BINARY_SET = "BS"
-
-
-class DynamoDBSerializer(JSONSerializer):
-    """moto's JSON serializer, with AttributeValues written directly instead of by shape."""
-
-    def _serialize(self, serialized: Any, value: Any, shape: Any, key: str) -> None:
-        if shape.name == "AttributeValue" and isinstance(value, dict):
-            serialized[key] = self._attribute_value(value)
-            return
-        super()._serialize(serialized, value, shape, key)
-
-    def _attribute_value(self, value: dict[str, Any]) -> dict[str, Any]:
-        wire: dict[str, Any] = {}
-        for member, inner in value.items():
-            if inner is None:
-                continue
-            if member == _BINARY:
-                wire[member] = self._base64(inner)
-            elif member == _BINARY_SET:
-                wire[member] = [self._base64(item) for item in inner]
-            elif member == "M":
-                wire[member] = {name: self._attribute_value(item) for name, item in inner.items()}
-            elif member == "L":
-                wire[member] = [self._attribute_value(item) for item in inner]
-            elif member in ("S", "N"):
-                wire[member] = str(inner)
-            elif member in ("SS", "NS"):
-                wire[member] = [str(item) for item in inner]
-            else:  # BOOL, NULL
-                wire[member] = inner
-        return wire
-
-
-# moto's serializer table is global to the process: the fast serializer is in it while at
-# least one embedded server runs, so in-process moto (the tests) gets moto's own otherwise.
-_servers_running = 0
-_registry_lock = threading.Lock()
-
-
-def _use_fast_dynamodb_serializer(use: bool) -> None:
-    global _servers_running
-    with _registry_lock:
-        _servers_running += 1 if use else -1
-        serializers = SERVICE_SPECIFIC_SERIALIZERS.setdefault("dynamodb", {})
-        if _servers_running > 0:
-            serializers["json"] = DynamoDBSerializer
-        else:
-            serializers.pop("json", None)
-
-
-class _Dispatcher(DomainDispatcherApplication):
-    """moto's router with the Host -> service lookup cached (it depends on the host alone)."""
-
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for its life
-    def get_backend_for_host(self, host: str | None) -> Any:
-        return super().get_backend_for_host(host)
+DELIVERED_PROTOCOLS = ("email", "email-json", "lambda")
 
 
 @dataclass
 class EmbeddedAws:
-    server: BaseWSGIServer
-    thread: threading.Thread
+    process: subprocess.Popen[bytes]
     endpoint_url: str
-    stopped: bool = False
 
     def stop(self) -> None:
-        if self.stopped:
+        if self.process.poll() is not None:
             return
-        self.stopped = True
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-        _use_fast_dynamodb_serializer(False)
+        assert self.process.stdin is not None
+        self.process.stdin.close()  # the child's signal to shut down
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
-def start_moto_server(port: int = 0) -> EmbeddedAws:
-    """Start moto on 127.0.0.1 (port 0 picks a free one) in a thread; its request log is silenced."""
-    # werkzeug logs every request at INFO; a batch makes hundreds of them.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+def start_moto_server(port: int = 0, deliver_to: str | None = None) -> EmbeddedAws:
+    """Start moto on 127.0.0.1 in a child process (port 0 picks a free one).
+
+    Returns once the port listens; requests made before moto has loaded wait for it.
+    """
+    command = [sys.executable, "-m", "modelwatch.local.moto_server", "--port", str(port)]
+    if deliver_to:
+        command += ["--deliver-to", deliver_to]
+    # The child must import this very package (a worktree or checkout may not be the installed one).
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # werkzeug's request log and moto's chatter
+        start_new_session=True,
+    )
+    aws = EmbeddedAws(process, "")
+    atexit.register(aws.stop)
+    assert process.stdout is not None
+    # The child's first line is its port, written once the socket listens. (readline has no
+    # timeout; the child writes it at once or exits, which ends the read with b"".)
+    line = process.stdout.readline().strip()
+    if not line.isdigit():
+        aws.stop()
+        raise RuntimeError(
+            f"the local moto server did not start (exit code {process.poll()}); "
+            f"is port {port} already in use?"
+        )
+    aws.endpoint_url = f"http://127.0.0.1:{int(line)}"
+    return aws
+
+
+# --------------------------------------------------------------------------- the child process
+
+
+def _forward_sns_deliveries(deliver_to: str) -> None:
+    from moto.sns import models as sns_models
+
+    original = sns_models.Subscription.publish
+
+    def publish(
+        self: Any,
+        message: str,
+        message_id: str,
+        subject: str | None = None,
+        message_attributes: dict[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        if self.protocol not in DELIVERED_PROTOCOLS:
+            return original(self, message, message_id, subject, message_attributes, *args, **kwargs)
+        matcher = getattr(self, "_filter_policy_matcher", None)
+        if matcher is not None and not matcher.matches(message_attributes, message):
+            return None  # the subscription's filter policy drops it, as in SNS
+        body = {
+            "protocol": self.protocol,
+            "endpoint": self.endpoint,
+            "subscription_arn": self.arn,
+            "topic_arn": self.topic.arn,
+            "message_id": message_id,
+            "subject": subject,
+            "message": message,
+        }
+        request = urllib.request.Request(
+            deliver_to, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        urllib.request.urlopen(request, timeout=30).close()
+        return None
+
+    sns_models.Subscription.publish = publish  # type: ignore[method-assign]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--deliver-to")
+    arguments = parser.parse_args()
+
+    # Listen and tell the parent the port before importing moto (~0.7 s): the parent sets up
+    # its clients meanwhile, and its first requests wait in the socket's backlog. A port in
+    # use ends this process here, before the port line, which the parent reports.
+    listener = socket.create_server(("127.0.0.1", arguments.port))
+    print(listener.getsockname()[1], flush=True)
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    from modelwatch.local.moto_tuning import CachingDispatcher, use_dynamodb_serializer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    use_dynamodb_serializer()
+    if arguments.deliver_to:
+        _forward_sns_deliveries(arguments.deliver_to)
     server = make_server(
         "127.0.0.1",
-        port,
-        _Dispatcher(create_backend_app),
+        arguments.port,
+        CachingDispatcher(create_backend_app),
         threaded=True,
         request_handler=MotoRequestHandler,
+        fd=listener.fileno(),
     )
-    _use_fast_dynamodb_serializer(True)
-    # A short poll interval: stop() waits for the loop to notice, 0.5 s by default.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="embedded-aws", daemon=True
-    )
-    thread.start()
-    return EmbeddedAws(server=server, thread=thread, endpoint_url=f"http://127.0.0.1:{server.server_port}")
+    threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
+    sys.stdin.buffer.read()  # until the parent closes stdin or dies
+    os._exit(0)  # nothing to save; don't wait for in-flight request threads
+
+
+if __name__ == "__main__":
+    main()
