@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 SNS_SENDER = "AWS Notifications <no-reply@sns.amazonaws.com>"
+# shutdown() waits for serve_forever to notice, by default up to 0.5 s per server.
+_QUICK_STOP = {"poll_interval": 0.05}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class SnsDeliveryReceiver:
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="sns-deliveries", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs=_QUICK_STOP, name="sns-deliveries", daemon=True
+        ).start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/sns"
 
     def stop(self) -> None:
@@ -251,7 +255,7 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+            target=self._server.serve_forever, kwargs=_QUICK_STOP, name="webhook-receiver", daemon=True
         )
         self._thread.start()
         # A path shaped like Slack's: the notifier treats it as the secret part of the URL.
