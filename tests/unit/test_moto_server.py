@@ -125,3 +125,17 @@ def test_server_process_answers_dynamodb_and_other_services_then_stops():
     assert aws.process.returncode is not None
     # the shortcut lives in the server process only: in-process moto keeps its own serializer
     assert "json" not in SERVICE_SPECIFIC_SERIALIZERS.get("dynamodb", {})
+
+
+def test_a_busy_port_is_a_clear_error_with_the_servers_log(tmp_path):
+    from modelwatch.cli.errors import UserError
+
+    first = start_moto_server()
+    port = int(first.endpoint_url.rsplit(":", 1)[1])
+    log = tmp_path / "logs" / "embedded-aws.log"
+    try:
+        with pytest.raises(UserError, match=rf"127\.0\.0\.1:{port}.*see .*embedded-aws\.log.*--port"):
+            start_moto_server(port, log_path=log)
+    finally:
+        first.stop()
+    assert "Address already in use" in log.read_text()

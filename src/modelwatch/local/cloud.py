@@ -202,7 +202,11 @@ class LocalCloud:
         # Each local cloud has its own moto process, so it starts from an empty account.
         self._sns_receiver = SnsDeliveryReceiver(self._deliveries, self.clock)
         try:
-            self.aws = start_moto_server(self.port, deliver_to=self._sns_receiver.url)
+            self.aws = start_moto_server(
+                self.port,
+                deliver_to=self._sns_receiver.url,
+                log_path=self.out_dir / "logs" / "embedded-aws.log",
+            )
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
             if self.want_slack_receiver:
                 self._prepare_slack()

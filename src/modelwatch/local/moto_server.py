@@ -42,21 +42,26 @@ class EmbeddedAws:
     endpoint_url: str
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        assert self.process.stdin is not None
-        self.process.stdin.close()  # the child's signal to shut down
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        atexit.unregister(self.stop)
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()  # the child's signal to shut down
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
-def start_moto_server(port: int = 0, deliver_to: str | None = None) -> EmbeddedAws:
+def start_moto_server(
+    port: int = 0, deliver_to: str | None = None, log_path: Path | None = None
+) -> EmbeddedAws:
     """Start moto on 127.0.0.1 in a child process (port 0 picks a free one).
 
-    Returns once the port listens; requests made before moto has loaded wait for it.
+    Returns once the port listens; requests made before moto has loaded wait for it. The
+    child's own errors (not its request log) go to ``log_path`` when given.
     """
     command = [sys.executable, "-m", "modelwatch.local.moto_server", "--port", str(port)]
     if deliver_to:
@@ -67,14 +72,17 @@ def start_moto_server(port: int = 0, deliver_to: str | None = None) -> EmbeddedA
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # werkzeug's request log and moto's chatter
-        start_new_session=True,
-    )
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path or os.devnull, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
     aws = EmbeddedAws(process, "")
     atexit.register(aws.stop)
     assert process.stdout is not None
@@ -83,9 +91,12 @@ def start_moto_server(port: int = 0, deliver_to: str | None = None) -> EmbeddedA
     line = process.stdout.readline().strip()
     if not line.isdigit():
         aws.stop()
-        raise RuntimeError(
-            f"the local moto server did not start (exit code {process.poll()}); "
-            f"is port {port} already in use?"
+        from modelwatch.cli.errors import UserError
+
+        where = f"; see {log_path}" if log_path is not None else ""
+        raise UserError(
+            f"the local AWS (moto) could not listen on 127.0.0.1:{port} (exit code "
+            f"{process.returncode}){where}; is the port in use? Pick another with --port."
         )
     aws.endpoint_url = f"http://127.0.0.1:{int(line)}"
     return aws
