@@ -318,3 +318,25 @@ def test_daily_alarm_slides_with_the_evaluation_time_as_the_user_guide_warns(aws
     assert states(day2 + timedelta(hours=23, minutes=30)) == {"daily-backup": "OK", "hourly-backup": "OK"}
     subjects = [envelope["Subject"].split(":")[0] for envelope in drain(aws["sqs"], queue_url)]
     assert subjects == ["OK", "OK", "ALARM", "ALARM", "OK", "OK"]
+
+
+def test_an_alarm_the_evaluator_cannot_model_is_skipped_and_named_not_fatal(aws, alert_topic):
+    cloudwatch = aws["cloudwatch"]
+    common = {
+        "Namespace": "ModelWatch",
+        "MetricName": "ErrorRate",
+        "Dimensions": [{"Name": "ModelName", "Value": "churn"}],
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 0.2,
+        "ComparisonOperator": "GreaterThanThreshold",
+    }
+    cloudwatch.put_metric_alarm(AlarmName="a-average", Statistic="Average", **common)
+    cloudwatch.put_metric_alarm(AlarmName="b-p99", ExtendedStatistic="p99", **common)
+    cloudwatch.put_metric_alarm(AlarmName="c-maximum", Statistic="Maximum", **common)
+    evaluator = CloudWatchAlarmEvaluator(cloudwatch, aws["sns"])
+    runs = evaluator.evaluate_all(datetime.now(UTC))
+    assert [run.alarm.name for run in runs] == ["a-average", "c-maximum"]
+    assert all(run.evaluation.state == "INSUFFICIENT_DATA" for run in runs)
+    assert list(evaluator.unsupported) == ["b-p99"]
+    assert "ExtendedStatistic" in evaluator.unsupported["b-p99"]

@@ -152,3 +152,12 @@ def test_unknown_or_invalid_parameters_are_refused(tmp_path, model_dir):
         start(tmp_path / "x", model_dir, NoSuchParameter="1")
     with pytest.raises(TemplateError, match="QualityComparison"):
         start(tmp_path / "y", model_dir, QualityComparison="Sideways")
+
+
+def test_entering_a_started_cloud_keeps_its_one_embedded_aws_and_stops_it(tmp_path, model_dir):
+    cloud = start(tmp_path, model_dir, AlertEmail="")
+    aws = cloud.aws
+    with cloud as entered:
+        assert entered.aws is aws  # not a second moto process
+    assert aws is not None and aws.process.returncode is not None
+    assert cloud.aws is None

@@ -8,6 +8,7 @@ botocore must parse both to the same response.
 from __future__ import annotations
 
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
@@ -139,3 +140,67 @@ def test_a_busy_port_is_a_clear_error_with_the_servers_log(tmp_path):
     finally:
         first.stop()
     assert "Address already in use" in log.read_text()
+
+
+def test_get_metric_data_matches_namespace_name_and_dimension_set_like_cloudwatch():
+    # moto alone ignores the namespace when dimensions are given and compares dimension
+    # lists in written order; the embedded server identifies a metric as CloudWatch does.
+    aws = start_moto_server()
+    try:
+        cloudwatch = boto3.client(
+            "cloudwatch",
+            endpoint_url=aws.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+        both = [{"Name": "ModelName", "Value": "churn"}, {"Name": "Feature", "Value": "plan"}]
+        published = [
+            ("Other", "Score", [both[0]], 0.9),
+            ("ModelWatch", "Score", [both[0]], 0.1),
+            ("ModelWatch", "Score", both, 0.5),  # same name, a different metric (two dimensions)
+        ]
+        for namespace, name, dimensions, value in published:
+            cloudwatch.put_metric_data(
+                Namespace=namespace,
+                MetricData=[{"MetricName": name, "Dimensions": dimensions, "Timestamp": at, "Value": value}],
+            )
+
+        def maximum(namespace: str, dimensions: list[dict[str, str]]) -> list[float]:
+            query = {
+                "Id": "q",
+                "MetricStat": {
+                    "Metric": {"Namespace": namespace, "MetricName": "Score", "Dimensions": dimensions},
+                    "Period": 3600,
+                    "Stat": "Maximum",
+                },
+            }
+            response = cloudwatch.get_metric_data(
+                MetricDataQueries=[query],
+                StartTime=at - timedelta(minutes=30),
+                EndTime=at + timedelta(minutes=30),
+            )
+            return response["MetricDataResults"][0]["Values"]
+
+        assert maximum("ModelWatch", [both[0]]) == [0.1]
+        assert maximum("Other", [both[0]]) == [0.9]
+        assert maximum("ModelWatch", list(reversed(both))) == [0.5]  # order does not matter
+        assert (
+            maximum("ModelWatch", [{"Name": "Feature", "Value": "plan"}]) == []
+        )  # a subset is another metric
+    finally:
+        aws.stop()
+
+
+def test_a_server_that_dies_while_loading_moto_is_a_clear_error(tmp_path, monkeypatch):
+    from modelwatch.cli.errors import UserError
+
+    broken = tmp_path / "site" / "moto"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("simulated broken moto")\n')
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    log = tmp_path / "embedded-aws.log"
+    with pytest.raises(UserError, match=r"stopped while starting .*embedded-aws\.log"):
+        start_moto_server(log_path=log)
+    assert "simulated broken moto" in log.read_text()

@@ -650,14 +650,17 @@ class CloudWatchAlarmEvaluator:
         self._sns = sns
         self._region = region or cloudwatch.meta.region_name
         self._account_id = account_id
+        self.unsupported: dict[str, str] = {}
 
     def evaluate_all(self, now: datetime) -> list[AlarmRun]:
-        alarms = [
-            (entry, AlarmDefinition.from_describe_alarms(entry))
-            for entry in self._describe_metric_alarms()
-            # metric-math alarms are outside what the local cloud evaluates
-            if not entry.get("Metrics") and entry.get("MetricName")
-        ]
+        """Evaluate every metric alarm; one the local cloud cannot evaluate is skipped and
+        recorded in ``unsupported`` (name -> why) instead of stopping the others."""
+        alarms = []
+        for entry in self._describe_metric_alarms():
+            try:
+                alarms.append((entry, AlarmDefinition.from_describe_alarms(entry)))
+            except (NotImplementedError, ValueError) as problem:
+                self.unsupported[str(entry.get("AlarmName"))] = str(problem)
         periods = self.range_values([alarm for _, alarm in alarms], now)
         return [
             self._evaluate_entry(entry, alarm, values, newest_start, now)

@@ -192,6 +192,8 @@ class LocalCloud:
         from modelwatch import alerts as alerts_module
         from modelwatch.aws import reset_clients
 
+        if self.aws is not None:
+            return self  # already running (``with cloud.start():`` starts it once)
         if not (self.model_dir / "metadata.json").is_file():
             from modelwatch.cli.errors import UserError
 
@@ -206,17 +208,23 @@ class LocalCloud:
                 self.port,
                 deliver_to=self._sns_receiver.url,
                 log_path=self.out_dir / "logs" / "embedded-aws.log",
+                wait=False,
             )
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
-            if self.want_slack_receiver:
-                self._prepare_slack()
-            self.stack = StackBuilder(
+            slack_secret = self._slack_secret_name() if self.want_slack_receiver else None
+            # Translating the template needs no AWS: it overlaps moto loading in its process.
+            builder = StackBuilder(
                 self.template_path,
                 self.parameters,
                 clients=self.clients,
                 stack_name=self.stack_name,
                 project_root=self.template_path.parent,
-            ).build()
+            )
+            self.aws.wait_ready()
+            if slack_secret is not None:
+                self.webhook = WebhookReceiver()
+                self.clients.secretsmanager.create_secret(Name=slack_secret, SecretString=self.webhook.url)
+            self.stack = builder.build()
             # Functions share this process's modelwatch package (in Lambda each has its own), so
             # clients cached by an earlier local cloud in the same process must not leak in.
             reset_clients()
@@ -240,14 +248,14 @@ class LocalCloud:
             raise
         return self
 
-    def _prepare_slack(self) -> None:
+    def _slack_secret_name(self) -> str | None:
+        """The secret the notifier will read the local webhook's URL from (set as its parameter)."""
         parameter = slack_secret_parameter(self.template_path)
         if parameter is None:
-            return  # no notifier in this template yet: email only
-        self.webhook = WebhookReceiver()
+            return None  # no notifier in this template yet: email only
         name = self.parameters.get(parameter) or f"{self.stack_name}/slack-webhook"
-        self.clients.secretsmanager.create_secret(Name=name, SecretString=self.webhook.url)
         self.parameters[parameter] = name
+        return name
 
     def stop(self) -> None:
         self._stop.set()
@@ -325,7 +333,11 @@ class LocalCloud:
     def evaluate_alarms(self, now: datetime | None = None) -> list[AlarmRun]:
         """Evaluate every alarm at ``now`` (the clock's time by default) and deliver what it published."""
         with self._work_lock:
+            known = set(self.evaluator.unsupported)
             runs = self.evaluator.evaluate_all(now or self.clock.now())
+            for name, why in self.evaluator.unsupported.items():
+                if name not in known:
+                    self.listener("warning", f"alarm {name} is not evaluated locally: {why}")
             self.alarm_runs.extend(runs)
             for run in runs:
                 if run.changed:
@@ -439,6 +451,7 @@ class LocalCloud:
 
     def _poll_forever(self, buckets: list[str], seen: dict[tuple[str, str], str]) -> None:
         next_evaluation = 0.0
+        last_failure = ""
         while not self._stop.is_set():
             for bucket in buckets:
                 for key, etag in self._listing(bucket):
@@ -450,8 +463,14 @@ class LocalCloud:
                     except Exception as problem:  # keep serving other uploads
                         self.listener("warning", f"{key}: {type(problem).__name__}: {problem}")
             if time.monotonic() >= next_evaluation:
-                with contextlib.suppress(Exception):
+                try:
                     self.evaluate_alarms()
+                    last_failure = ""
+                except Exception as problem:  # keep serving; say so once per distinct failure
+                    failure = f"alarm evaluation failed: {type(problem).__name__}: {problem}"
+                    if failure != last_failure:
+                        self.listener("warning", failure)
+                    last_failure = failure
                 next_evaluation = time.monotonic() + REAL_CLOCK_EVALUATION_SECONDS
             self._stop.wait(POLL_INTERVAL_SECONDS)
 

@@ -34,12 +34,31 @@ from pathlib import Path
 from typing import Any
 
 DELIVERED_PROTOCOLS = ("email", "email-json", "lambda")
+# The child's second line: moto is loaded and serving.
+READY = "ready"
 
 
 @dataclass
 class EmbeddedAws:
     process: subprocess.Popen[bytes]
     endpoint_url: str
+    log_path: Path | None = None
+    ready: bool = False
+
+    def wait_ready(self) -> None:
+        """Block until moto is loaded in the child; a child that died on the way is a UserError."""
+        if self.ready:
+            return
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip().decode() != READY:
+            self.stop()
+            from modelwatch.cli.errors import UserError
+
+            where = f"; its errors are in {self.log_path}" if self.log_path is not None else ""
+            raise UserError(
+                f"the local AWS (moto) stopped while starting (exit code {self.process.returncode}){where}"
+            )
+        self.ready = True
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
@@ -56,11 +75,12 @@ class EmbeddedAws:
 
 
 def start_moto_server(
-    port: int = 0, deliver_to: str | None = None, log_path: Path | None = None
+    port: int = 0, deliver_to: str | None = None, log_path: Path | None = None, *, wait: bool = True
 ) -> EmbeddedAws:
     """Start moto on 127.0.0.1 in a child process (port 0 picks a free one).
 
-    Returns once the port listens; requests made before moto has loaded wait for it. The
+    Returns once moto serves, or with ``wait=False`` as soon as the port listens (moto takes
+    ~0.7 s to load): do other work, then call ``wait_ready()`` before the first request. The
     child's own errors (not its request log) go to ``log_path`` when given.
     """
     command = [sys.executable, "-m", "modelwatch.local.moto_server", "--port", str(port)]
@@ -83,7 +103,7 @@ def start_moto_server(
             stderr=log,
             start_new_session=True,
         )
-    aws = EmbeddedAws(process, "")
+    aws = EmbeddedAws(process, "", log_path)
     atexit.register(aws.stop)
     assert process.stdout is not None
     # The child's first line is its port, written once the socket listens. (readline has no
@@ -99,6 +119,8 @@ def start_moto_server(
             f"{process.returncode}){where}; is the port in use? Pick another with --port."
         )
     aws.endpoint_url = f"http://127.0.0.1:{int(line)}"
+    if wait:
+        aws.wait_ready()
     return aws
 
 
@@ -148,19 +170,24 @@ def main() -> None:
     parser.add_argument("--deliver-to")
     arguments = parser.parse_args()
 
-    # Listen and tell the parent the port before importing moto (~0.7 s): the parent sets up
-    # its clients meanwhile, and its first requests wait in the socket's backlog. A port in
-    # use ends this process here, before the port line, which the parent reports.
+    # Listen and tell the parent the port before importing moto (~0.7 s): the parent can set
+    # up meanwhile, then waits for the ready line. A port in use ends this process here,
+    # before the port line, which the parent reports.
     listener = socket.create_server(("127.0.0.1", arguments.port))
     print(listener.getsockname()[1], flush=True)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    from modelwatch.local.moto_tuning import CachingDispatcher, use_dynamodb_serializer
+    from modelwatch.local.moto_tuning import (
+        CachingDispatcher,
+        use_dynamodb_serializer,
+        use_exact_metric_matching,
+    )
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     use_dynamodb_serializer()
+    use_exact_metric_matching()
     if arguments.deliver_to:
         _forward_sns_deliveries(arguments.deliver_to)
     server = make_server(
@@ -172,6 +199,10 @@ def main() -> None:
         fd=listener.fileno(),
     )
     threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
+    print(READY, flush=True)
+    # Nobody reads stdout from here on: what moto prints goes to the log (stderr) instead of
+    # filling the pipe until a print blocks the server.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdin.buffer.read()  # until the parent closes stdin or dies
     os._exit(0)  # nothing to save; don't wait for in-flight request threads
 

@@ -1,7 +1,7 @@
-"""Two shortcuts that make the embedded moto server fast enough for a 30-second demo.
+"""What the embedded moto server changes in moto: two shortcuts and one correction.
 
-Neither changes what a response says (tests/unit/test_moto_server.py compares them with
-moto's own output):
+The shortcuts make it fast enough for a 30-second demo without changing what a response
+says (tests/unit/test_moto_server.py compares them with moto's own output):
 
 - DynamoDB items skip moto's generic, shape-driven serializer. It visits every member of
   every AttributeValue through the service model and spent ~45 ms of a 57 ms BatchGetItem
@@ -10,12 +10,19 @@ moto's own output):
 - The request router remembers which service a Host header names, instead of matching
   it against ~180 URL patterns on every request (0.9 ms each).
 
+The correction: moto 5.2.5's GetMetricData picks a MetricStat's data by metric name and
+dimensions but not namespace, and compares the dimension lists in the order they were
+written; CloudWatch identifies a metric by namespace, name and the set of its dimensions.
+The local alarm evaluator and the alert notifier both read metrics with GetMetricData.
+
 Only the moto server process (``modelwatch.local.moto_server``) installs them.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS, JSONSerializer
@@ -64,3 +71,74 @@ class CachingDispatcher(DomainDispatcherApplication):
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server process
     def get_backend_for_host(self, host: str | None) -> Any:
         return super().get_backend_for_host(host)
+
+
+def _identity(namespace: str, name: str, dimensions: Any) -> tuple[str, str, frozenset[tuple[str, str]]]:
+    return namespace, name, frozenset(dimensions)
+
+
+def exact_metric_get_metric_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap moto's CloudWatchBackend.get_metric_data: MetricStat queries see their own metric only.
+
+    Periods start at StartTime (as moto's do), each period's statistic is computed by moto's
+    Statistics, and only periods with data are returned. Requests with expressions (metric
+    math, Metrics Insights) and invalid time ranges are left to moto.
+    """
+    from moto.cloudwatch.models import Statistics
+
+    def get_metric_data(
+        backend: Any,
+        queries: list[dict[str, Any]],
+        start_time: datetime,
+        end_time: datetime,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        start, end = start_time.replace(microsecond=0), end_time.replace(microsecond=0)
+        if not queries or start >= end or any("MetricStat" not in query for query in queries):
+            return original(backend, queries, start_time, end_time, scan_by)
+        in_range = [datum for datum in backend.get_all_metrics() if start <= datum.timestamp < end]
+        results = []
+        for query in queries:
+            stat = query["MetricStat"]
+            metric = stat["Metric"]
+            wanted = _identity(
+                metric["Namespace"],
+                metric["MetricName"],
+                ((d["Name"], d["Value"]) for d in metric.get("Dimensions") or ()),
+            )
+            period = timedelta(seconds=int(stat["Period"]))
+            periods: dict[int, list[Any]] = {}
+            for datum in in_range:
+                identity = _identity(
+                    datum.namespace, datum.name, ((d.name, d.value) for d in datum.dimensions)
+                )
+                if identity == wanted and (not stat.get("Unit") or datum.unit == stat["Unit"]):
+                    periods.setdefault((datum.timestamp - start) // period, []).append(datum)
+            timestamps, values = [], []
+            for index in sorted(periods, reverse=scan_by == "TimestampDescending"):
+                statistics = Statistics([stat["Stat"]], start + index * period)
+                statistics.metric_data = periods[index]
+                values.append(statistics.get_statistics_for_type(stat["Stat"]))
+                timestamps.append(statistics.timestamp)
+            if query.get("ReturnData", True):
+                results.append(
+                    {
+                        "id": query["Id"],
+                        "label": query.get("Label") or f"{metric['MetricName']} {stat['Stat']}",
+                        "values": values,
+                        "timestamps": timestamps,
+                        "status_code": "Complete",
+                    }
+                )
+        return results
+
+    return get_metric_data
+
+
+def use_exact_metric_matching() -> None:
+    """Install exact_metric_get_metric_data on moto's CloudWatch backend, in this process."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    CloudWatchBackend.get_metric_data = exact_metric_get_metric_data(  # type: ignore[method-assign]
+        CloudWatchBackend.get_metric_data
+    )
