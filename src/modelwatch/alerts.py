@@ -504,13 +504,18 @@ def _mrkdwn(text: str, limit: int) -> dict[str, str]:
 def fetch_recent_values(
     cloudwatch: Any, metric: MetricSpec, *, until: datetime, periods: int
 ) -> RecentValues:
-    """The metric's last ``periods`` periods up to and including the one holding ``until``.
+    """The metric's last ``periods`` periods before ``until``, as the alarm saw them.
 
-    The window ends at the alarm's state change rather than at "now", so a message sent on
-    Lambda's retry an hour later still shows what the alarm saw.
+    CloudWatch's default (sliding) evaluation window ends its newest period at the minute
+    the alarm was evaluated, so the periods end at ``until`` rounded down to the minute:
+    the newest one is the period the alarm judged. The window ends at the alarm's state
+    change rather than at "now", so a message sent on Lambda's retry an hour later still
+    shows what the alarm saw. (GetMetricData starts its periods at StartTime, which it
+    rounds down to the minute for data under 15 days old.)
     """
     period = metric.period_seconds
-    end_epoch = (int(until.timestamp()) // period + 1) * period
+    until_epoch = int(until.timestamp())
+    end_epoch = until_epoch - until_epoch % min(period, 60)
     start_epoch = end_epoch - periods * period
     query: dict[str, Any] = {
         "Id": "recent",

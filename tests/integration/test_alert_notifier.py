@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -341,7 +341,7 @@ def test_alarm_posts_the_exact_message_with_recent_values_and_links(notifier: No
                         "text": {
                             "type": "mrkdwn",
                             "text": "*Reason*\nThreshold Crossed: 2 out of the last 3 datapoints [0.312 "
-                            "(26/11/26 10:00:00), 0.254 (26/11/26 09:00:00)] were greater than the threshold "
+                            "(26/11/26 09:15:00), 0.254 (26/11/26 08:15:00)] were greater than the threshold "
                             "(0.2) (minimum 2 datapoints for OK -&gt; ALARM transition).",
                         },
                     },
@@ -584,3 +584,30 @@ def test_report_search_past_its_bound_links_the_prefix(
     assert "prefix=results/&showversions=false|Batch reports (too many to find the newest)>" in links
     _, records = notifier.logs()
     assert any("More than 2 objects" in record["message"] for record in records)
+
+
+def test_recent_periods_are_the_alarms_sliding_periods_ending_at_the_evaluation_minute(monkeypatch) -> None:
+    # An hourly alarm that changed state at 10:07:40 judged 09:07-10:07 last (CloudWatch's
+    # default sliding window); a batch at 09:05 belongs to the period before it.
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    metric = alerts.MetricSpec("ModelWatch", "DriftScore", (("ModelName", "churn"),), "Maximum", 3600, None)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
+        for minute, value in ((5, 0.1), (10, 0.3)):
+            cloudwatch.put_metric_data(
+                Namespace="ModelWatch",
+                MetricData=[
+                    {
+                        "MetricName": "DriftScore",
+                        "Dimensions": [{"Name": "ModelName", "Value": "churn"}],
+                        "Timestamp": day + timedelta(hours=9, minutes=minute),
+                        "Value": value,
+                    }
+                ],
+            )
+        recent = alerts.fetch_recent_values(
+            cloudwatch, metric, until=day + timedelta(hours=10, minutes=7, seconds=40), periods=3
+        )
+    assert recent.values == (None, 0.1, 0.3)
