@@ -6,6 +6,7 @@ tests fail when the local cloud stops following the template, not when the templ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,65 @@ def test_entering_a_started_cloud_keeps_its_one_embedded_aws_and_stops_it(tmp_pa
         assert entered.aws is aws  # not a second moto process
     assert aws is not None and aws.process.returncode is not None
     assert cloud.aws is None
+
+
+def test_a_template_alarm_the_local_cloud_cannot_evaluate_is_a_template_error(tmp_path, model_dir):
+    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    # DriftAlarm (the first alarm on a Maximum) on the 99th percentile instead
+    drift = text.index("  DriftAlarm:")
+    at = text.index("      Statistic: Maximum\n", drift)
+    changed = tmp_path / "template.yaml"
+    changed.write_text(
+        text[:at] + text[at:].replace("Statistic: Maximum", "ExtendedStatistic: p99", 1), encoding="utf-8"
+    )
+    for folder in ("functions", "layers", "src"):  # the template's CodeUri/ContentUri paths
+        (tmp_path / folder).symlink_to(TEMPLATE_PATH.parent / folder)
+    cloud = LocalCloud(
+        out_dir=tmp_path / "out",
+        template_path=changed,
+        model_dir=model_dir,
+        parameters={},
+        clock=VirtualClock(datetime.now(UTC)),
+    )
+    with pytest.raises(TemplateError, match=r"DriftAlarm cannot run in the local cloud: .*ExtendedStatistic"):
+        cloud.start()
+    assert cloud.aws is None
+
+
+def test_unsupported_alarm_is_named_even_when_reading_metrics_fails_mocked_fault(
+    tmp_path, model_dir, monkeypatch
+):
+    warnings: list[str] = []
+    cloud = LocalCloud(
+        out_dir=tmp_path,
+        model_dir=model_dir,
+        parameters={"AlertEmail": ""},
+        clock=VirtualClock(datetime.now(UTC)),
+        listener=lambda kind, payload: warnings.append(payload) if kind == "warning" else None,
+    )
+    with cloud.start():
+        cloud.clients.cloudwatch.put_metric_alarm(
+            AlarmName="added-p99",
+            Namespace="ModelWatch",
+            MetricName="ErrorRate",
+            ExtendedStatistic="p99",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=0.2,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        real_range_values = cloud.evaluator.range_values
+        calls = []
+
+        def failing_once(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("simulated CloudWatch outage")
+            return real_range_values(*args, **kwargs)
+
+        monkeypatch.setattr(cloud.evaluator, "range_values", failing_once)
+        with pytest.raises(ConnectionError):
+            cloud.evaluate_alarms()
+        cloud.evaluate_alarms()
+    named = [w for w in warnings if "added-p99" in w]
+    assert len(named) == 1 and "ExtendedStatistic" in named[0]

@@ -204,3 +204,16 @@ def test_a_server_that_dies_while_loading_moto_is_a_clear_error(tmp_path, monkey
     with pytest.raises(UserError, match=r"stopped while starting .*embedded-aws\.log"):
         start_moto_server(log_path=log)
     assert "simulated broken moto" in log.read_text()
+
+
+def test_a_server_that_hangs_while_loading_moto_times_out_clearly(tmp_path, monkeypatch):
+    from modelwatch.cli.errors import UserError
+
+    slow = tmp_path / "site" / "moto"
+    slow.mkdir(parents=True)
+    (slow / "__init__.py").write_text("import time\ntime.sleep(30)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    aws = start_moto_server(wait=False)
+    with pytest.raises(UserError, match="did not start within 1 s"):
+        aws.wait_ready(timeout_seconds=1)
+    assert aws.process.returncode is not None  # stopped, not left behind

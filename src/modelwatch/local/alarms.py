@@ -654,7 +654,8 @@ class CloudWatchAlarmEvaluator:
 
     def evaluate_all(self, now: datetime) -> list[AlarmRun]:
         """Evaluate every metric alarm; one the local cloud cannot evaluate is skipped and
-        recorded in ``unsupported`` (name -> why) instead of stopping the others."""
+        recorded in ``unsupported`` (name -> why, for this evaluation) instead of stopping the others."""
+        self.unsupported = {}
         alarms = []
         for entry in self._describe_metric_alarms():
             try:

@@ -185,6 +185,7 @@ class LocalCloud:
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
         self._work_lock = threading.RLock()  # uploads, evaluations and deliveries, one at a time
+        self._warned_alarms: set[str] = set()  # alarms named once as not evaluated locally
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -333,11 +334,13 @@ class LocalCloud:
     def evaluate_alarms(self, now: datetime | None = None) -> list[AlarmRun]:
         """Evaluate every alarm at ``now`` (the clock's time by default) and deliver what it published."""
         with self._work_lock:
-            known = set(self.evaluator.unsupported)
-            runs = self.evaluator.evaluate_all(now or self.clock.now())
-            for name, why in self.evaluator.unsupported.items():
-                if name not in known:
-                    self.listener("warning", f"alarm {name} is not evaluated locally: {why}")
+            try:
+                runs = self.evaluator.evaluate_all(now or self.clock.now())
+            finally:  # even when reading the metrics failed, say which alarms were skipped
+                for name, why in self.evaluator.unsupported.items():
+                    if name not in self._warned_alarms:
+                        self._warned_alarms.add(name)
+                        self.listener("warning", f"alarm {name} is not evaluated locally: {why}")
             self.alarm_runs.extend(runs)
             for run in runs:
                 if run.changed:

@@ -24,6 +24,7 @@ import atexit
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -34,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 DELIVERED_PROTOCOLS = ("email", "email-json", "lambda")
-# The child's second line: moto is loaded and serving.
+# The child's second line: moto is loaded and serving. Loading takes ~0.7 s.
 READY = "ready"
+READY_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass
@@ -45,19 +47,26 @@ class EmbeddedAws:
     log_path: Path | None = None
     ready: bool = False
 
-    def wait_ready(self) -> None:
-        """Block until moto is loaded in the child; a child that died on the way is a UserError."""
+    def wait_ready(self, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
+        """Block until moto is loaded in the child; a child that died or hangs on the way is a UserError."""
         if self.ready:
             return
         assert self.process.stdout is not None
-        if self.process.stdout.readline().strip().decode() != READY:
+        answered, _, _ = select.select([self.process.stdout], [], [], timeout_seconds)
+        line = self.process.stdout.readline().strip().decode() if answered else ""
+        if line != READY:
+            if self.process.poll() is None:
+                self.process.kill()  # hung while loading: it would not notice stdin closing
             self.stop()
             from modelwatch.cli.errors import UserError
 
-            where = f"; its errors are in {self.log_path}" if self.log_path is not None else ""
-            raise UserError(
-                f"the local AWS (moto) stopped while starting (exit code {self.process.returncode}){where}"
+            what = (
+                f"stopped while starting (exit code {self.process.returncode})"
+                if answered
+                else f"did not start within {timeout_seconds:.0f} s"
             )
+            where = f"; its errors are in {self.log_path}" if self.log_path is not None else ""
+            raise UserError(f"the local AWS (moto) {what}{where}")
         self.ready = True
 
     def stop(self) -> None:
@@ -198,11 +207,14 @@ def main() -> None:
         request_handler=MotoRequestHandler,
         fd=listener.fileno(),
     )
-    threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
-    print(READY, flush=True)
-    # Nobody reads stdout from here on: what moto prints goes to the log (stderr) instead of
-    # filling the pipe until a print blocks the server.
+    # Nobody reads stdout after the ready line: what moto prints while serving goes to the
+    # log (stderr) instead, so it can neither fill the pipe nor arrive before "ready".
+    to_parent = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    threading.Thread(target=server.serve_forever, name="moto-server", daemon=True).start()
+    to_parent.write(READY + "\n")
+    to_parent.close()
     sys.stdin.buffer.read()  # until the parent closes stdin or dies
     os._exit(0)  # nothing to save; don't wait for in-flight request threads
 

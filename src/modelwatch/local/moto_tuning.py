@@ -12,8 +12,11 @@ says (tests/unit/test_moto_server.py compares them with moto's own output):
 
 The correction: moto 5.2.5's GetMetricData picks a MetricStat's data by metric name and
 dimensions but not namespace, and compares the dimension lists in the order they were
-written; CloudWatch identifies a metric by namespace, name and the set of its dimensions.
-The local alarm evaluator and the alert notifier both read metrics with GetMetricData.
+written; CloudWatch identifies a metric by namespace, name and the set of its dimensions
+(so a query without dimensions matches only a metric without any). The local alarm
+evaluator and the alert notifier read metrics with MetricStat-only requests, which get
+the correction; a request that also holds an expression (metric math, Metrics Insights)
+is left to moto as it is.
 
 Only the moto server process (``modelwatch.local.moto_server``) installs them.
 """

@@ -377,7 +377,10 @@ class StackBuilder:
             if not properties.get("AlarmName"):
                 properties["AlarmName"] = self._name(logical_id, None, max_length=255)
             # The evaluator's own parsing of the template definition (numbers arrive as strings).
-            alarm = AlarmDefinition.from_cloudformation(properties, default_name=logical_id)
+            try:
+                alarm = AlarmDefinition.from_cloudformation(properties, default_name=logical_id)
+            except (NotImplementedError, ValueError) as problem:
+                raise TemplateError(f"{logical_id} cannot run in the local cloud: {problem}") from problem
             request = {
                 "AlarmName": alarm.name,
                 "Namespace": alarm.namespace,
