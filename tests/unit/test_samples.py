@@ -63,7 +63,7 @@ def test_churn_batches_follow_the_data_contract():
     assert ids.is_unique
     for batch in batches.values():
         assert "churned" not in batch.columns and "channel" in batch.columns
-        assert 1800 <= len(batch) <= 2200
+        assert 900 <= len(batch) <= 1100
     # Late labels: about 8% of batch rows have no actual yet, and no actual is orphaned.
     batch_ids = set(ids.iloc[len(train) :])
     assert set(actuals["record_id"]) <= batch_ids
