@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -30,11 +31,26 @@ def build_model() -> None:
     ensure_sample_model(MODEL_DIR, ROOT / "template.yaml")
 
 
-def batch_rows() -> pd.DataFrame:
+def bench_data(id_column: str, actuals: list[tuple[str, Any, str | None]]) -> tuple[pd.DataFrame, list[Any]]:
+    """ROWS batch rows and their actuals: the sample batches, repeated under suffixed ids
+    (-0, -1, ...) until there are ROWS of them (the samples hold 12,000)."""
     frames = [
-        pd.read_csv(path, dtype={"record_id": str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))
+        pd.read_csv(path, dtype={id_column: str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))
     ]
-    return pd.concat(frames, ignore_index=True).head(ROWS)
+    sample = pd.concat(frames, ignore_index=True)
+    copies = -(-ROWS // len(sample))
+    rows = pd.concat(
+        [sample.assign(**{id_column: sample[id_column] + f"-{copy}"}) for copy in range(copies)],
+        ignore_index=True,
+    ).head(ROWS)
+    wanted = set(rows[id_column])
+    records = [
+        (f"{record_id}-{copy}", actual, observed_at)
+        for copy in range(copies)
+        for record_id, actual, observed_at in actuals
+        if f"{record_id}-{copy}" in wanted
+    ]
+    return rows, records
 
 
 def main() -> int:
@@ -65,13 +81,12 @@ def main() -> int:
             KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}],
         )
-        rows = batch_rows()
         metadata = load_bundle(MODEL_DIR).metadata
         actuals = read_actuals_file(
             (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
         )
-        wanted = set(rows[metadata.id_column])
-        write_actuals(dynamodb, "bench-actuals", [record for record in actuals if record[0] in wanted])
+        rows, records = bench_data(metadata.id_column, actuals)
+        write_actuals(dynamodb, "bench-actuals", records)
         body = rows.to_csv(index=False).encode()
         config = MonitorConfig.from_env()
         monitor = monitor_module.BatchMonitor(
