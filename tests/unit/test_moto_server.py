@@ -217,3 +217,27 @@ def test_a_server_that_hangs_while_loading_moto_times_out_clearly(tmp_path, monk
     with pytest.raises(UserError, match="did not start within 1 s"):
         aws.wait_ready(timeout_seconds=1)
     assert aws.process.returncode is not None  # stopped, not left behind
+
+
+def test_a_parent_that_reads_the_port_late_still_sees_the_ready_line(monkeypatch):
+    # Both lines are already in the pipe when the port line is read: "ready" must not be
+    # lost in a read-ahead buffer that wait_ready's select on the pipe cannot see.
+    import subprocess
+    import time
+
+    from modelwatch.local import moto_server
+
+    real_popen = subprocess.Popen
+
+    def slow_parent(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        time.sleep(4)  # the child has listened, loaded moto and said "ready" by now
+        return process
+
+    monkeypatch.setattr(moto_server.subprocess, "Popen", slow_parent)
+    aws = start_moto_server(wait=False)
+    try:
+        aws.wait_ready(timeout_seconds=5)
+        assert aws.ready
+    finally:
+        aws.stop()

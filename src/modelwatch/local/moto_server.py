@@ -111,6 +111,10 @@ def start_moto_server(
             stdout=subprocess.PIPE,
             stderr=log,
             start_new_session=True,
+            # Unbuffered: reading the port line must not pull the ready line into a Python
+            # buffer, where wait_ready's select on the pipe would not see it (today the
+            # child closes the pipe after "ready", and that EOF would wake the select).
+            bufsize=0,
         )
     aws = EmbeddedAws(process, "", log_path)
     atexit.register(aws.stop)
