@@ -18,15 +18,13 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from modelwatch.errors import ActualsUnavailable, BatchRejected
+
 READ_BATCH_SIZE = 100  # BatchGetItem's maximum keys per request
 WRITE_BATCH_SIZE = 25  # BatchWriteItem's maximum items per request
 ID_ATTRIBUTE = "record_id"
 ACTUAL_ATTRIBUTE = "actual"
 OBSERVED_AT_ATTRIBUTE = "observed_at"
-
-
-class ActualsUnavailable(RuntimeError):
-    """DynamoDB kept returning unprocessed keys or items after every retry."""
 
 
 @dataclass
@@ -200,7 +198,7 @@ def read_actuals_file(
 
     Raises BatchRejected (see modelwatch.batch_files) with an actionable reason.
     """
-    from modelwatch.batch_files import BatchRejected, read_batch
+    from modelwatch.batch_files import read_batch
 
     if not key.lower().endswith((".csv", ".csv.gz")):
         raise BatchRejected(f"actuals file {key!r} must be .csv or .csv.gz", code="unsupported_extension")

@@ -6,13 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
-from modelwatch.batch_files import BatchRejected
 from modelwatch.config import LoaderConfig
+from modelwatch.errors import ActualsFileRejected, BatchRejected
 from modelwatch.model_bundle import ModelMetadata
-
-
-class ActualsFileRejected(ValueError):
-    """An actuals file cannot be loaded; the message says why and what to fix."""
 
 
 @dataclass

@@ -41,7 +41,8 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from modelwatch.config import LATEST_REPORT_POINTER, ConfigError, float_setting, int_setting
+from modelwatch.config import LATEST_REPORT_POINTER, float_setting, int_setting
+from modelwatch.errors import ConfigError, NotAnAlarmError, SlackDeliveryError
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +61,6 @@ RESPONSE_EXCERPT_CHARS = 300
 # Keep this much of the Lambda's remaining time free when deciding whether another
 # attempt fits, so the function raises cleanly instead of being killed mid-request.
 LAMBDA_SAFETY_MARGIN_SECONDS = 1.0
-
-
-class NotAnAlarmError(ValueError):
-    """An SNS message on the alert topic that is not a CloudWatch alarm state change."""
-
-
-class SlackDeliveryError(RuntimeError):
-    """The message did not reach Slack. The text never contains the webhook URL."""
-
-    def __init__(self, message: str, *, status: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-        self.attempts = attempts
 
 
 # --------------------------------------------------------------------------- settings

@@ -21,9 +21,10 @@ CLIENT_CONFIG = Config(
 
 
 @cache
-def client(service: str) -> Any:
+def client(service: str, region: str | None = None) -> Any:
+    """The one boto3 client of ``service`` (in ``region``, else the environment's region)."""
     # The service name is data here, which the boto3 stubs' per-service overloads cannot type.
-    return boto3.client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, config=CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

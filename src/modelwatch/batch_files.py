@@ -18,19 +18,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from modelwatch.errors import BatchRejected
+
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
 # Text a CSV cell may hold to mean "no value".
 MISSING_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
-
-
-class BatchRejected(Exception):
-    """The batch as a whole cannot be scored; ``reason`` says why and what to do."""
-
-    def __init__(self, reason: str, code: str, **details: object):
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-        self.details = details
 
 
 @dataclass(frozen=True)

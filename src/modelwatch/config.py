@@ -11,13 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelwatch.errors import ConfigError
+
 # results/<prefix>latest.json names the newest report (written by the batch monitor,
 # read by the alert notifier to link it).
 LATEST_REPORT_POINTER = "latest.json"
-
-
-class ConfigError(ValueError):
-    """An environment variable is missing or holds a value of the wrong shape."""
 
 
 def int_setting(name: str, default: int, minimum: int = 0) -> int:

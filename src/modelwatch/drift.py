@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from modelwatch.labels import LabelNormaliser
 from modelwatch.model_bundle import ModelMetadata
 
 BASELINE_FORMAT = 1
@@ -364,15 +363,6 @@ def _categorical_baseline(
     }
 
 
-def _positive_column(metadata: ModelMetadata) -> int | None:
-    if not metadata.classes or metadata.positive_label is None:
-        return None
-    positive = LabelNormaliser(metadata.classes).normalise(metadata.positive_label)
-    if positive is None:
-        return None
-    return list(metadata.classes).index(positive)
-
-
 def _class_keys(metadata: ModelMetadata) -> list[str]:
     return [key for key in (_category_key(label) for label in metadata.classes) if key is not None]
 
@@ -410,7 +400,7 @@ def build_drift_baseline(
         prediction["classes"] = _categorical_baseline(
             _categorical_column(prediction_series), fixed_categories=_class_keys(metadata)
         )
-        positive = _positive_column(metadata)
+        positive = metadata.positive_index
         if probabilities is not None and positive is not None:
             positive_probability = pd.Series(np.asarray(probabilities)[:, positive])
             prediction["positive_label"] = _category_key(metadata.classes[positive])
@@ -630,7 +620,7 @@ def _compare_predictions(
         parts["classes"] = _compare_categorical(_categorical_column(prediction_series), baseline["classes"])
     if "values" in baseline:
         parts["values"] = _compare_numeric(_numeric_column(prediction_series), baseline["values"])
-    positive = _positive_column(metadata)
+    positive = metadata.positive_index
     if "positive_probability" in baseline and probabilities is not None and positive is not None:
         column = _numeric_column(pd.Series(np.asarray(probabilities)[:, positive]))
         parts["positive_probability"] = _compare_numeric(column, baseline["positive_probability"])

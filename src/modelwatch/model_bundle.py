@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from modelwatch.errors import ModelBundleError
+from modelwatch.labels import LabelNormaliser
+
 FeatureType = Literal["numeric", "categorical"]
 Task = Literal["classification", "regression"]
-
-
-class ModelBundleError(RuntimeError):
-    """The model directory is missing a file or holds an inconsistent one."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,21 @@ class ModelMetadata:
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
 
+    @property
+    def positive_class(self) -> Any:
+        """metadata.json's positive label as the model's own class value ("1" -> 1), or None
+        (regression, or a classifier whose metadata names no positive label)."""
+        if self.task != "classification" or self.positive_label is None:
+            return None
+        return LabelNormaliser(self.classes).normalise(self.positive_label)
+
+    @property
+    def positive_index(self) -> int | None:
+        """The positive class's column in ``predict_proba``'s output (classes in metadata
+        order, as scikit-learn's ``classes_``); None when there is no positive class."""
+        positive = self.positive_class
+        return None if positive is None else list(self.classes).index(positive)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelMetadata:
         try:
@@ -89,7 +103,7 @@ class ModelMetadata:
                         f"metadata.json: feature {feature.name!r} has type {feature.type!r}; "
                         "expected numeric or categorical"
                     )
-            return cls(
+            metadata = cls(
                 name=str(raw["name"]),
                 version=str(raw["version"]),
                 task=task,
@@ -106,6 +120,12 @@ class ModelMetadata:
             )
         except KeyError as missing:
             raise ModelBundleError(f"metadata.json is missing the required field {missing}") from None
+        if len(metadata.classes) == 2 and metadata.positive_class is None:
+            raise ModelBundleError(
+                f"metadata.json: positive_label {metadata.positive_label!r} is not one of the "
+                f"classes {list(metadata.classes)}"
+            )
+        return metadata
 
     def to_dict(self) -> dict[str, Any]:
         return {

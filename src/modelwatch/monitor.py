@@ -25,12 +25,13 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from modelwatch import drift as drift_module
-from modelwatch.actuals import ActualsUnavailable, RequestStats, fetch_actuals
-from modelwatch.batch_files import BatchRejected, read_batch
+from modelwatch.actuals import RequestStats, fetch_actuals
+from modelwatch.batch_files import read_batch
 from modelwatch.config import LATEST_REPORT_POINTER, MonitorConfig
+from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import MetricValue, classification_metrics, plain_values, regression_metrics
-from modelwatch.model_bundle import ModelBundle, ModelBundleError
+from modelwatch.model_bundle import ModelBundle
 from modelwatch.publishing import metric_data, publish_metrics
 from modelwatch.validation import ValidatedBatch, validate_batch
 
@@ -106,15 +107,7 @@ class BatchMonitor:
         self.clock = clock or (lambda: datetime.now(UTC))
         classification = bundle.metadata.task == "classification"
         self.labels = LabelNormaliser(bundle.metadata.classes if classification else None)
-        # metadata.json's positive label as the model's own class value ("1" -> 1).
-        self.positive_label = (
-            self.labels.normalise(bundle.metadata.positive_label) if classification else None
-        )
-        if classification and len(bundle.metadata.classes) == 2 and self.positive_label is None:
-            raise ModelBundleError(
-                f"metadata.json: positive_label {bundle.metadata.positive_label!r} is not one of the "
-                f"classes {list(bundle.metadata.classes)}"
-            )
+        self.positive_label = bundle.metadata.positive_class
 
     @property
     def model_name(self) -> str:
@@ -430,7 +423,7 @@ class BatchMonitor:
         table = pd.DataFrame({metadata.id_column: validated.ids, "prediction": predictions})
         if probabilities is not None:
             if len(metadata.classes) == 2:
-                table["probability"] = probabilities[:, list(metadata.classes).index(self.positive_label)]
+                table["probability"] = probabilities[:, metadata.positive_index]
             else:
                 table["probability"] = probabilities.max(axis=1)
         table["actual"] = pd.Series(actual_values, dtype=object)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelwatch.batch_files import MISSING_TOKENS, BatchRejected
+from modelwatch.batch_files import MISSING_TOKENS
+from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import ModelMetadata
 
 # The report lists at most this many invalid rows one by one (all are counted).

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from modelwatch.actuals import RequestStats, RetryPolicy, fetch_actuals, write_actuals
+from modelwatch.errors import ActualsFileRejected, ActualsUnavailable
 from tests.events import load_event
 from tests.integration.conftest import BUCKET, LambdaContext, load_handler
 
@@ -77,8 +78,6 @@ def test_mocked_throttling_unprocessed_keys_are_retried_with_backoff(stack):
 
 
 def test_mocked_persistent_throttling_raises_so_lambda_retries_the_batch(stack):
-    from modelwatch.actuals import ActualsUnavailable
-
     stack.put_actuals({f"id-{i}": 1 for i in range(50)})
     with pytest.raises(ActualsUnavailable, match="unprocessed after 3 attempts"):
         fetch_actuals(
@@ -127,8 +126,6 @@ def test_actuals_loader_function_upserts_a_dropped_file(stack):
 
 
 def test_actuals_loader_fails_loudly_on_a_file_without_the_columns(stack):
-    from modelwatch.actuals_loading import ActualsFileRejected
-
     key = "actuals/2026/11/26/actuals.csv"
     stack.put(key, "id,label\nr-1,1\n")
     with pytest.raises(ActualsFileRejected, match="'record_id' and 'churned'"):

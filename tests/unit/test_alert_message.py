@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from modelwatch import alerts
-from modelwatch.config import ConfigError
+from modelwatch.errors import ConfigError
 from tests.events import load_event
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from modelwatch.batch_files import BatchRejected, detect_format, read_batch
+from modelwatch.batch_files import detect_format, read_batch
+from modelwatch.errors import BatchRejected
 
 pytestmark = pytest.mark.unit
 LIMIT = 10 * 1024 * 1024

@@ -26,7 +26,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from modelwatch.cli import model_commands
-from modelwatch.cli.errors import UserError
 from modelwatch.cli.modeling import (
     ColumnOptions,
     build_model,
@@ -35,6 +34,7 @@ from modelwatch.cli.modeling import (
     package_model,
     probe_accepts_missing,
 )
+from modelwatch.errors import UserError
 from modelwatch.model_bundle import load_bundle
 
 pytestmark = pytest.mark.unit

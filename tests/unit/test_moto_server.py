@@ -17,6 +17,7 @@ from boto3.dynamodb.types import Binary
 from moto import mock_aws
 from moto.core.serialize import SERVICE_SPECIFIC_SERIALIZERS
 
+from modelwatch.errors import UserError
 from modelwatch.local.moto_server import start_moto_server
 from modelwatch.local.moto_tuning import DynamoDBSerializer
 
@@ -129,7 +130,6 @@ def test_server_process_answers_dynamodb_and_other_services_then_stops():
 
 
 def test_a_busy_port_is_a_clear_error_with_the_servers_log(tmp_path):
-    from modelwatch.cli.errors import UserError
 
     first = start_moto_server()
     port = int(first.endpoint_url.rsplit(":", 1)[1])
@@ -194,7 +194,6 @@ def test_get_metric_data_matches_namespace_name_and_dimension_set_like_cloudwatc
 
 
 def test_a_server_that_dies_while_loading_moto_is_a_clear_error(tmp_path, monkeypatch):
-    from modelwatch.cli.errors import UserError
 
     broken = tmp_path / "site" / "moto"
     broken.mkdir(parents=True)
@@ -207,7 +206,6 @@ def test_a_server_that_dies_while_loading_moto_is_a_clear_error(tmp_path, monkey
 
 
 def test_a_server_that_hangs_while_loading_moto_times_out_clearly(tmp_path, monkeypatch):
-    from modelwatch.cli.errors import UserError
 
     slow = tmp_path / "site" / "moto"
     slow.mkdir(parents=True)

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelwatch.batch_files import BatchRejected, read_batch
+from modelwatch.batch_files import read_batch
+from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import Feature, ModelMetadata
 from modelwatch.validation import validate_batch
 

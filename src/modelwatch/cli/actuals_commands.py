@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import BatchRejected, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,6 @@ def load_command(args: argparse.Namespace) -> int:
 
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.aws import CLIENT_CONFIG
-    from modelwatch.batch_files import BatchRejected
 
     id_column, target = args.id_column, args.target
     if args.model_dir:

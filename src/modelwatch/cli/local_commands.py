@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 
 _PARAM_HELP = "override a template parameter, e.g. --param QualityThreshold=0.25 (repeatable)"
 

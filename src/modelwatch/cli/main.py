@@ -11,7 +11,7 @@ import gc
 import importlib
 import sys
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 
 # Modules that add command groups; each has register(subparsers).
 COMMAND_MODULES = (

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 
 if TYPE_CHECKING:
     from modelwatch.cli.modeling import ColumnOptions

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from modelwatch import drift
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import Feature, FeatureType, ModelMetadata, Task

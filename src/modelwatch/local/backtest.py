@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 from modelwatch.local.cloud import Alert, LocalCloud, VirtualClock
 from modelwatch.monitor import BatchObject
 

@@ -27,6 +27,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from modelwatch.errors import UserError
 from modelwatch.local.alarms import AlarmRun, CloudWatchAlarmEvaluator
 from modelwatch.local.delivery import (
     EmailOutbox,
@@ -196,8 +197,6 @@ class LocalCloud:
         if self.aws is not None:
             return self  # already running (``with cloud.start():`` starts it once)
         if not (self.model_dir / "metadata.json").is_file():
-            from modelwatch.cli.errors import UserError
-
             raise UserError(
                 f"no model in {self.model_dir} (metadata.json is missing); build one with "
                 "`modelwatch model build` or pass --model-dir"

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelwatch.errors import UserError
+
 DELIVERED_PROTOCOLS = ("email", "email-json", "lambda")
 # The child's second line: moto is loaded and serving. Loading takes ~0.7 s.
 READY = "ready"
@@ -58,8 +60,6 @@ class EmbeddedAws:
             if self.process.poll() is None:
                 self.process.kill()  # hung while loading: it would not notice stdin closing
             self.stop()
-            from modelwatch.cli.errors import UserError
-
             what = (
                 f"stopped while starting (exit code {self.process.returncode})"
                 if answered
@@ -124,8 +124,6 @@ def start_moto_server(
     line = process.stdout.readline().strip()
     if not line.isdigit():
         aws.stop()
-        from modelwatch.cli.errors import UserError
-
         where = f"; see {log_path}" if log_path is not None else ""
         raise UserError(
             f"the local AWS (moto) could not listen on 127.0.0.1:{port} (exit code "

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from modelwatch.cli.errors import UserError
+from modelwatch.errors import UserError
 
 LOCAL_ACCOUNT_ID = "123456789012"
 LOCAL_REGION = "us-east-1"

@@ -1,0 +1,53 @@
+"""Every exception modelwatch raises on purpose, in one place.
+
+Two families: bad input a person can fix (a rejected batch or actuals file, a wrong
+setting, a user error in the CLI), which never prints a traceback; and trouble outside
+modelwatch (AWS kept refusing, Slack did not answer), which is raised so Lambda
+retries the event and its dead-letter queue keeps it.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad path, bad option, bad file); the CLI prints it
+    without a traceback."""
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or holds a value of the wrong shape."""
+
+
+class ModelBundleError(RuntimeError):
+    """The model directory is missing a file or holds an inconsistent one."""
+
+
+class BatchRejected(Exception):
+    """The batch as a whole cannot be scored; ``reason`` says why and what to do."""
+
+    def __init__(self, reason: str, code: str, **details: object):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.details = details
+
+
+class ActualsFileRejected(ValueError):
+    """An actuals file cannot be loaded; the message says why and what to fix."""
+
+
+class ActualsUnavailable(RuntimeError):
+    """DynamoDB kept returning unprocessed keys or items after every retry."""
+
+
+class NotAnAlarmError(ValueError):
+    """An SNS message on the alert topic that is not a CloudWatch alarm state change."""
+
+
+class SlackDeliveryError(RuntimeError):
+    """The message did not reach Slack. The text never contains the webhook URL."""
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
