@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import boto3
 import pandas as pd
@@ -54,11 +53,12 @@ def bench_data(id_column: str, actuals: list[tuple[str, Any, str | None]]) -> tu
 
 
 def main() -> int:
-    from modelwatch import monitor as monitor_module
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.config import MonitorConfig
     from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
+    from modelwatch.monitor import BatchMonitor, dynamodb_actuals
+    from modelwatch.results import BatchObject, ResultStore
 
     build_model()
     aws = start_moto_server()
@@ -69,6 +69,7 @@ def main() -> int:
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",
             "ACTUALS_TABLE": "bench-actuals",
+            "IDEMPOTENCY_TABLE": "bench-idempotency",  # MonitorConfig requires it; unused here
             "MODEL_DIR": str(MODEL_DIR),
         }
     )
@@ -89,41 +90,35 @@ def main() -> int:
         write_actuals(dynamodb, "bench-actuals", records)
         body = rows.to_csv(index=False).encode()
         config = MonitorConfig.from_env()
-        monitor = monitor_module.BatchMonitor(
-            config, load_bundle(MODEL_DIR), s3=s3, dynamodb=dynamodb, cloudwatch=cloudwatch
-        )
+        bundle = load_bundle(MODEL_DIR)
+        store = ResultStore(s3)
 
-        naive_requests = 0
-
-        def naive_fetch(client, table, ids, stats: RequestStats | None = None, **_):
+        def naive_reader(ids, stats: RequestStats):
             """The first attempt: one GetItem per row, in order."""
-            nonlocal naive_requests
             found = {}
             for record_id in ids:
-                naive_requests += 1
-                item = client.get_item(TableName=table, Key={"record_id": {"S": record_id}}).get("Item")
+                stats.count(retry=False)
+                item = dynamodb.get_item(TableName="bench-actuals", Key={"record_id": {"S": record_id}}).get(
+                    "Item"
+                )
                 if item and "actual" in item:
                     found[record_id] = boto3.dynamodb.types.TypeDeserializer().deserialize(item["actual"])
             return found
 
+        readers = {
+            "modelwatch": dynamodb_actuals(dynamodb, "bench-actuals"),
+            "naive GetItem loop": naive_reader,
+        }
         results = {}
-        for name in ("modelwatch", "naive GetItem loop"):
+        for name, reader in readers.items():
+            monitor = BatchMonitor(config, bundle, store, reader, cloudwatch)
             key = f"incoming/bench-{name.split()[0]}.csv"
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-            patch = (
-                mock.patch.object(monitor_module, "fetch_actuals", naive_fetch)
-                if name != "modelwatch"
-                else None
-            )
             started = time.perf_counter()
-            if patch:
-                with patch:
-                    outcome = monitor.process(monitor_module.BatchObject(BUCKET, key))
-            else:
-                outcome = monitor.process(monitor_module.BatchObject(BUCKET, key))
+            report = monitor.process(BatchObject(BUCKET, key)).to_dict()
             seconds = time.perf_counter() - started
-            requests = outcome.actuals_requests if not patch else naive_requests
-            results[name] = (seconds, requests, outcome.report)
+            requests = report["actuals_requests"]
+            results[name] = (seconds, requests, report)
         print(
             f"\nmodelwatch bench: {len(rows):,}-row batch end to end on an embedded moto server "
             f"({aws.endpoint_url}), labeled rows {results['modelwatch'][2]['labeled_rows']:,}"

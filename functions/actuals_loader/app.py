@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -14,21 +15,23 @@ from modelwatch.actuals_loading import ActualsLoader, loader_from_environment
 logger = Logger()
 tracer = Tracer()
 
-_loader: ActualsLoader | None = None
+
+@cache
+def loader() -> ActualsLoader:
+    """Built on the first event, not at import, so tests can set up moto and the
+    environment first; kept while the instance is warm."""
+    return loader_from_environment()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    global _loader
-    if _loader is None:
-        _loader = loader_from_environment()
     results = []
     for record in event.records:
         key = unquote_plus(record.s3.get_object.key)  # S3 sends keys URL-encoded
         logger.set_correlation_id(key)
-        result = _loader.load(record.s3.bucket.name, key)
+        result = loader().load(record.s3.bucket.name, key)
         logger.info("actuals file processed", extra=result)
         results.append(result)
     return {"files": results}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -15,66 +16,67 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelwatch.monitor import BatchMonitor, BatchObject, monitor_from_environment
+from modelwatch.aws import client
+from modelwatch.config import MonitorConfig
+from modelwatch.monitor import BatchMonitor
+from modelwatch.results import BatchObject
 
 logger = Logger()
 tracer = Tracer()
 
-# A redelivered S3 event (same bucket, key and version) returns the first result and
-# publishes nothing twice. Records expire after a day; S3 redeliveries come within hours.
-idempotency_config = IdempotencyConfig(
+# A redelivered S3 event (same bucket, key, version and ETag) returns the first result
+# and publishes nothing twice. Records expire after a day; S3 redeliveries come within hours.
+IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id, etag]", expires_after_seconds=86_400
 )
 
-_monitor: BatchMonitor | None = None
-_process_once: Any = None
 
+@cache
+def process_once() -> Callable[..., dict[str, Any]]:
+    """Built on the first event, not at import, so tests can set up moto and the
+    environment first; kept while the instance is warm."""
+    config = MonitorConfig.from_env()
+    monitor = BatchMonitor.from_config(config)
+    persistence = DynamoDBPersistenceLayer(
+        table_name=config.idempotency_table, boto3_client=client("dynamodb")
+    )
 
-def _monitor_once() -> Any:
-    """Created on first use so tests can prepare the environment and moto beforehand."""
-    global _monitor, _process_once
-    if _process_once is None:
-        _monitor = monitor_from_environment()
-        persistence = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
-
-        # A fixed key prefix: renaming this function or its module must not make old
-        # deliveries look new.
-        @idempotent_function(
-            data_keyword_argument="batch",
-            persistence_store=persistence,
-            config=idempotency_config,
-            key_prefix="batch-monitor",
+    # A fixed key prefix: renaming this function or its module must not make old
+    # deliveries look new.
+    @idempotent_function(
+        data_keyword_argument="batch",
+        persistence_store=persistence,
+        config=IDEMPOTENCY,
+        key_prefix="batch-monitor",
+    )
+    def process(batch: BatchObject) -> dict[str, Any]:
+        report = monitor.process(batch)
+        scored = report.scored
+        logger.info(
+            "batch processed",
+            extra={
+                "status": report.status,
+                "rows": scored.rows if scored else None,
+                "labeled_rows": scored.labeled_rows if scored else None,
+                "metrics": scored.metrics if scored else None,
+                "code": report.rejection.code if report.rejection else None,
+            },
         )
-        def process(batch: dict[str, str]) -> dict[str, Any]:
-            assert _monitor is not None
-            outcome = _monitor.process(BatchObject(**batch))
-            report = outcome.report
-            logger.info(
-                "batch processed",
-                extra={
-                    "status": report["status"],
-                    "rows": report.get("rows"),
-                    "labeled_rows": report.get("labeled_rows"),
-                    "metrics": report.get("metrics"),
-                    "reason": report.get("reason"),
-                },
-            )
-            return {
-                "key": batch["key"],
-                "status": report["status"],
-                "report": report["outputs"]["report"] if "outputs" in report else None,
-            }
+        return {
+            "key": batch.key,
+            "status": report.status,
+            "report": scored.outputs["report"] if scored else None,
+        }
 
-        _process_once = process
-    return _process_once
+    return process
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
-    process = _monitor_once()
-    idempotency_config.register_lambda_context(context)
+    process = process_once()
+    IDEMPOTENCY.register_lambda_context(context)
     results = []
     for record in event.records:
         s3_object = record.s3.get_object
@@ -85,11 +87,11 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             logger.info("skipped a folder marker")
             results.append({"key": key, "status": "skipped", "report": None})
             continue
-        batch = {
-            "bucket": record.s3.bucket.name,
-            "key": key,
-            "version_id": s3_object.version_id or "",
-            "etag": s3_object.etag,
-        }
+        batch = BatchObject(
+            bucket=record.s3.bucket.name,
+            key=key,
+            version_id=s3_object.version_id or "",
+            etag=s3_object.etag,
+        )
         results.append(process(batch=batch))
     return {"batches": results}

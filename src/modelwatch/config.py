@@ -8,18 +8,31 @@ test or a local run gets when a variable is absent.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelwatch.errors import ConfigError
 
-# results/<prefix>latest.json names the newest report (written by the batch monitor,
-# read by the alert notifier to link it).
+# Where the batch monitor writes: results/<batch key without incoming/>/... and the
+# pointer results/latest.json to the newest report. Constants, not settings: the IAM
+# policies in template.yaml name these prefixes, so a setting could only break them.
+INCOMING_PREFIX = "incoming/"
+RESULTS_PREFIX = "results/"
 LATEST_REPORT_POINTER = "latest.json"
 
+Environment = Mapping[str, str]
 
-def int_setting(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
+
+def required_setting(name: str, what: str, environ: Environment | None = None) -> str:
+    value = (os.environ if environ is None else environ).get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set: it names {what}")
+    return value
+
+
+def int_setting(name: str, default: int, minimum: int = 0, environ: Environment | None = None) -> int:
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -31,8 +44,10 @@ def int_setting(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def float_setting(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
+def float_setting(
+    name: str, default: float, minimum: float = 0.0, environ: Environment | None = None
+) -> float:
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -50,36 +65,33 @@ class MonitorConfig:
 
     model_dir: Path
     actuals_table: str
+    idempotency_table: str
     model_name: str  # the CloudWatch ModelName dimension; empty means metadata.json's name
     metrics_namespace: str
-    results_prefix: str
     min_labeled_rows: int
     max_invalid_row_percent: float
     max_batch_megabytes: int
     drift_threshold: float
-    drift_min_rows: int
-    actuals_read_threads: int
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return self.max_batch_megabytes * 1024 * 1024
 
     @classmethod
-    def from_env(cls) -> MonitorConfig:
-        table = os.environ.get("ACTUALS_TABLE", "")
-        if not table:
-            raise ConfigError("ACTUALS_TABLE is not set: it names the DynamoDB table holding actuals")
-        prefix = os.environ.get("RESULTS_PREFIX", "results/")
-        if not prefix.endswith("/"):
-            prefix += "/"
+    def from_env(cls, environ: Environment | None = None) -> MonitorConfig:
+        env = os.environ if environ is None else environ
         return cls(
-            model_dir=Path(os.environ.get("MODEL_DIR", "/opt/model")),
-            actuals_table=table,
-            model_name=os.environ.get("MODEL_NAME", ""),
-            metrics_namespace=os.environ.get("METRICS_NAMESPACE", "ModelWatch"),
-            results_prefix=prefix,
-            min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1),
-            max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0),
-            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1),
-            drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2),
-            drift_min_rows=int_setting("DRIFT_MIN_ROWS", 200, minimum=1),
-            actuals_read_threads=int_setting("ACTUALS_READ_THREADS", 8, minimum=1),
+            model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
+            idempotency_table=required_setting(
+                "IDEMPOTENCY_TABLE", "the DynamoDB table that remembers processed batch versions", env
+            ),
+            model_name=env.get("MODEL_NAME", ""),
+            metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
+            min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1, environ=env),
+            max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0, environ=env),
+            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1, environ=env),
+            drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2, environ=env),
         )
 
 
@@ -91,8 +103,9 @@ class LoaderConfig:
     model_dir: Path
 
     @classmethod
-    def from_env(cls) -> LoaderConfig:
-        table = os.environ.get("ACTUALS_TABLE", "")
-        if not table:
-            raise ConfigError("ACTUALS_TABLE is not set: it names the DynamoDB table holding actuals")
-        return cls(actuals_table=table, model_dir=Path(os.environ.get("MODEL_DIR", "/opt/model")))
+    def from_env(cls, environ: Environment | None = None) -> LoaderConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
+            model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+        )

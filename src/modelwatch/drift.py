@@ -74,6 +74,11 @@ EXAMPLES_SHOWN = 3
 # Reading columns
 
 
+# Below this many non-missing values a feature's distribution tests are too noisy to
+# count (see tests/unit/test_drift.py for the false-alarm rates behind the figure).
+DRIFT_MIN_ROWS = 200
+
+
 @dataclass
 class _NumericColumn:
     values: np.ndarray  # the finite numbers, sorted
@@ -644,7 +649,7 @@ def compute_drift(
     probabilities: np.ndarray | None,
     drift_baseline: dict[str, Any],
     threshold: float,
-    min_rows: int,
+    min_rows: int = DRIFT_MIN_ROWS,
 ) -> DriftResult:
     """Compare a scored batch (feature columns as the model saw them) with the baseline.
 

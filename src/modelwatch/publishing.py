@@ -8,15 +8,24 @@ CloudWatch's Average over any period is the row-weighted value across batches.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from modelwatch.metrics import MetricValue
 
 MAX_METRICS_PER_REQUEST = 1000  # PutMetricData's limit
+# CloudWatch takes datapoints up to two weeks old and up to two hours ahead; the five
+# minutes' margin covers the time between this check and the PutMetricData call.
+OLDEST_ACCEPTED = timedelta(days=14) - timedelta(minutes=5)
+NEWEST_ACCEPTED = timedelta(hours=2) - timedelta(minutes=5)
 COUNT_METRICS = frozenset(
     {"RowsScored", "RowsLabeled", "BatchesProcessed", "BatchesRejected", "DriftedFeatures"}
 )
+
+
+def cloudwatch_accepts(timestamp: datetime, now: datetime) -> bool:
+    """Whether PutMetricData would take a datapoint stamped ``timestamp`` at ``now``."""
+    return now - OLDEST_ACCEPTED <= timestamp <= now + NEWEST_ACCEPTED
 
 
 def metric_data(

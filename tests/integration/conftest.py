@@ -151,7 +151,6 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
         "MODEL_DIR": str(classifier_dir),
         "MODEL_NAME": "",
         "METRICS_NAMESPACE": "ModelWatch",
-        "RESULTS_PREFIX": "results/",
         "MIN_LABELED_ROWS": "30",
         "MAX_INVALID_ROW_PERCENT": "5",
         "MAX_BATCH_MEGABYTES": "16",

@@ -323,20 +323,52 @@ def test_unusable_batch_time_falls_back_with_a_note(stack, stamp):
     assert any(stamp in note for note in report["notes"])
 
 
-def test_mocked_defect_still_ends_in_one_rejected_report_and_no_partial_metrics(stack, monkeypatch):
+def test_mocked_defect_writes_a_failed_report_raises_and_publishes_nothing(stack, monkeypatch):
     """MOCKED FAULT: a defect in the metrics code cannot be caused with real input."""
-    from modelwatch import monitor
+    from modelwatch import scoring
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated defect")
 
-    monkeypatch.setattr(monitor, "classification_metrics", broken)
+    monkeypatch.setattr(scoring, "classification_metrics", broken)
     key = "incoming/defect.csv"
     body, _, _ = labeled_batch(stack, 100, seed=26, prefix="x")
     stack.put(key, body)
-    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    # A defect is not bad input: the invocation fails, so the error alarm fires and
+    # Lambda retries the event, then keeps it in the dead-letter queue.
+    with pytest.raises(RuntimeError, match="simulated defect"):
+        load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
     report = stack.report(key)
-    assert report["status"] == "rejected" and report["code"] == "internal_error"
-    assert "simulated defect" in report["reason"]
-    assert stack.statistic("BatchesRejected")["Sum"] == 1
-    assert stack.statistic("RowsScored") is None and stack.statistic("BatchesProcessed") is None
+    assert report["status"] == "failed" and report["code"] == "internal_error"
+    assert "simulated defect" in report["reason"] and "defect in modelwatch" in report["reason"]
+    assert report["metrics_published"] == []
+    for metric in ("BatchesRejected", "BatchesProcessed", "RowsScored"):
+        assert stack.statistic(metric) is None
+
+
+def test_a_retry_after_a_defect_runs_again_and_its_report_replaces_the_failed_one(stack, monkeypatch):
+    """MOCKED FAULT: the defect is patched in for the first attempt only."""
+    from modelwatch import scoring
+
+    real = scoring.classification_metrics
+    calls = {"n": 0}
+
+    def broken_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated defect")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "classification_metrics", broken_once)
+    key = "incoming/defect-then-ok.csv"
+    body, _, _ = labeled_batch(stack, 100, seed=27, prefix="y")
+    stack.put(key, body)
+    handler = load_handler("batch_monitor")
+    with pytest.raises(RuntimeError):
+        handler.lambda_handler(s3_event(key), LambdaContext())
+    # Lambda's retry of the same event: the idempotency record of the failed attempt
+    # must not block it.
+    result = handler.lambda_handler(s3_event(key), LambdaContext())
+    assert result["batches"][0]["status"] == "ok"
+    assert stack.report(key)["status"] == "ok"
+    assert stack.statistic("BatchesProcessed")["Sum"] == 1

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from modelwatch.config import INCOMING_PREFIX, RESULTS_PREFIX
 from modelwatch.errors import UserError
 from modelwatch.local.cloud import Alert, LocalCloud, VirtualClock
-from modelwatch.monitor import BatchObject
+from modelwatch.results import BatchObject
 
-INCOMING_PREFIX = "incoming/"
 ACTUALS_PREFIX = "actuals/"
 # CloudWatch keeps datapoints up to two weeks old; leave a margin for the run itself.
 MAX_SPAN = timedelta(days=13, hours=12)
@@ -163,11 +163,8 @@ class Backtest:
             return {"status": "not_processed", "reason": f"no function of the template takes {key!r}"}
         if failed:
             return {"status": "error", "reason": failed[0].error}
-        function = self.cloud.runtime.functions[dispatch.invocations[0].function].spec
-        prefix = BatchObject(bucket, key).results_prefix(
-            function.environment.get("RESULTS_PREFIX", "results/")
-        )
-        body = self.cloud.clients.s3.get_object(Bucket=bucket, Key=prefix + "report.json")["Body"].read()
+        report_key = BatchObject(bucket, key).report_key
+        body = self.cloud.clients.s3.get_object(Bucket=bucket, Key=report_key)["Body"].read()
         return json.loads(body)
 
     def _published(self, report: dict[str, Any], batch_time: datetime, period: int) -> dict[str, float]:
@@ -203,16 +200,12 @@ class Backtest:
         copied = 0
         s3 = self.cloud.clients.s3
         for bucket in sorted({t.bucket for t in self.cloud.stack.s3_triggers}):
-            for spec in self.cloud.stack.functions.values():
-                prefix = spec.environment.get("RESULTS_PREFIX")
-                if not prefix:
-                    continue
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                    for item in page.get("Contents", []):
-                        target = destination / item["Key"][len(prefix) :]
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-                        copied += 1
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=RESULTS_PREFIX):
+                for item in page.get("Contents", []):
+                    target = destination / item["Key"][len(RESULTS_PREFIX) :]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                    copied += 1
         return copied
 
 

@@ -1,0 +1,91 @@
+"""What report.json holds, as types: one ``BatchReport`` for every status.
+
+A batch ends in exactly one report:
+
+- ``ok``: scored; ``scored`` says what was measured;
+- ``rejected``: the file cannot be scored (bad input, a deleted object, the model's own
+  failure on it); ``rejection`` says why and what to do, in words a person can act on;
+- ``failed``: a defect in modelwatch itself. The report says so, and the function
+  raises, so the error alarm fires and Lambda retries (then the dead-letter queue
+  keeps the event).
+
+``to_dict`` gives report.json's flat layout: the common fields, then the fields of
+the status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from modelwatch.metrics import MetricValue
+from modelwatch.results import BatchObject
+
+Status = Literal["ok", "rejected", "failed"]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+
+
+@dataclass
+class Scored:
+    """What an ``ok`` batch adds to the report."""
+
+    event_time_source: str
+    notes: list[str]
+    rows: int
+    rows_scored: int
+    rows_invalid: int
+    labeled_rows: int
+    label_coverage: float
+    metrics: dict[str, float]
+    quality_metrics_withheld: str | None
+    invalid_rows: list[dict[str, Any]]
+    invalid_by_reason: dict[str, int]
+    data_quality: list[dict[str, Any]]
+    drift: dict[str, Any]
+    actuals_requests: int
+    outputs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a ``rejected`` or ``failed`` batch was not scored."""
+
+    reason: str
+    code: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchReport:
+    status: Status
+    batch: BatchObject
+    model: ModelIdentity
+    processed_at: str
+    event_time: str
+    # The datapoints this batch publishes (names in report.json, values in CloudWatch).
+    published: dict[str, MetricValue] = field(default_factory=dict)
+    scored: Scored | None = None
+    rejection: Rejection | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "status": self.status,
+            "batch": asdict(self.batch),
+            "model": asdict(self.model),
+            "processed_at": self.processed_at,
+            "event_time": self.event_time,
+        }
+        if self.scored is not None:
+            document.update(asdict(self.scored))
+        if self.rejection is not None:
+            document.update(asdict(self.rejection))
+            document["metrics"] = {}
+        document["metrics_published"] = list(self.published)
+        document["timings_ms"] = self.timings_ms
+        return document
