@@ -1,8 +1,10 @@
 """A batch's event time: the time its metrics are stamped with.
 
 In order: the object metadata ``batch-time``, else the latest value of the model's
-timestamp column, else the upload time. A time CloudWatch would refuse (over two weeks
-old, over two hours ahead) is not used; the report notes why.
+timestamp column, else the upload time. A batch whose event time CloudWatch would
+refuse (over two weeks old, over two hours ahead) is a backfill: it is scored and
+reported, but publishes nothing, so it never moves a live alarm (falling back to the
+upload time would put a 2018 batch's error into this hour and clear StalenessAlarm).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class EventTime:
     moment: datetime
     source: str
     notes: list[str] = field(default_factory=list)
+    live: bool = True  # CloudWatch accepts the moment: the batch's metrics are published
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -63,17 +66,13 @@ def resolve_event_time(
             notes.append(
                 f"no value of the timestamp column {timestamp_column!r} is an ISO 8601 time or epoch seconds"
             )
-    if candidate is not None and not cloudwatch_accepts(candidate, now):
-        notes.append(
-            f"event time {candidate.isoformat()} (from {source}) is outside what CloudWatch accepts "
-            "(two weeks old to two hours ahead); metrics are stamped with the upload time"
-        )
-        candidate = None
-    if candidate is not None:
+    if candidate is None:
+        candidate, source = upload_time, "upload time"
+    if cloudwatch_accepts(candidate, now):
         return EventTime(candidate, source, notes)
-    if not cloudwatch_accepts(upload_time, now):
-        # A batch replayed from the dead-letter queue weeks later: CloudWatch would
-        # refuse its upload time too.
-        notes.append(f"upload time {upload_time.isoformat()} is too old for CloudWatch; stamped now")
-        return EventTime(now, "processing time", notes)
-    return EventTime(upload_time, "upload time", notes)
+    notes.append(
+        f"event time {candidate.isoformat()} (from {source}) is outside what CloudWatch accepts "
+        "(two weeks old to two hours ahead): this batch is reported but publishes no metrics, "
+        "so it cannot move a live alarm"
+    )
+    return EventTime(candidate, source, notes, live=False)

@@ -147,11 +147,12 @@ class BatchMonitor:
             raise
         report.timings_ms = watch.total()
         self.store.write_report(batch, report.to_dict())
-        publish_metrics(
-            self.cloudwatch,
-            self.config.metrics_namespace,
-            metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time)),
-        )
+        if report.published:
+            publish_metrics(
+                self.cloudwatch,
+                self.config.metrics_namespace,
+                metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time)),
+            )
         return report
 
     # -- steps ----------------------------------------------------------------------------
@@ -188,7 +189,8 @@ class BatchMonitor:
             model=self.model,
             processed_at=self.clock().isoformat(),
             event_time=event_time.moment.isoformat(),
-            published=measured.published,
+            # A backfill too old (or too far ahead) for CloudWatch publishes nothing.
+            published=measured.published if event_time.live else {},
             scored=Scored(
                 event_time_source=event_time.source,
                 notes=notes,
@@ -198,6 +200,7 @@ class BatchMonitor:
                 labeled_rows=measured.rows_labeled,
                 label_coverage=measured.rows_labeled / rows_scored,
                 metrics=plain_values(measured.quality),
+                live=event_time.live,
                 quality_metrics_withheld=measured.quality_withheld,
                 invalid_rows=validated.invalid_rows,
                 invalid_by_reason=validated.invalid_by_reason,

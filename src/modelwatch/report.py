@@ -42,6 +42,7 @@ class Scored:
     labeled_rows: int
     label_coverage: float
     metrics: dict[str, float]
+    live: bool  # false for a backfill CloudWatch cannot take: nothing published
     quality_metrics_withheld: str | None
     invalid_rows: list[dict[str, Any]]
     invalid_by_reason: dict[str, int]

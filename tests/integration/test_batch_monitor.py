@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import joblib
@@ -271,14 +272,29 @@ def test_batch_time_metadata_stamps_the_metrics(stack):
     assert [point["Sum"] for point in response["Datapoints"]] == [100]
 
 
-def test_event_time_cloudwatch_cannot_accept_falls_back_to_upload_time(stack):
+@pytest.mark.parametrize(
+    "stamp",
+    ["2018-03-01T00:00:00Z", (datetime.now(UTC) + timedelta(days=1)).isoformat()],
+    ids=["2018", "tomorrow"],
+)
+def test_a_batch_time_cloudwatch_cannot_take_is_reported_but_moves_no_live_metric(stack, stamp):
+    # Given a batch stamped in 2018 (or tomorrow): CloudWatch takes datapoints from two
+    # weeks old to two hours ahead
     key = "incoming/too-old.csv"
-    body, _, _ = labeled_batch(stack, 50, seed=21, prefix="o")
-    stack.put(key, body, Metadata={"batch-time": "2020-01-01T00:00:00Z"})
+    body, frame, labeled_ids = labeled_batch(stack, 50, seed=21, prefix="o")
+    stack.put(key, body, Metadata={"batch-time": stamp})
     load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
     report = stack.report(key)
-    assert report["event_time_source"] == "upload time"
+    # Then its numbers stay in its report, which says why nothing was published
+    assert report["status"] == "ok" and report["live"] is False
+    assert report["event_time_source"] == "batch-time metadata"
     assert "outside what CloudWatch accepts" in report["notes"][0]
+    assert report["metrics"]["ErrorRate"] == pytest.approx(expected_error_rate(stack, frame, labeled_ids)[0])
+    assert report["metrics_published"] == []
+    # And no datapoint lands in the current period: BatchesProcessed (StalenessAlarm's
+    # metric) and the error stay untouched, so no live alarm moves
+    for metric in ("BatchesProcessed", "RowsScored", "ErrorRate", "DriftScore"):
+        assert stack.statistic(metric) is None, metric
 
 
 def test_report_is_valid_json_with_model_identity(stack):
