@@ -12,6 +12,7 @@ function again)::
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ from modelwatch.errors import BatchRejected
 
 # S3 error codes for an object (or version) deleted between the event and the read.
 MISSING_OBJECT_CODES = ("NoSuchKey", "404", "NoSuchVersion")
+# S3 keys are at most 1,024 bytes of UTF-8. A batch key near that limit would give
+# result keys over it (and a batch with no report), so a results prefix longer than
+# this is shortened, keeping a hash of the whole key so two long keys never share one.
+MAX_RESULTS_PREFIX_BYTES = 1024 - 64
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,14 @@ class BatchObject:
     @property
     def results_prefix(self) -> str:
         relative = self.key.removeprefix(INCOMING_PREFIX)
-        return f"{RESULTS_PREFIX}{relative}/"
+        prefix = f"{RESULTS_PREFIX}{relative}/"
+        if len(prefix.encode("utf-8")) <= MAX_RESULTS_PREFIX_BYTES:
+            return prefix
+        digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:16]
+        room = MAX_RESULTS_PREFIX_BYTES - len(f"{RESULTS_PREFIX}~{digest}/".encode())
+        # Cut on a character boundary: never half of a multi-byte character.
+        head = relative.encode("utf-8")[:room].decode("utf-8", errors="ignore")
+        return f"{RESULTS_PREFIX}{head}~{digest}/"
 
     @property
     def report_key(self) -> str:

@@ -66,6 +66,13 @@ class Stack:
             Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body, **extra
         )
 
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
     def report(self, key: str) -> dict[str, Any]:
         import json
 

@@ -6,7 +6,7 @@ import gzip
 import json
 import math
 from datetime import UTC, datetime, timedelta
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import joblib
 import numpy as np
@@ -388,3 +388,21 @@ def test_a_retry_after_a_defect_runs_again_and_its_report_replaces_the_failed_on
     assert result["batches"][0]["status"] == "ok"
     assert stack.report(key)["status"] == "ok"
     assert stack.statistic("BatchesProcessed")["Sum"] == 1
+
+
+@pytest.mark.parametrize("character", ["a", "é", "😀"])
+def test_a_key_near_s3s_limit_still_gets_its_report(stack, character):
+    # Given a batch key of about 1,020 bytes: results/<key>/predictions.csv.gz would
+    # pass S3's 1,024-byte limit, and the batch used to end in the DLQ with no report
+    filler = character * ((1020 - len("incoming/.csv")) // len(character.encode()))
+    key = f"incoming/{filler}.csv"
+    other = f"incoming/{filler[:-1]}b.csv"  # same long head, different key
+    assert len(key.encode()) <= 1024
+    body, _, _ = labeled_batch(stack, 50, seed=30, prefix="k")
+    for name in (key, other):
+        stack.put(name, body)
+        result = load_handler("batch_monitor").lambda_handler(s3_event(quote_plus(name)), LambdaContext())
+        assert result["batches"][0]["status"] == "ok"
+    reports = [result_key for result_key in stack.keys("results/") if result_key.endswith("report.json")]
+    assert len(reports) == 2 and all(len(name.encode()) <= 1024 for name in reports)
+    assert {json.loads(stack.read(name))["batch"]["key"] for name in reports} == {key, other}
