@@ -7,6 +7,7 @@ hands it to the on-failure destination, where the alert is kept for a person.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -14,7 +15,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from modelwatch import alerts
+from modelwatch.alerts import AlertNotifier
 
 logger = Logger()
 # Only the AWS SDK is traced: patching urllib/http.client would record the webhook URL,
@@ -26,13 +27,20 @@ tracer = Tracer(patch_modules=["boto3", "botocore"])
 copy_config_to_registered_loggers(source_logger=logger, include={"modelwatch"})
 
 
+@cache
+def notifier() -> AlertNotifier:
+    """Built on the first event, not at import, so tests can set up moto and the
+    environment first; kept while the instance is warm."""
+    return AlertNotifier.from_environment()
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @event_source(data_class=SNSEvent)
 def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
     posted = skipped = 0
     for record in event.records:
-        delivered = alerts.notify(
+        delivered = notifier().notify(
             record.sns.message,
             time_left_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
         )

@@ -21,10 +21,15 @@ CLIENT_CONFIG = Config(
 
 
 @cache
-def client(service: str, region: str | None = None) -> Any:
-    """The one boto3 client of ``service`` (in ``region``, else the environment's region)."""
+def client(service: str, region: str | None = None, config: Config | None = None) -> Any:
+    """The one boto3 client of ``service`` (in ``region``, else the environment's region).
+
+    ``config`` overrides parts of CLIENT_CONFIG (the alert notifier's shorter timeouts).
+    A Config is cached by identity: build it once per process, not per call.
+    """
+    merged = CLIENT_CONFIG.merge(config) if config is not None else CLIENT_CONFIG
     # The service name is data here, which the boto3 stubs' per-service overloads cannot type.
-    return boto3.client(service, region_name=region, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, region_name=region, config=merged)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelwatch.errors import ConfigError
@@ -108,4 +108,98 @@ class LoaderConfig:
         return cls(
             actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
             model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+        )
+
+
+# --------------------------------------------------------------------------- alert notifier
+
+# Slack's incoming webhooks live on this host; any other host needs the template parameter
+# SlackWebhookAllowedHosts, so a secret edited to point elsewhere cannot redirect alerts.
+DEFAULT_SLACK_WEBHOOK_HOSTS = ("hooks.slack.com",)
+# An allowlist entry is a host name or IPv4 address: no scheme, port, path or wildcard.
+_HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _is_host_name(text: str) -> bool:
+    return (
+        bool(text)
+        and set(text) <= _HOST_CHARACTERS
+        and not text.startswith((".", "-"))
+        and not text.endswith((".", "-"))
+        and ".." not in text
+    )
+
+
+def _host_list_setting(name: str, default: tuple[str, ...], environ: Environment) -> tuple[str, ...]:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    hosts = tuple(entry.strip().lower() for entry in raw.split(",") if entry.strip())
+    for host in hosts:
+        if not _is_host_name(host):
+            raise ConfigError(
+                f"{name} holds {host!r}, which is not a bare host name: list host names "
+                f"separated by commas, without scheme, port or path (e.g. hooks.slack.com)"
+            )
+    return hosts
+
+
+def _switch_setting(name: str, default: bool, environ: Environment) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() not in ("true", "false"):
+        raise ConfigError(f'{name} must be "true" or "false", got {raw!r}')
+    return raw.strip().lower() == "true"
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Settings of the alert-notifier function.
+
+    The defaults are the production values; the template sets only what it derives
+    from its parameters and resources.
+    """
+
+    slack_webhook_secret_name: str
+    slack_webhook_allowed_hosts: tuple[str, ...] = DEFAULT_SLACK_WEBHOOK_HOSTS
+    # Only the local cloud's receiver is plain http; in AWS, http would send the webhook
+    # token (a credential) unencrypted.
+    slack_webhook_allow_http: bool = False
+    # A rotated webhook is picked up within five minutes without a secret read per alert.
+    secret_max_age_seconds: int = 300
+    slack_timeout_seconds: float = 5.0
+    slack_max_attempts: int = 4
+    slack_backoff_base_seconds: float = 1.0
+    slack_max_backoff_seconds: float = 20.0
+    recent_periods: int = 6
+    dashboard_name: str = ""  # empty: no dashboard link
+    ingest_bucket: str = ""  # empty: no report link
+    aws_region: str = ""  # the function's region, for an alarm message without an AlarmArn
+    # Context from CloudWatch and S3 is best effort: a slow endpoint must not spend the
+    # time the Slack post needs (boto3's defaults are 60 s each).
+    aws_connect_timeout_seconds: float = 2.0
+    aws_read_timeout_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Environment | None = None) -> AlertConfig:
+        """Only what the template sets (and AWS_REGION, which Lambda sets); the rest are
+        the code's defaults above, which no deployment has needed to change."""
+        env = os.environ if environ is None else environ
+        defaults = cls(
+            slack_webhook_secret_name=required_setting(
+                "SLACK_WEBHOOK_SECRET_NAME", "the Secrets Manager secret of the Slack webhook", env
+            )
+        )
+        return replace(
+            defaults,
+            slack_webhook_allowed_hosts=_host_list_setting(
+                "SLACK_WEBHOOK_ALLOWED_HOSTS", defaults.slack_webhook_allowed_hosts, env
+            ),
+            slack_webhook_allow_http=_switch_setting(
+                "SLACK_WEBHOOK_ALLOW_HTTP", defaults.slack_webhook_allow_http, env
+            ),
+            dashboard_name=env.get("DASHBOARD_NAME", defaults.dashboard_name),
+            ingest_bucket=env.get("INGEST_BUCKET", defaults.ingest_bucket),
+            aws_region=env.get("AWS_REGION", defaults.aws_region),
         )

@@ -1,13 +1,13 @@
 """The alert-notifier handler against moto (Secrets Manager, CloudWatch, S3) and a real
 HTTP server on 127.0.0.1 standing in for Slack's incoming webhook.
 
-The server really answers 429, 500, 400 or nothing at all; the only thing replaced is
-the notifier's sleep between attempts, which records the wait instead of spending it.
+The server really answers 429, 500, 400 or nothing at all. Each test starts cold: a
+fresh copy of app.py, whose notifier is built on the first event. Tests of retries build
+the AlertNotifier themselves, with a sleep that records the wait instead of spending it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import threading
@@ -15,19 +15,25 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
-from modelwatch import alerts
+from modelwatch.alerts import AlertNotifier
+from modelwatch.alerts.alarm_message import MetricSpec
+from modelwatch.alerts.context import fetch_recent_values
+from modelwatch.aws import reset_clients
+from modelwatch.config import AlertConfig
+from modelwatch.errors import ConfigError, SlackDeliveryError
 from tests.events import load_event
+from tests.integration.conftest import load_handler
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +46,6 @@ WEBHOOK_TOKEN = "xQ9modelwatchWEBHOOKtoken7731"
 WEBHOOK_PATH = f"/services/T0MODELWATCH/B0ALERTS/{WEBHOOK_TOKEN}"
 TIMEOUT_SECONDS = 0.2
 MAX_ATTEMPTS = 4
-APP_PATH = Path(__file__).resolve().parents[2] / "functions" / "alert_notifier" / "app.py"
 
 
 # --------------------------------------------------------------------------- Slack stand-in
@@ -138,21 +143,9 @@ class LambdaContextStandIn:
         return int((self._deadline - time.monotonic()) * 1000)
 
 
-def handler_module() -> ModuleType:
-    """functions/alert_notifier/app.py, imported once as Lambda would, without touching sys.path."""
-    name = "alert_notifier_app"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, APP_PATH)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @dataclass
 class Notifier:
-    app: ModuleType
+    app: ModuleType  # a fresh copy of app.py: its notifier is built on the first event
     slack: SlackStandIn
     capsys: pytest.CaptureFixture[str]
     waits_seconds: list[float]
@@ -162,7 +155,31 @@ class Notifier:
     secretsmanager: Any
 
     def invoke(self, event: dict[str, Any], seconds_left: float = 30.0) -> Any:
+        """The Lambda handler, as SNS invokes it."""
         return self.app.lambda_handler(event, LambdaContextStandIn(seconds_left=seconds_left))
+
+    def notify_recording_waits(self, event: dict[str, Any], seconds_left: float = 30.0) -> bool:
+        """The notifier the handler would build, with waits between attempts recorded, not spent."""
+        # Short timeouts so the retry tests take a second, not the production 5 s per attempt.
+        config = replace(
+            AlertConfig.from_env(),
+            slack_timeout_seconds=TIMEOUT_SECONDS,
+            slack_max_attempts=MAX_ATTEMPTS,
+            slack_backoff_base_seconds=0.5,
+            slack_max_backoff_seconds=5,
+        )
+        notifier = AlertNotifier(
+            config,
+            cloudwatch_in=lambda region: self.cloudwatch,
+            s3=self.s3,
+            secrets=parameters.SecretsProvider(boto3_client=self.secretsmanager),
+            sleep=self.waits_seconds.append,
+        )
+        context = LambdaContextStandIn(seconds_left=seconds_left)
+        return notifier.notify(
+            event["Records"][0]["Sns"]["Message"],
+            time_left_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        )
 
     def logs(self) -> tuple[str, list[dict[str, Any]]]:
         """Everything the function printed, and the Powertools JSON records in it."""
@@ -207,37 +224,34 @@ def notifier(
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "SLACK_WEBHOOK_SECRET_NAME": SECRET_NAME,
-        "SLACK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "SLACK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-        "SLACK_BACKOFF_BASE_SECONDS": "0.5",
-        "SLACK_MAX_BACKOFF_SECONDS": "5",
-        "RECENT_PERIODS": "6",
+        # The stand-in is plain http on 127.0.0.1, allowed the way the local cloud allows its receiver.
+        "SLACK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "SLACK_WEBHOOK_ALLOW_HTTP": "true",
         "DASHBOARD_NAME": DASHBOARD,
         "INGEST_BUCKET": BUCKET,
-        "RESULTS_PREFIX": "results/",
     }.items():
         monkeypatch.setenv(name, value)
     # moto in-process intercepts boto3; an endpoint override would send calls elsewhere.
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    waits_seconds: list[float] = []
-    monkeypatch.setattr(alerts, "_sleep", waits_seconds.append)
+    # modelwatch.aws caches clients per process; those of an earlier test's moto account must go.
+    reset_clients()
 
     with mock_aws():
-        alerts.reset_cached_state()
         secretsmanager, s3 = boto3.client("secretsmanager"), boto3.client("s3")
         secretsmanager.create_secret(Name=SECRET_NAME, SecretString=slack.webhook_url)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        app = handler_module()
-        # Powertools bound its handler to the stdout of the moment it was imported (an
-        # earlier capture, closed by now); make it write to whatever stdout is current.
+        app = load_handler("alert_notifier")
+        # Powertools keeps the handler of the first Logger with this service name, bound to
+        # the stdout of that moment (an earlier capture, closed by now); make it write to
+        # whatever stdout is current.
         log_handler = app.logger.registered_handler
         original_stream = log_handler.stream
         log_handler.stream = CurrentStdout()
         try:
-            yield Notifier(app, slack, capsys, waits_seconds, boto3.client("cloudwatch"), s3, secretsmanager)
+            yield Notifier(app, slack, capsys, [], boto3.client("cloudwatch"), s3, secretsmanager)
         finally:
             log_handler.stream = original_stream
-            alerts.reset_cached_state()
+    reset_clients()
 
 
 def publish_error_rate(cloudwatch: Any, model: str, hour: int, rows: int, errors: int) -> None:
@@ -255,14 +269,11 @@ def publish_error_rate(cloudwatch: Any, model: str, hour: int, rows: int, errors
     )
 
 
-def put_report(s3: Any, key: str) -> None:
+def put_report(s3: Any, key: str, *, latest: bool = False) -> None:
+    """A batch report, and with ``latest`` the pointer the batch monitor writes next to it."""
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"status": "ok"}')
-
-
-def wait_for_next_second() -> None:
-    # S3's LastModified has one-second resolution; two reports written within the same
-    # second would be tied and the test could not tell "newest" from "first listed".
-    time.sleep(1.02 - time.time() % 1)
+    if latest:
+        s3.put_object(Bucket=BUCKET, Key="results/latest.json", Body=json.dumps({"report": key}).encode())
 
 
 def with_message(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -278,7 +289,7 @@ def with_message(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
 def test_alarm_posts_the_exact_message_with_recent_values_and_links(notifier: Notifier) -> None:
     # Given: six hours of ErrorRate for the model (one hour without batches, one hour with
     # two batches of different sizes), another model's much worse numbers, and two reports
-    # of which the newer one sorts first by name.
+    # of which the newer one (named by results/latest.json) sorts first by name.
     publish_error_rate(notifier.cloudwatch, "churn-classifier", 6, rows=100, errors=11)
     publish_error_rate(notifier.cloudwatch, "churn-classifier", 7, rows=100, errors=12)
     publish_error_rate(notifier.cloudwatch, "churn-classifier", 9, rows=500, errors=127)
@@ -287,10 +298,8 @@ def test_alarm_posts_the_exact_message_with_recent_values_and_links(notifier: No
         notifier.cloudwatch, "churn-classifier", 10, rows=400, errors=116
     )  # with the above: 156 / 500 = 0.312
     publish_error_rate(notifier.cloudwatch, "fraud-detector", 10, rows=100, errors=90)
-    put_report(notifier.s3, "results/incoming/2026/11/26/zz-early.csv/report.json")
-    put_report(notifier.s3, "results/incoming/2026/11/26/zz-early.csv/predictions.csv.gz")
-    wait_for_next_second()
-    put_report(notifier.s3, "results/incoming/2026/11/26/aa-late.csv/report.json")
+    put_report(notifier.s3, "results/incoming/2026/11/26/zz-early.csv/report.json", latest=True)
+    put_report(notifier.s3, "results/incoming/2026/11/26/aa-late.csv/report.json", latest=True)
 
     # When
     result = notifier.invoke(load_event("alert-notifier-alarm"))
@@ -485,9 +494,9 @@ def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) 
 def test_429_is_retried_after_the_wait_slack_asked_for(notifier: Notifier) -> None:
     notifier.slack.answer(Reply(429, b"rate_limited", {"Retry-After": "1"}))
 
-    result = notifier.invoke(load_event("alert-notifier-alarm"))
+    posted = notifier.notify_recording_waits(load_event("alert-notifier-alarm"))
 
-    assert result == {"posted": 1, "skipped": 0}
+    assert posted is True
     assert len(notifier.slack.requests) == 2
     assert notifier.slack.requests[0].body == notifier.slack.requests[1].body
     assert notifier.waits_seconds == [1.0]
@@ -499,9 +508,9 @@ def test_429_is_retried_after_the_wait_slack_asked_for(notifier: Notifier) -> No
 def test_500_is_retried_with_backoff(notifier: Notifier) -> None:
     notifier.slack.answer(Reply(500, b"internal_error"))
 
-    result = notifier.invoke(load_event("alert-notifier-alarm"))
+    posted = notifier.notify_recording_waits(load_event("alert-notifier-alarm"))
 
-    assert result == {"posted": 1, "skipped": 0}
+    assert posted is True
     assert len(notifier.slack.requests) == 2
     # First backoff: SLACK_BACKOFF_BASE_SECONDS (0.5) with jitter down to half of it.
     [wait] = notifier.waits_seconds
@@ -513,11 +522,10 @@ def test_500_is_retried_with_backoff(notifier: Notifier) -> None:
 def test_400_is_not_retried_and_the_log_names_the_status_and_slacks_answer(notifier: Notifier) -> None:
     notifier.slack.answer(Reply(400, b"invalid_blocks"))
 
-    with pytest.raises(alerts.SlackDeliveryError) as raised:
+    with pytest.raises(SlackDeliveryError) as raised:
         notifier.invoke(load_event("alert-notifier-alarm"))
 
     assert len(notifier.slack.requests) == 1
-    assert notifier.waits_seconds == []
     assert raised.value.status == 400
     raw_logs, records = notifier.logs()
     errors = [record["message"] for record in records if record["level"] == "ERROR"]
@@ -530,8 +538,8 @@ def test_a_webhook_that_never_answers_times_out_is_retried_and_finally_raises(no
     notifier.slack.answer(*[Reply(200, delay_seconds=5 * TIMEOUT_SECONDS)] * MAX_ATTEMPTS)
 
     started = time.monotonic()
-    with pytest.raises(alerts.SlackDeliveryError) as raised:
-        notifier.invoke(load_event("alert-notifier-alarm"))
+    with pytest.raises(SlackDeliveryError) as raised:
+        notifier.notify_recording_waits(load_event("alert-notifier-alarm"))
     elapsed = time.monotonic() - started
 
     assert len(notifier.slack.requests) == MAX_ATTEMPTS
@@ -547,11 +555,12 @@ def test_a_webhook_that_never_answers_times_out_is_retried_and_finally_raises(no
 def test_slack_failing_on_every_attempt_raises_so_lambda_retries_and_dead_letters(notifier: Notifier) -> None:
     notifier.slack.answer(*[Reply(503, b"service_unavailable")] * MAX_ATTEMPTS)
 
-    with pytest.raises(alerts.SlackDeliveryError) as raised:
-        notifier.invoke(load_event("alert-notifier-alarm"))
+    with pytest.raises(SlackDeliveryError) as raised:
+        notifier.notify_recording_waits(load_event("alert-notifier-alarm"))
 
     assert len(notifier.slack.requests) == MAX_ATTEMPTS
     assert raised.value.attempts == MAX_ATTEMPTS
+    assert len(notifier.waits_seconds) == MAX_ATTEMPTS - 1
     raw_logs, records = notifier.logs()
     assert any(
         record["level"] == "ERROR" and "Alert not delivered" in record["message"] for record in records
@@ -563,27 +572,56 @@ def test_slack_failing_on_every_attempt_raises_so_lambda_retries_and_dead_letter
 def test_no_retry_is_started_that_the_lambda_timeout_would_cut_off(notifier: Notifier) -> None:
     notifier.slack.answer(Reply(500, b"internal_error"))
 
-    with pytest.raises(alerts.SlackDeliveryError, match="no time left"):
+    # Through the handler: the remaining time is the Lambda context's, and nothing is slept.
+    with pytest.raises(SlackDeliveryError, match="no time left"):
         notifier.invoke(load_event("alert-notifier-alarm"), seconds_left=1.5)
 
     assert len(notifier.slack.requests) == 1
-    assert notifier.waits_seconds == []
 
 
-def test_report_search_past_its_bound_links_the_prefix(
+# --------------------------------------------------------------------------- where the webhook may point
+
+
+@pytest.mark.parametrize(
+    ("settings", "host", "why"),
+    [
+        # The production defaults: https on hooks.slack.com only.
+        ({}, "127.0.0.1", "uses http"),
+        ({"SLACK_WEBHOOK_ALLOW_HTTP": "true"}, "127.0.0.1", "not an allowed webhook host"),
+    ],
+)
+def test_a_webhook_secret_pointing_off_the_allowlist_is_refused_before_any_post(
+    notifier: Notifier, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], host: str, why: str
+) -> None:
+    # Given: the deployed defaults (the fixture allows the stand-in as the local cloud would)
+    monkeypatch.delenv("SLACK_WEBHOOK_ALLOWED_HOSTS")
+    monkeypatch.delenv("SLACK_WEBHOOK_ALLOW_HTTP")
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError) as raised:
+        notifier.invoke(load_event("alert-notifier-alarm"))
+
+    assert notifier.slack.requests == []
+    assert f"'{host}'" in str(raised.value) and why in str(raised.value)
+    raw_logs, _ = notifier.logs()
+    assert WEBHOOK_TOKEN not in raw_logs and WEBHOOK_TOKEN not in str(raised.value)
+
+
+def test_a_warm_instance_reads_its_settings_once_and_a_cold_start_reads_them_again(
     notifier: Notifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REPORT_SEARCH_MAX_KEYS", "2")
-    alerts.reset_cached_state()
-    for batch in ("a", "b", "c"):
-        put_report(notifier.s3, f"results/incoming/{batch}.csv/report.json")
-
     notifier.invoke(load_event("alert-notifier-alarm"))
+    # A change to the environment after the first event is not seen by the warm instance...
+    monkeypatch.setenv("SLACK_WEBHOOK_ALLOWED_HOSTS", "hooks.slack.com")
+    notifier.invoke(load_event("alert-notifier-alarm"))
+    assert len(notifier.slack.requests) == 2
 
-    links = notifier.slack.requests[0].json()["attachments"][0]["blocks"][-2]["text"]["text"]
-    assert "prefix=results/&showversions=false|Batch reports (too many to find the newest)>" in links
-    _, records = notifier.logs()
-    assert any("More than 2 objects" in record["message"] for record in records)
+    # ...but a new instance (a fresh import of app.py) is built from it.
+    notifier.app = load_handler("alert_notifier")
+    with pytest.raises(ConfigError, match="'127.0.0.1', which is not an allowed"):
+        notifier.invoke(load_event("alert-notifier-alarm"))
+    assert len(notifier.slack.requests) == 2
 
 
 def test_recent_periods_are_the_alarms_sliding_periods_ending_at_the_evaluation_minute(monkeypatch) -> None:
@@ -591,7 +629,7 @@ def test_recent_periods_are_the_alarms_sliding_periods_ending_at_the_evaluation_
     # default sliding window); a batch at 09:05 belongs to the period before it.
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(name, value)
-    metric = alerts.MetricSpec("ModelWatch", "DriftScore", (("ModelName", "churn"),), "Maximum", 3600, None)
+    metric = MetricSpec("ModelWatch", "DriftScore", (("ModelName", "churn"),), "Maximum", 3600, None)
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
     with mock_aws():
         cloudwatch = boto3.client("cloudwatch", region_name="eu-west-1")
@@ -607,7 +645,7 @@ def test_recent_periods_are_the_alarms_sliding_periods_ending_at_the_evaluation_
                     }
                 ],
             )
-        recent = alerts.fetch_recent_values(
+        recent = fetch_recent_values(
             cloudwatch, metric, until=day + timedelta(hours=10, minutes=7, seconds=40), periods=3
         )
     assert recent.values == (None, 0.1, 0.3)

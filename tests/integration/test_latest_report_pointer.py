@@ -4,9 +4,10 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from modelwatch.alerts import find_latest_report
+from modelwatch.alerts.context import latest_report_key
 
 pytestmark = pytest.mark.integration
 
@@ -22,27 +23,28 @@ def s3(monkeypatch):
         yield client
 
 
-def test_pointer_is_followed_without_listing(s3):
+def test_the_pointer_names_the_report(s3):
     s3.put_object(Bucket="reports-bucket", Key="results/a.csv/report.json", Body=b"{}")
     s3.put_object(
         Bucket="reports-bucket",
         Key="results/latest.json",
-        Body=json.dumps({"report": "results/a.csv/report.json"}),
+        Body=json.dumps({"key": "incoming/a.csv", "report": "results/a.csv/report.json"}),
     )
-    calls = []
-    original = s3.list_objects_v2
-    s3.list_objects_v2 = lambda **kwargs: calls.append(kwargs) or original(**kwargs)
-    assert (
-        find_latest_report(s3, "reports-bucket", "results/", max_keys=10).key == "results/a.csv/report.json"
-    )
-    assert calls == []
+
+    assert latest_report_key(s3, "reports-bucket", "results/") == "results/a.csv/report.json"
 
 
 @pytest.mark.parametrize("pointer", [None, b"not json", json.dumps({"report": "elsewhere/x.json"}).encode()])
-def test_without_a_usable_pointer_the_listing_finds_the_report(s3, pointer):
+def test_without_a_usable_pointer_no_report_is_named(s3, pointer):
+    # Reports exist, but only the pointer says which is newest: the alert links the prefix instead.
     s3.put_object(Bucket="reports-bucket", Key="results/a.csv/report.json", Body=b"{}")
     if pointer is not None:
         s3.put_object(Bucket="reports-bucket", Key="results/latest.json", Body=pointer)
-    assert (
-        find_latest_report(s3, "reports-bucket", "results/", max_keys=10).key == "results/a.csv/report.json"
-    )
+
+    assert latest_report_key(s3, "reports-bucket", "results/") is None
+
+
+def test_an_s3_failure_other_than_a_missing_pointer_is_raised(s3):
+    # The notifier logs it as context left out, rather than silently linking the prefix.
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        latest_report_key(s3, "no-such-bucket", "results/")

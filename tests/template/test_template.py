@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from modelwatch.config import LATEST_REPORT_POINTER
+from modelwatch.config import LATEST_REPORT_POINTER, RESULTS_PREFIX
 from modelwatch.metrics import QUALITY_METRICS
 
 from .conftest import REPO_ROOT, TEMPLATE, run, sam_executable, tool_environment
@@ -174,6 +174,10 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
 
 
 # What each AWS call in the notifier's code needs from IAM.
+NOTIFIER_CODE = (
+    "functions/alert_notifier/app.py",
+    *sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "src/modelwatch/alerts").glob("*.py")),
+)
 NOTIFIER_CALLS_AND_ACTIONS = {
     ".get_object(": "s3:GetObject",
     ".list_objects_v2(": "s3:ListBucket",
@@ -187,18 +191,16 @@ NOTIFIER_CALLS_AND_ACTIONS = {
 def test_alert_notifier_is_granted_exactly_what_its_aws_calls_need(template):
     # Context is best effort in the notifier: a missing permission would not fail an
     # invocation, it would silently drop the trend or the report link from every alert.
-    code = "\n".join(
-        (REPO_ROOT / path).read_text(encoding="utf-8")
-        for path in ("functions/alert_notifier/app.py", "src/modelwatch/alerts.py")
-    )
+    code = "\n".join((REPO_ROOT / path).read_text(encoding="utf-8") for path in NOTIFIER_CODE)
     needed = {action for call, action in NOTIFIER_CALLS_AND_ACTIONS.items() if call in code}
     granted = {action for statement in notifier_statements(template) for action in actions_of(statement)}
     assert granted == needed
 
 
-def test_alert_notifier_reads_only_its_secret_and_the_results_prefix(template):
+def test_alert_notifier_reads_only_its_secret_and_the_latest_report_pointer(template):
     variables = template["Resources"]["AlertNotifierFunction"]["Properties"]["Environment"]["Variables"]
-    results_prefix = variables["RESULTS_PREFIX"]
+    # results/ is a constant of the code, which the policy must match.
+    results_prefix = RESULTS_PREFIX
     by_action = {
         action: statement for statement in notifier_statements(template) for action in actions_of(statement)
     }
@@ -208,14 +210,25 @@ def test_alert_notifier_reads_only_its_secret_and_the_results_prefix(template):
     assert secret.endswith(":secret:${SlackWebhookSecretName}-??????")
     assert variables["SLACK_WEBHOOK_SECRET_NAME"] == {"Ref": "SlackWebhookSecretName"}
 
-    listing = by_action["s3:ListBucket"]
-    assert listing["Resource"] == {"Fn::GetAtt": ["IngestBucket", "Arn"]}
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{results_prefix}*"}}
+    # Reports are linked through the batch monitor's pointer; the notifier lists nothing.
+    assert "s3:ListBucket" not in by_action
+    assert by_action["s3:GetObject"]["Resource"] == {
+        "Fn::Sub": f"${{IngestBucket.Arn}}/{results_prefix}{LATEST_REPORT_POINTER}"
+    }
 
-    if "s3:GetObject" in by_action:
-        assert by_action["s3:GetObject"]["Resource"] == {
-            "Fn::Sub": f"${{IngestBucket.Arn}}/{results_prefix}{LATEST_REPORT_POINTER}"
-        }
+
+def test_slack_webhook_hosts_are_an_allowlist_of_slack_by_default_over_https(template):
+    parameters = template["Parameters"]
+    variables = template["Resources"]["AlertNotifierFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert parameters["SlackWebhookAllowedHosts"]["Default"] == "hooks.slack.com"
+    assert parameters["SlackWebhookAllowHttp"]["Default"] == "false"
+    assert parameters["SlackWebhookAllowHttp"]["AllowedValues"] == ["false", "true"]
+    assert variables["SLACK_WEBHOOK_ALLOWED_HOSTS"] == {"Ref": "SlackWebhookAllowedHosts"}
+    assert variables["SLACK_WEBHOOK_ALLOW_HTTP"] == {"Ref": "SlackWebhookAllowHttp"}
+    pattern = parameters["SlackWebhookAllowedHosts"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "hooks.slack.com,chat.example.org")
+    assert not re.fullmatch(pattern, "https://hooks.slack.com")
 
 
 def test_alert_notifier_exists_only_with_a_slack_secret(template):

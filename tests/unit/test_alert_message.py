@@ -13,19 +13,23 @@ from typing import Any
 
 import pytest
 
-from modelwatch import alerts
+from modelwatch.alerts import alarm_message, slack_message, webhook
+from modelwatch.alerts.alarm_message import AlarmNotification, MetricSpec
+from modelwatch.alerts.slack_message import RecentValues, build_slack_message, gather_links
+from modelwatch.config import AlertConfig
 from modelwatch.errors import ConfigError
 from tests.events import load_event
 
 pytestmark = pytest.mark.unit
 
 ALARM_NAME = "modelwatch-prod-quality-churn-classifier"
+SLACK_HOSTS = ("hooks.slack.com",)
 
 
-def alarm_from(event_name: str, **overrides: Any) -> alerts.AlarmNotification:
+def alarm_from(event_name: str, **overrides: Any) -> AlarmNotification:
     message = json.loads(load_event(event_name)["Records"][0]["Sns"]["Message"])
     message.update(overrides)
-    return alerts.AlarmNotification.from_sns_message(json.dumps(message))
+    return AlarmNotification.from_sns_message(json.dumps(message))
 
 
 def rendered(payload: dict[str, Any]) -> str:
@@ -41,24 +45,24 @@ def rendered(payload: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> alerts.AlertConfig:
-    monkeypatch.setenv("SLACK_WEBHOOK_SECRET_NAME", "modelwatch/slack-webhook")
-    monkeypatch.setenv("DASHBOARD_NAME", "modelwatch-prod")
-    monkeypatch.setenv("INGEST_BUCKET", "modelwatch-prod-ingest")
-    monkeypatch.setenv("RESULTS_PREFIX", "results/")
-    return alerts.AlertConfig.from_env()
+def settings() -> AlertConfig:
+    return AlertConfig(
+        slack_webhook_secret_name="modelwatch/slack-webhook",
+        dashboard_name="modelwatch-prod",
+        ingest_bucket="modelwatch-prod-ingest",
+    )
 
 
 def test_alarm_message_states_value_against_threshold_in_readable_numbers(
-    settings: alerts.AlertConfig,
+    settings: AlertConfig,
 ) -> None:
     alarm = alarm_from("alert-notifier-alarm")
     # An average over rows rarely lands on a short decimal; the reader should not see the noise.
-    payload = alerts.build_slack_message(
+    payload = build_slack_message(
         alarm,
         current_value=0.31200000000000006,
-        recent=alerts.RecentValues(3600, (0.11, 0.12, None, 0.254, 0.31200000000000006, None)),
-        links=alerts.gather_links(alarm, settings, alerts.ReportSearch(key=None, complete=True)),
+        recent=RecentValues(3600, (0.11, 0.12, None, 0.254, 0.31200000000000006, None)),
+        links=gather_links(alarm, settings, None),
     )
     text = rendered(payload)
 
@@ -74,11 +78,11 @@ def test_alarm_message_states_value_against_threshold_in_readable_numbers(
     assert "`▁▁·▆█·`" in text
 
 
-def test_alarm_message_is_red_and_ok_message_is_green(settings: alerts.AlertConfig) -> None:
-    alarm_payload = alerts.build_slack_message(
+def test_alarm_message_is_red_and_ok_message_is_green(settings: AlertConfig) -> None:
+    alarm_payload = build_slack_message(
         alarm_from("alert-notifier-alarm"), current_value=0.312, recent=None, links=[]
     )
-    ok_payload = alerts.build_slack_message(
+    ok_payload = build_slack_message(
         alarm_from("alert-notifier-ok"), current_value=0.118, recent=None, links=[]
     )
 
@@ -91,23 +95,21 @@ def test_alarm_message_is_red_and_ok_message_is_green(settings: alerts.AlertConf
     assert ok_header["text"]["text"] == f"✅ OK: {ALARM_NAME}"
 
 
-def test_ok_message_shows_the_value_back_on_the_safe_side(settings: alerts.AlertConfig) -> None:
-    payload = alerts.build_slack_message(
-        alarm_from("alert-notifier-ok"), current_value=0.118, recent=None, links=[]
-    )
+def test_ok_message_shows_the_value_back_on_the_safe_side(settings: AlertConfig) -> None:
+    payload = build_slack_message(alarm_from("alert-notifier-ok"), current_value=0.118, recent=None, links=[])
     text = rendered(payload)
 
     assert "ErrorRate 0.118 ≤ threshold 0.2" in text
     assert "ALARM → OK" in text
 
 
-def test_every_block_type_is_one_slack_accepts_inside_an_attachment(settings: alerts.AlertConfig) -> None:
+def test_every_block_type_is_one_slack_accepts_inside_an_attachment(settings: AlertConfig) -> None:
     alarm = alarm_from("alert-notifier-alarm")
-    payload = alerts.build_slack_message(
+    payload = build_slack_message(
         alarm,
         current_value=0.312,
-        recent=alerts.RecentValues(3600, (0.1,) * 6),
-        links=alerts.gather_links(alarm, settings, None),
+        recent=RecentValues(3600, (0.1,) * 6),
+        links=gather_links(alarm, settings, None),
     )
     blocks = payload["attachments"][0]["blocks"]
 
@@ -123,10 +125,10 @@ def test_every_block_type_is_one_slack_accepts_inside_an_attachment(settings: al
     assert all(field["type"] == "mrkdwn" for field in blocks[1]["fields"])
 
 
-def test_console_link_uses_the_region_of_the_alarm_arn(settings: alerts.AlertConfig) -> None:
+def test_console_link_uses_the_region_of_the_alarm_arn(settings: AlertConfig) -> None:
     alarm = alarm_from("alert-notifier-alarm")  # ARN in eu-west-1, Region "EU (Ireland)"
 
-    links = {link.label: link.url for link in alerts.gather_links(alarm, settings, None)}
+    links = {link.label: link.url for link in gather_links(alarm, settings, None)}
 
     assert links["Alarm in CloudWatch"] == (
         "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
@@ -134,7 +136,7 @@ def test_console_link_uses_the_region_of_the_alarm_arn(settings: alerts.AlertCon
     )
 
 
-def test_console_link_follows_another_region_and_encodes_the_alarm_name(settings: alerts.AlertConfig) -> None:
+def test_console_link_follows_another_region_and_encodes_the_alarm_name(settings: AlertConfig) -> None:
     alarm = alarm_from(
         "alert-notifier-alarm",
         AlarmName="churn quality/prod",
@@ -142,18 +144,18 @@ def test_console_link_follows_another_region_and_encodes_the_alarm_name(settings
         Region="Asia Pacific (Sydney)",
     )
 
-    assert alerts.alarm_console_url(alarm) == (
+    assert slack_message.alarm_console_url(alarm) == (
         "https://ap-southeast-2.console.aws.amazon.com/cloudwatch/home?region=ap-southeast-2"
         "#alarmsV2:alarm/churn%20quality%2Fprod"
     )
 
 
-def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: alerts.AlertConfig) -> None:
+def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: AlertConfig) -> None:
     alarm = alarm_from("alert-notifier-alarm")
-    report = alerts.ReportSearch(key="results/incoming/2026/11/26/batch-0930.csv/report.json", complete=True)
+    report = "results/incoming/2026/11/26/batch-0930.csv/report.json"
 
-    payload = alerts.build_slack_message(
-        alarm, current_value=0.312, recent=None, links=alerts.gather_links(alarm, settings, report)
+    payload = build_slack_message(
+        alarm, current_value=0.312, recent=None, links=gather_links(alarm, settings, report)
     )
     links_text = payload["attachments"][0]["blocks"][-2]["text"]["text"]
 
@@ -168,18 +170,16 @@ def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: a
     assert "#alarmsV2:alarm/modelwatch-prod-quality-churn-classifier|Alarm in CloudWatch>" in links_text
 
 
-def test_a_report_search_that_hit_its_bound_links_the_prefix_not_a_guess(
-    settings: alerts.AlertConfig,
-) -> None:
+def test_without_a_report_pointer_the_link_goes_to_where_reports_appear(settings: AlertConfig) -> None:
     alarm = alarm_from("alert-notifier-alarm")
 
-    links = alerts.gather_links(alarm, settings, alerts.ReportSearch(key=None, complete=False))
+    links = gather_links(alarm, settings, None)
 
+    assert links[-1].label == "Batch reports"
     assert links[-1].url == (
         "https://eu-west-1.console.aws.amazon.com/s3/buckets/modelwatch-prod-ingest?region=eu-west-1"
         "&prefix=results/&showversions=false"
     )
-    assert "too many" in links[-1].label
 
 
 def test_no_dashboard_or_report_link_when_they_are_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,13 +187,13 @@ def test_no_dashboard_or_report_link_when_they_are_not_configured(monkeypatch: p
     monkeypatch.delenv("DASHBOARD_NAME", raising=False)
     monkeypatch.delenv("INGEST_BUCKET", raising=False)
 
-    links = alerts.gather_links(alarm_from("alert-notifier-alarm"), alerts.AlertConfig.from_env(), None)
+    links = gather_links(alarm_from("alert-notifier-alarm"), AlertConfig.from_env(), None)
 
     assert [link.label for link in links] == ["Alarm in CloudWatch"]
 
 
 def test_insufficient_data_to_ok_is_not_posted() -> None:
-    post, why = alerts.should_post(alarm_from("alert-notifier-insufficient-to-ok"))
+    post, why = alarm_message.should_post(alarm_from("alert-notifier-insufficient-to-ok"))
 
     assert post is False
     assert "INSUFFICIENT_DATA -> OK" in why
@@ -204,7 +204,7 @@ def test_insufficient_data_to_ok_is_not_posted() -> None:
     [("OK", "ALARM"), ("ALARM", "OK"), ("INSUFFICIENT_DATA", "ALARM"), ("OK", "INSUFFICIENT_DATA")],
 )
 def test_other_transitions_are_posted(old_state: str, new_state: str) -> None:
-    post, _ = alerts.should_post(
+    post, _ = alarm_message.should_post(
         alarm_from("alert-notifier-alarm", OldStateValue=old_state, NewStateValue=new_state)
     )
 
@@ -214,7 +214,7 @@ def test_other_transitions_are_posted(old_state: str, new_state: str) -> None:
 def test_alarm_message_is_read_into_the_metric_getmetricdata_needs() -> None:
     alarm = alarm_from("alert-notifier-alarm")
 
-    assert alarm.metric == alerts.MetricSpec(
+    assert alarm.metric == MetricSpec(
         namespace="ModelWatch",
         name="ErrorRate",
         dimensions=(("ModelName", "churn-classifier"),),
@@ -229,7 +229,7 @@ def test_alarm_message_is_read_into_the_metric_getmetricdata_needs() -> None:
 def test_reason_text_with_slack_control_characters_is_escaped() -> None:
     alarm = alarm_from("alert-notifier-alarm", NewStateReason="rows <30 & coverage >90%")
 
-    payload = alerts.build_slack_message(alarm, current_value=None, recent=None, links=[])
+    payload = build_slack_message(alarm, current_value=None, recent=None, links=[])
     reason = payload["attachments"][0]["blocks"][2]["text"]["text"]
 
     assert reason == "*Reason*\nrows &lt;30 &amp; coverage &gt;90%"
@@ -247,7 +247,7 @@ def test_reason_text_with_slack_control_characters_is_escaped() -> None:
     ],
 )
 def test_readable_number(value: float, expected: str) -> None:
-    assert alerts.readable_number(value) == expected
+    assert slack_message.readable_number(value) == expected
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ def test_readable_number(value: float, expected: str) -> None:
     ],
 )
 def test_secret_holds_the_url_or_json_with_webhook_url(secret: str, expected: str) -> None:
-    assert alerts.webhook_url_from_secret(secret) == expected
+    assert webhook.webhook_url_from_secret(secret, allowed_hosts=SLACK_HOSTS) == expected
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_secret_holds_the_url_or_json_with_webhook_url(secret: str, expected: st
 )
 def test_unusable_secret_is_refused_without_quoting_it(secret: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        alerts.webhook_url_from_secret(secret)
+        webhook.webhook_url_from_secret(secret, allowed_hosts=SLACK_HOSTS)
 
     assert "abc" not in str(raised.value) and "passwd" not in str(raised.value)
 
@@ -277,6 +277,101 @@ def test_unusable_secret_is_refused_without_quoting_it(secret: str) -> None:
 def test_retry_after_in_seconds_and_as_an_http_date() -> None:
     now = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
-    assert alerts.parse_retry_after("1", now) == 1.0
-    assert alerts.parse_retry_after("Thu, 26 Nov 2026 10:00:30 GMT", now) == 30.0
-    assert alerts.parse_retry_after("soon", now) is None
+    assert webhook.parse_retry_after("1", now) == 1.0
+    assert webhook.parse_retry_after("Thu, 26 Nov 2026 10:00:30 GMT", now) == 30.0
+    assert webhook.parse_retry_after("soon", now) is None
+
+
+# --------------------------------------------------------------------------- where the webhook may point
+
+# The part of a webhook URL that authorises posting: a refusal must never quote it.
+TOKEN_PATH = "/services/T0/B0/sEcReTtOkEn"
+
+
+def test_https_webhook_on_an_allowed_host_is_accepted() -> None:
+    url = f"https://hooks.slack.com{TOKEN_PATH}"
+
+    assert webhook.webhook_url_from_secret(url, allowed_hosts=SLACK_HOSTS) == url
+    assert (
+        webhook.webhook_url_from_secret(f"https://HOOKS.slack.com:443{TOKEN_PATH}", allowed_hosts=SLACK_HOSTS)
+        == f"https://HOOKS.slack.com:443{TOKEN_PATH}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "why"),
+    [
+        (f"http://hooks.slack.com{TOKEN_PATH}", "hooks.slack.com", "uses http"),
+        (f"https://127.0.0.1:8443{TOKEN_PATH}", "127.0.0.1", "not an allowed webhook host"),
+        # The instance metadata endpoint: a post there could read credentials back.
+        (f"http://169.254.169.254/latest/meta-data{TOKEN_PATH}", "169.254.169.254", "uses http"),
+        (f"https://169.254.169.254{TOKEN_PATH}", "169.254.169.254", "not an allowed webhook host"),
+        (
+            f"https://hooks.slack.com.attacker.example{TOKEN_PATH}",
+            "hooks.slack.com.attacker.example",
+            "not an",
+        ),
+        # urlsplit and urllib both connect to the host after "@"; the name before it is a decoy.
+        (f"https://hooks.slack.com@attacker.example{TOKEN_PATH}", "attacker.example", "user name"),
+    ],
+)
+def test_webhook_elsewhere_is_refused_naming_the_host_not_the_url(url: str, host: str, why: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        webhook.webhook_url_from_secret(json.dumps({"webhook_url": url}), allowed_hosts=SLACK_HOSTS)
+
+    message = str(raised.value)
+    assert f"'{host}'" in message
+    assert why in message
+    assert "sEcReTtOkEn" not in message and "/services/" not in message
+
+
+def test_http_on_an_allowed_host_is_accepted_only_when_the_switch_allows_it() -> None:
+    url = f"http://127.0.0.1:8080{TOKEN_PATH}"
+
+    assert webhook.webhook_url_from_secret(url, allowed_hosts=("127.0.0.1",), allow_http=True) == url
+    with pytest.raises(ConfigError, match="'127.0.0.1' uses http"):
+        webhook.webhook_url_from_secret(url, allowed_hosts=("127.0.0.1",), allow_http=False)
+    with pytest.raises(ConfigError, match="'169.254.169.254', which is not an allowed"):
+        webhook.webhook_url_from_secret(
+            f"http://169.254.169.254{TOKEN_PATH}", allowed_hosts=("127.0.0.1",), allow_http=True
+        )
+
+
+def test_allowed_hosts_and_the_http_switch_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_SECRET_NAME", "modelwatch/slack-webhook")
+    monkeypatch.delenv("SLACK_WEBHOOK_ALLOWED_HOSTS", raising=False)
+    monkeypatch.delenv("SLACK_WEBHOOK_ALLOW_HTTP", raising=False)
+    defaults = AlertConfig.from_env()
+    monkeypatch.setenv("SLACK_WEBHOOK_ALLOWED_HOSTS", "hooks.slack.com, Chat.Example.org")
+    monkeypatch.setenv("SLACK_WEBHOOK_ALLOW_HTTP", "True")
+    configured = AlertConfig.from_env()
+
+    assert (defaults.slack_webhook_allowed_hosts, defaults.slack_webhook_allow_http) == (
+        ("hooks.slack.com",),
+        False,
+    )
+    # urlsplit lowercases the host it compares, so the list is lowercased too.
+    assert configured.slack_webhook_allowed_hosts == ("hooks.slack.com", "chat.example.org")
+    assert configured.slack_webhook_allow_http is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SLACK_WEBHOOK_ALLOWED_HOSTS", "https://hooks.slack.com", "not a bare host name"),
+        ("SLACK_WEBHOOK_ALLOWED_HOSTS", "hooks.slack.com/services", "not a bare host name"),
+        ("SLACK_WEBHOOK_ALLOW_HTTP", "yes", 'must be "true" or "false"'),
+    ],
+)
+def test_a_malformed_webhook_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_SECRET_NAME", "modelwatch/slack-webhook")
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError, match=variable) as raised:
+        AlertConfig.from_env()
+
+    assert expected in str(raised.value)

@@ -52,9 +52,12 @@ DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "layers" / "model" / "artifact"
 POLL_INTERVAL_SECONDS = 1.0
 REAL_CLOCK_EVALUATION_SECONDS = 5.0
-# The notifier's configuration contract (modelwatch.alerts.AlertConfig): the template feeds it
+# The notifier's configuration contract (modelwatch.config.AlertConfig): the template feeds it
 # the secret's name, which is how the local cloud finds the parameter to point at its receiver.
 SLACK_SECRET_VARIABLE = "SLACK_WEBHOOK_SECRET_NAME"
+# The receiver is plain http on 127.0.0.1, which the notifier refuses unless the parameters
+# feeding these variables allow it (they are set only when the user did not set them).
+LOCAL_RECEIVER_SETTINGS = {"SLACK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "SLACK_WEBHOOK_ALLOW_HTTP": "true"}
 
 
 class VirtualClock:
@@ -136,6 +139,11 @@ class AwsClients:
 
 def slack_secret_parameter(template_path: Path) -> str | None:
     """The template parameter that names the notifier's webhook secret, when the template has one."""
+    return parameter_feeding(template_path, SLACK_SECRET_VARIABLE)
+
+
+def parameter_feeding(template_path: Path, variable: str) -> str | None:
+    """The template parameter a function's environment ``variable`` is set from, if any."""
     template = load_template(template_path)
     environments = [((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}]
     environments += [
@@ -143,7 +151,7 @@ def slack_secret_parameter(template_path: Path) -> str | None:
         for r in (template.get("Resources") or {}).values()
     ]
     for environment in environments:
-        value = (environment.get("Variables") or {}).get(SLACK_SECRET_VARIABLE)
+        value = (environment.get("Variables") or {}).get(variable)
         if isinstance(value, dict) and value.get("Ref") in (template.get("Parameters") or {}):
             return str(value["Ref"])
     return None
@@ -191,7 +199,6 @@ class LocalCloud:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> LocalCloud:
-        from modelwatch import alerts as alerts_module
         from modelwatch.aws import reset_clients
 
         if self.aws is not None:
@@ -227,8 +234,8 @@ class LocalCloud:
             self.stack = builder.build()
             # Functions share this process's modelwatch package (in Lambda each has its own), so
             # clients cached by an earlier local cloud in the same process must not leak in.
+            # (What a handler caches itself goes with its module, which each cloud imports anew.)
             reset_clients()
-            alerts_module.reset_cached_state()
             self.runtime = LambdaRuntime(
                 self.stack.functions,
                 endpoint_url=self.aws.endpoint_url,
@@ -249,12 +256,17 @@ class LocalCloud:
         return self
 
     def _slack_secret_name(self) -> str | None:
-        """The secret the notifier will read the local webhook's URL from (set as its parameter)."""
+        """The secret the notifier will read the local webhook's URL from (set as its parameter,
+        with the parameters that let the notifier post to the local http receiver)."""
         parameter = slack_secret_parameter(self.template_path)
         if parameter is None:
             return None  # no notifier in this template yet: email only
         name = self.parameters.get(parameter) or f"{self.stack_name}/slack-webhook"
         self.parameters[parameter] = name
+        for variable, value in LOCAL_RECEIVER_SETTINGS.items():
+            setting = parameter_feeding(self.template_path, variable)
+            if setting is not None:
+                self.parameters.setdefault(setting, value)
         return name
 
     def stop(self) -> None:
