@@ -1,6 +1,6 @@
 """`modelwatch model build` and `modelwatch model package`: write a model directory.
 
-Only the command-line wiring lives here; the work is in modelwatch.cli.modeling.
+Only the command-line wiring lives here; the work is in modelwatch.modeling.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from modelwatch.errors import UserError
 
 if TYPE_CHECKING:
-    from modelwatch.cli.modeling import ColumnOptions
+    from modelwatch.modeling import ColumnOptions
 
 
 def _feature_list(raw: str) -> list[str]:
@@ -52,7 +52,7 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 def _columns(args: argparse.Namespace) -> ColumnOptions:
     # Imported when a command runs: scikit-learn and scipy would make `--help` take seconds.
-    from modelwatch.cli.modeling import ColumnOptions
+    from modelwatch.modeling import ColumnOptions
 
     return ColumnOptions(
         target=args.target,
@@ -65,7 +65,7 @@ def _columns(args: argparse.Namespace) -> ColumnOptions:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from modelwatch.cli.modeling import build_model
+    from modelwatch.modeling import build_model
 
     summary = build_model(
         args.train,
@@ -82,7 +82,7 @@ def _build(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     if args.trust and Path(args.model).suffix != ".skops":
         raise UserError("--trust applies to .skops files only; a .joblib file is loaded as it is")
-    from modelwatch.cli.modeling import package_model
+    from modelwatch.modeling import package_model
 
     summary = package_model(
         args.model, args.reference, _columns(args), args.out, name=args.name, trust=args.trust
