@@ -49,12 +49,15 @@ validate: $(STAMP)
 
 # The sample model only when the model layer has none: `make model` alone would also
 # replace a model someone packaged there whenever the sample's inputs are newer.
+# Metrics and alarms use the template's ModelName, not the name in the model's
+# metadata.json, so `model check` fails the build when the two differ.
 build: $(STAMP)
 	@if [ -z "$$MODEL_ARTIFACT_DIR" ] && [ ! -f layers/model/artifact/metadata.json ]; then \
 		echo "layers/model/artifact holds no model: training the sample churn model into it"; \
 		echo "(to deploy your own, see layers/model/README.md)"; \
 		$(MAKE) --no-print-directory model || exit 1; \
 	fi
+	$(BIN)/modelwatch model check --template template.yaml --model-dir "$${MODEL_ARTIFACT_DIR:-layers/model/artifact}"
 	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
 
 bench: $(STAMP)

@@ -1,4 +1,5 @@
-"""`modelwatch model build` and `modelwatch model package`: write a model directory.
+"""`modelwatch model build` and `model package` write a model directory; `model check`
+compares its name with the ModelName the stack deploys.
 
 Only the command-line wiring lives here; the work is in modelwatch.modeling.
 """
@@ -91,6 +92,14 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from modelwatch.cli.model_check import check_model_name
+
+    config_file = args.config_file or args.template.parent / "samconfig.toml"
+    print(check_model_name(args.model_dir, args.template, config_file, args.config_env))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("model", help="build or package a model directory (the model layer)")
     commands = group.add_subparsers(dest="model_command", required=True)
@@ -138,3 +147,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_column_options(package)
     package.set_defaults(func=_package)
+
+    check = commands.add_parser(
+        "check",
+        help="fail when the model's name differs from the ModelName the stack will deploy",
+        description="Compare metadata.json's name with the template's ModelName parameter as sam deploy "
+        "would set it (samconfig.toml's parameter_overrides, else the template's default). Metrics and "
+        "alarms use ModelName, so a different name in the model is a mistake; exit status 2 says how to "
+        "fix it.",
+    )
+    check.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path("layers/model/artifact"),
+        help="the model directory (default: layers/model/artifact)",
+    )
+    check.add_argument(
+        "--template", type=Path, default=Path("template.yaml"), help="SAM template (default: template.yaml)"
+    )
+    check.add_argument(
+        "--config-file",
+        type=Path,
+        help="SAM config with parameter_overrides (default: samconfig.toml beside the template)",
+    )
+    check.add_argument(
+        "--config-env", default="default", help="environment in the SAM config (default: default)"
+    )
+    check.set_defaults(func=_check)
