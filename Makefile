@@ -49,12 +49,15 @@ validate: $(STAMP)
 
 # The sample model only when the model layer has none: `make model` alone would also
 # replace a model someone packaged there whenever the sample's inputs are newer.
+# Metrics and alarms use the template's ModelName, not the name in the model's
+# metadata.json, so `model check` fails the build when the two differ.
 build: $(STAMP)
 	@if [ -z "$$MODEL_ARTIFACT_DIR" ] && [ ! -f layers/model/artifact/metadata.json ]; then \
 		echo "layers/model/artifact holds no model: training the sample churn model into it"; \
 		echo "(to deploy your own, see layers/model/README.md)"; \
 		$(MAKE) --no-print-directory model || exit 1; \
 	fi
+	$(BIN)/modelwatch model check --template template.yaml --model-dir "$${MODEL_ARTIFACT_DIR:-layers/model/artifact}"
 	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
 
 bench: $(STAMP)
@@ -79,6 +82,6 @@ SAMPLE_MODEL_DIR := layers/model/artifact
 .PHONY: model
 model: $(SAMPLE_MODEL_DIR)/metadata.json
 
-$(SAMPLE_MODEL_DIR)/metadata.json: $(STAMP) samplefiles/classification/train.csv src/modelwatch/cli/modeling.py src/modelwatch/drift.py src/modelwatch/metrics.py
+$(SAMPLE_MODEL_DIR)/metadata.json: $(STAMP) samplefiles/classification/train.csv $(wildcard src/modelwatch/modeling/*.py) src/modelwatch/drift.py src/modelwatch/metrics.py
 	$(BIN)/modelwatch model build --train samplefiles/classification/train.csv --target churned \
 		--name churn-classifier --out $(SAMPLE_MODEL_DIR)

@@ -2,9 +2,10 @@
 # makefile, ProjectRootDirectory "."). The including Makefile sets FUNCTION_DIR.
 #
 # The artifact is the thin handler plus the runtime package modelwatch taken from
-# src/, so the handler imports it exactly as tests do. Developer tooling
-# (modelwatch.cli, modelwatch.local: argparse commands, the moto cloud) never ships:
-# it imports packages the runtime layer deliberately does not carry.
+# src/, so the handler imports it exactly as tests do. Developer tooling never ships:
+# modelwatch.cli and modelwatch.local (argparse commands, the moto cloud) import
+# packages the runtime layer deliberately does not carry, and modelwatch.modeling
+# (training and packaging a model) runs before deployment, never in a function.
 # Third-party packages come from the layers, never from here.
 #
 # Paths are resolved from the including file's location, so the build works
@@ -20,4 +21,5 @@ build-function:
 	rm -rf "$(ARTIFACTS_DIR)/modelwatch"
 	cp "$(FUNCTION_DIR)/app.py" "$(ARTIFACTS_DIR)/app.py"
 	tar -C "$(ROOT)/src" --exclude=modelwatch/cli --exclude=modelwatch/local \
+		--exclude=modelwatch/modeling \
 		--exclude=__pycache__ --exclude='*.pyc' -cf - modelwatch | tar -C "$(ARTIFACTS_DIR)" -xf -

@@ -55,6 +55,7 @@ def test_function_artifact_ships_the_handler_and_runtime_package_only(sam_build_
     assert (artifact / "modelwatch" / "monitor.py").is_file()
     assert not (artifact / "modelwatch" / "cli").exists(), "developer tooling shipped"
     assert not (artifact / "modelwatch" / "local").exists(), "developer tooling shipped"
+    assert not (artifact / "modelwatch" / "modeling").exists(), "model building shipped"
     assert not list(artifact.rglob("__pycache__"))
     assert not (artifact / "Makefile").exists()
 
@@ -102,8 +103,13 @@ IMPORT_CHECK = textwrap.dedent(
 
     import modelwatch
     assert Path(modelwatch.__file__).is_relative_to(function_dirs[0]), modelwatch.__file__
+    # The artifact has no modelwatch.cli, .local or .modeling, so a shipped module that
+    # imported one at import time fails here with ModuleNotFoundError.
     for info in pkgutil.walk_packages(modelwatch.__path__, "modelwatch."):
         importlib.import_module(info.name)
+    tooling = [name for name in sys.modules if name.split(".")[:2] in (
+        ["modelwatch", "cli"], ["modelwatch", "local"], ["modelwatch", "modeling"])]
+    assert not tooling, f"developer tooling loaded in the Lambda runtime: {tooling}"
     # Every handler, each from its own artifact (modelwatch is the same package in all).
     for function_dir in function_dirs:
         spec = importlib.util.spec_from_file_location(f"app_{function_dir.name}", function_dir / "app.py")

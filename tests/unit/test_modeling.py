@@ -26,16 +26,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from modelwatch.cli import model_commands
-from modelwatch.cli.modeling import (
-    ColumnOptions,
-    build_model,
-    infer_feature_type,
-    infer_task,
-    package_model,
-    probe_accepts_missing,
-)
 from modelwatch.errors import UserError
 from modelwatch.model_bundle import load_bundle
+from modelwatch.modeling import ColumnOptions, build_model, package_model
+from modelwatch.modeling.dataset import infer_feature_type, infer_task
+from modelwatch.modeling.evaluation import probe_accepts_missing
 
 pytestmark = pytest.mark.unit
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, mean_absolute_error
 
-from modelwatch.cli.modeling import ColumnOptions, build_model
 from modelwatch.model_bundle import load_bundle
+from modelwatch.modeling import ColumnOptions, build_model
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,7 @@
-"""`modelwatch model build` and `modelwatch model package`: write a model directory.
+"""`modelwatch model build` and `model package` write a model directory; `model check`
+compares its name with the ModelName the stack deploys.
 
-Only the command-line wiring lives here; the work is in modelwatch.cli.modeling.
+Only the command-line wiring lives here; the work is in modelwatch.modeling.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from modelwatch.errors import UserError
 
 if TYPE_CHECKING:
-    from modelwatch.cli.modeling import ColumnOptions
+    from modelwatch.modeling import ColumnOptions
 
 
 def _feature_list(raw: str) -> list[str]:
@@ -52,7 +53,7 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 def _columns(args: argparse.Namespace) -> ColumnOptions:
     # Imported when a command runs: scikit-learn and scipy would make `--help` take seconds.
-    from modelwatch.cli.modeling import ColumnOptions
+    from modelwatch.modeling import ColumnOptions
 
     return ColumnOptions(
         target=args.target,
@@ -65,7 +66,7 @@ def _columns(args: argparse.Namespace) -> ColumnOptions:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from modelwatch.cli.modeling import build_model
+    from modelwatch.modeling import build_model
 
     summary = build_model(
         args.train,
@@ -82,12 +83,20 @@ def _build(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     if args.trust and Path(args.model).suffix != ".skops":
         raise UserError("--trust applies to .skops files only; a .joblib file is loaded as it is")
-    from modelwatch.cli.modeling import package_model
+    from modelwatch.modeling import package_model
 
     summary = package_model(
         args.model, args.reference, _columns(args), args.out, name=args.name, trust=args.trust
     )
     print(summary.render())
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from modelwatch.cli.model_check import check_model_name
+
+    config_file = args.config_file or args.template.parent / "samconfig.toml"
+    print(check_model_name(args.model_dir, args.template, config_file, args.config_env))
     return 0
 
 
@@ -138,3 +147,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_column_options(package)
     package.set_defaults(func=_package)
+
+    check = commands.add_parser(
+        "check",
+        help="fail when the model's name differs from the ModelName the stack will deploy",
+        description="Compare metadata.json's name with the template's ModelName parameter as sam deploy "
+        "would set it (samconfig.toml's parameter_overrides, else the template's default). Metrics and "
+        "alarms use ModelName, so a different name in the model is a mistake; exit status 2 says how to "
+        "fix it.",
+    )
+    check.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path("layers/model/artifact"),
+        help="the model directory (default: layers/model/artifact)",
+    )
+    check.add_argument(
+        "--template", type=Path, default=Path("template.yaml"), help="SAM template (default: template.yaml)"
+    )
+    check.add_argument(
+        "--config-file",
+        type=Path,
+        help="SAM config with parameter_overrides (default: samconfig.toml beside the template)",
+    )
+    check.add_argument(
+        "--config-env", default="default", help="environment in the SAM config (default: default)"
+    )
+    check.set_defaults(func=_check)

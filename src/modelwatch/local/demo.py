@@ -27,6 +27,7 @@ from modelwatch.local.cloud import (
     VirtualClock,
 )
 from modelwatch.local.template import load_template
+from modelwatch.modeling import ColumnOptions, build_model
 
 SAMPLES = PROJECT_ROOT / "samplefiles" / "classification"
 # The demo's on-call address: it makes the template's email subscription exist (AlertEmail).
@@ -43,26 +44,11 @@ def ensure_sample_model(model_dir: Path, template_path: Path) -> bool:
     """Train the sample model into the model layer's directory when it is missing; True if built."""
     if (model_dir / "metadata.json").is_file():
         return False
-    from modelwatch.cli.main import main as cli_main
 
     model_name = str(load_template(template_path)["Parameters"]["ModelName"]["Default"])
     _out(f"Building the sample model into {model_dir} (first run only) ...")
-    code = cli_main(
-        [
-            "model",
-            "build",
-            "--train",
-            str(SAMPLES / "train.csv"),
-            "--target",
-            "churned",
-            "--name",
-            model_name,
-            "--out",
-            str(model_dir),
-        ]
-    )
-    if code:
-        raise SystemExit(code)
+    summary = build_model(SAMPLES / "train.csv", ColumnOptions(target="churned"), model_dir, name=model_name)
+    _out(summary.render())
     return True
 
 
