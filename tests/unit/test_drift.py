@@ -1,5 +1,5 @@
 """Drift and data quality against the training baseline, checked against scipy and
-against straightforward re-implementations written here, not against drift.py itself."""
+against straightforward re-implementations written here, not against the drift package itself."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from modelwatch.drift import (
-    KS_EXACT_MAX_SIZE,
-    PSI_EPSILON,
-    QUANTILE_SKETCH_SIZE,
-    build_drift_baseline,
-    compute_drift,
-)
+from modelwatch.drift import build_drift_baseline, compute_drift
+from modelwatch.drift.baseline import QUANTILE_SKETCH_SIZE
+from modelwatch.drift.statistics import KS_EXACT_MAX_SIZE, PSI_EPSILON
 from modelwatch.model_bundle import Feature, ModelMetadata
 
 pytestmark = pytest.mark.unit
