@@ -6,18 +6,25 @@ Method, in the order a reviewer will ask about it:
   numeric feature (outer bins open-ended, so out-of-range values land in the edge bins),
   the top 20 categories plus ``__other__`` and ``__unseen__`` for a categorical one.
   An empty bin on either side is given the proportion ``PSI_EPSILON`` (1e-4) instead of
-  0, without renormalising; missing values are left out of PSI and reported as a rate.
-* A two-sample test per feature, Bonferroni-adjusted over the features tested:
+  0, without renormalising. Missing values (blank, absent, or not a number) have a bin
+  of their own: the value bins are scaled by the present share on each side, so a feed
+  going blank moves PSI (90% blanks against none is a PSI near 10), and a feature with
+  no missing values on either side gets exactly the PSI it had without that bin.
+* Two-sample tests per feature, Bonferroni-adjusted over all the tests run:
   Kolmogorov-Smirnov for numeric features, Pearson chi-square for categorical ones
   (see ``kolmogorov_smirnov`` and ``chi_square`` in statistics.py for the exact
-  choices). Both treat the reference as the sample it is, so a large healthy batch is
-  not "significant" merely because the reference was finite.
+  choices), and Fisher's exact test of the missing share whenever either side has a
+  missing value (so an all-blank feature, where the others cannot run, is tested
+  too). All treat the reference as the sample it is, so a large healthy batch is not
+  "significant" merely because the reference was finite.
 * A feature counts as drifted only when PSI > threshold AND its adjusted p-value <
   ``SIGNIFICANCE_LEVEL``: PSI alone is biased upwards on small samples (about
   (bins - 1) / rows on healthy data, 0.22 at 40 rows in 10 bins, before empty bins),
   so a small batch would cross 0.2 by chance.
 * Below ``min_rows`` rows (default ``MIN_ROWS``) the batch's drift metrics are not
-  published at all.
+  published at all. Above it every feature counts, however many of its values are
+  missing: PSI over all rows has a small-sample bias of about bins / rows whatever
+  the present share.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from modelwatch.drift.statistics import (
     binomial_excess,
     chi_square,
     kolmogorov_smirnov,
-    population_stability_index,
+    missing_share_test,
+    population_stability_index_with_missing,
 )
 from modelwatch.model_bundle import ModelMetadata
 
@@ -56,6 +64,11 @@ MISSING_RATE_TOLERANCE = 0.01
 OUT_OF_RANGE_TOLERANCE = 0.01
 UNSEEN_RATE_TOLERANCE = 0.01
 FINDING_P_VALUE = 0.001
+MISSING_VALUES_METHOD = (
+    "PSI has a bin for missing values (blank or absent; for a numeric feature also not a "
+    "number) beside the value bins, each side's value bins scaled by its present share; "
+    "the missing share is tested with Fisher's exact test alongside the KS or chi-square test"
+)
 OTHER_BUCKET = "__other__"
 UNSEEN_BUCKET = "__unseen__"
 
@@ -81,38 +94,70 @@ def _finding(
     }
 
 
+def _reference_missing_rate(baseline: dict[str, Any]) -> float:
+    # A baseline written before missing rates were recorded had none to record.
+    return float(baseline.get("missing_rate", 0.0))
+
+
+def _missing_bin(unusable: int, rows: int, baseline: dict[str, Any]) -> dict[str, Any]:
+    """The missing bin's two shares and the test of their difference, for a detail."""
+    reference_rows = int(baseline.get("rows", baseline["count"]))
+    reference_rate = _reference_missing_rate(baseline)
+    return {
+        "missing_bin_rate": unusable / rows if rows else 0.0,
+        "baseline_missing_bin_rate": reference_rate,
+        "missing_test": "fisher_exact",
+        "missing_p_value": missing_share_test(
+            unusable, rows, round(reference_rate * reference_rows), reference_rows
+        ),
+    }
+
+
 def _compare_numeric(column: NumericColumn, baseline: dict[str, Any]) -> dict[str, Any]:
     values = column.values
     rows = column.rows
+    # The baseline counted non-numeric reference values as missing; so does the bin here.
+    unusable = column.missing + column.invalid
     detail: dict[str, Any] = {
         "type": "numeric",
         "test": "ks",
         "rows": int(values.size),
         "missing_rate": column.missing / rows if rows else 0.0,
-        "baseline_missing_rate": baseline["missing_rate"],
+        "baseline_missing_rate": _reference_missing_rate(baseline),
         "type_mismatch_rate": column.invalid / rows if rows else 0.0,
         "psi": None,
         "statistic": None,
         "p_value": None,
+        "missing_p_value": None,
     }
-    if values.size == 0 or baseline["count"] == 0:
+    if rows == 0 or baseline["count"] == 0:
         return detail
+    detail.update(_missing_bin(unusable, rows, baseline))
     edges = np.asarray(baseline["edges"], dtype=float)
-    proportions = bin_counts(values, edges) / values.size
+    proportions = bin_counts(values, edges) / max(values.size, 1)
+    detail.update(
+        psi=population_stability_index_with_missing(
+            proportions,
+            detail["missing_bin_rate"],
+            np.asarray(baseline["proportions"], dtype=float),
+            detail["baseline_missing_bin_rate"],
+        ),
+        edges=baseline["edges"],
+        proportions=[float(p) for p in proportions],
+        baseline_proportions=baseline["proportions"],
+        baseline_min=baseline["min"],
+        baseline_max=baseline["max"],
+    )
+    if values.size == 0:
+        return detail  # an all-blank column: the missing bin and its test are the whole story
     outside = int(np.searchsorted(values, baseline["min"], side="left")) + int(
         values.size - np.searchsorted(values, baseline["max"], side="right")
     )
     detail.update(
-        psi=population_stability_index(proportions, np.asarray(baseline["proportions"], dtype=float)),
-        edges=baseline["edges"],
-        proportions=[float(p) for p in proportions],
-        baseline_proportions=baseline["proportions"],
         out_of_range_rate=outside / values.size,
         out_of_range_count=outside,
         min=float(values[0]),
         max=float(values[-1]),
-        baseline_min=baseline["min"],
-        baseline_max=baseline["max"],
     )
     ks = kolmogorov_smirnov(values, np.asarray(baseline["quantiles"], dtype=float), baseline["count"])
     if ks is not None:
@@ -137,20 +182,24 @@ def _compare_categorical(column: CategoricalColumn, baseline: dict[str, Any]) ->
         "test": "chi_square",
         "rows": count,
         "missing_rate": column.missing / rows if rows else 0.0,
-        "baseline_missing_rate": baseline["missing_rate"],
+        "baseline_missing_rate": _reference_missing_rate(baseline),
         "psi": None,
         "statistic": None,
         "p_value": None,
+        "missing_p_value": None,
     }
-    if count == 0 or baseline["count"] == 0:
+    if rows == 0 or baseline["count"] == 0:
         return detail
+    detail.update(_missing_bin(column.missing, rows, baseline))
     reference = np.array([*baseline["proportions"], baseline["other_proportion"], 0.0], dtype=float)
-    proportions = counts / count
+    proportions = counts / max(count, 1)
     unseen_keys = [
         key for key, bucket in zip(column.keys, key_bucket.tolist(), strict=True) if bucket == unseen_bucket
     ]
     detail.update(
-        psi=population_stability_index(proportions, reference),
+        psi=population_stability_index_with_missing(
+            proportions, detail["missing_bin_rate"], reference, detail["baseline_missing_bin_rate"]
+        ),
         categories=[*categories, OTHER_BUCKET, UNSEEN_BUCKET],
         proportions=[float(p) for p in proportions],
         baseline_proportions=[float(p) for p in reference],
@@ -178,10 +227,11 @@ def _compare_categorical(column: CategoricalColumn, baseline: dict[str, Any]) ->
 def _quality_findings(name: str, detail: dict[str, Any], baseline: dict[str, Any], column: Any) -> list[dict]:
     findings = []
     rows = column.rows
-    missing, baseline_missing = detail["missing_rate"], baseline["missing_rate"]
+    missing, baseline_missing = detail["missing_rate"], detail["baseline_missing_rate"]
+    reference_rows = baseline.get("rows", baseline["count"])
     # A rate the reference never showed is taken as half an occurrence, not zero, so a
     # single gap in a feature that had none is weighed against the reference's size.
-    missing_rate0 = max(baseline_missing, 0.5 / baseline["rows"]) if baseline["rows"] else 0.0
+    missing_rate0 = max(baseline_missing, 0.5 / reference_rows) if reference_rows else 0.0
     if binomial_excess(column.missing, rows, missing_rate0, MISSING_RATE_TOLERANCE, FINDING_P_VALUE):
         findings.append(
             _finding(
@@ -206,7 +256,7 @@ def _quality_findings(name: str, detail: dict[str, Any], baseline: dict[str, Any
                     0.0,
                 )
             )
-        if detail["psi"] is not None:
+        if "out_of_range_count" in detail:
             count, outside = detail["rows"], detail["out_of_range_count"]
             # Of m reference values, a new value from the same continuous distribution
             # falls outside their [min, max] with probability 2/(m+1).
@@ -240,6 +290,11 @@ def _quality_findings(name: str, detail: dict[str, Any], baseline: dict[str, Any
     return findings
 
 
+def _p_values(detail: dict[str, Any]) -> list[float]:
+    """The p-values of the tests that ran on one feature (or on the predictions)."""
+    return [p for p in (detail["p_value"], detail["missing_p_value"]) if p is not None]
+
+
 def _compare_predictions(
     metadata: ModelMetadata,
     predictions: np.ndarray,
@@ -262,8 +317,11 @@ def _compare_predictions(
     basis = next((name for name in ("positive_probability", "classes", "values") if name in parts), None)
     summary: dict[str, Any] = {"basis": basis, "psi": None, "p_value": None, "drifted": False}
     if basis is not None:
-        # One test, so no adjustment; the same PSI-and-significance rule as a feature.
-        psi, p_value = parts[basis]["psi"], parts[basis]["p_value"]
+        # The basis's own tests only (its distribution and, when anything is missing, its
+        # missing share), adjusted between themselves; the same rule as a feature.
+        p_values = _p_values(parts[basis])
+        psi = parts[basis]["psi"]
+        p_value = min(1.0, min(p_values) * len(p_values)) if p_values else None
         summary.update(psi=psi, p_value=p_value)
         summary["drifted"] = bool(
             psi is not None and psi > threshold and p_value is not None and p_value < SIGNIFICANCE_LEVEL
@@ -286,9 +344,11 @@ def compute_drift(
     ``predictions``: class labels (classification) or values (regression), one per row;
     ``probabilities``: as for build_drift_baseline, or None. ``drift_baseline`` is the
     ``"drift"`` section of baseline.json. Metrics are published only when the batch has
-    at least ``min_rows`` rows; a feature with fewer than ``min_rows`` non-missing values
-    is reported but left out of DriftScore and DriftedFeatures. P-values are adjusted
-    (Bonferroni) over the features tested; the prediction's p-value is a single test.
+    at least ``min_rows`` rows. Every feature counts, however few of its values are
+    present: its PSI is over all rows (missing ones in their own bin), so its noise
+    follows the batch's rows, not the present values'. P-values are adjusted
+    (Bonferroni) over every test run on the features; a feature's adjusted p-value is
+    the smallest of its tests'. The prediction's tests are adjusted among themselves.
     """
     rows = len(batch)
     details: list[dict[str, Any]] = []
@@ -317,11 +377,10 @@ def compute_drift(
         findings.extend(_quality_findings(feature.name, detail, baseline, column))
         details.append(detail)
 
-    tests = sum(1 for detail in details if detail["p_value"] is not None)
+    tests = sum(len(_p_values(detail)) for detail in details)
     for detail in details:
-        p_value = detail["p_value"]
-        detail["p_value_adjusted"] = None if p_value is None else min(1.0, p_value * tests)
-        detail["insufficient_rows"] = detail["rows"] < min_rows
+        p_values = _p_values(detail)
+        detail["p_value_adjusted"] = min(1.0, min(p_values) * tests) if p_values else None
         detail["drifted"] = bool(
             detail["psi"] is not None
             and detail["psi"] > threshold
@@ -337,7 +396,7 @@ def compute_drift(
     enough_rows = rows >= min_rows
     metrics: dict[str, float] = {}
     if enough_rows:
-        counted = [d for d in details if d["psi"] is not None and not d["insufficient_rows"]]
+        counted = [d for d in details if d["psi"] is not None]
         if counted:
             metrics["DriftScore"] = max(d["psi"] for d in counted)
             metrics["DriftedFeatures"] = float(sum(1 for d in counted if d["drifted"]))
@@ -351,6 +410,7 @@ def compute_drift(
         "threshold": threshold,
         "significance_level": SIGNIFICANCE_LEVEL,
         "adjustment": "bonferroni",
+        "missing_values": MISSING_VALUES_METHOD,
         "tests": tests,
         "min_rows": min_rows,
         "rows": rows,

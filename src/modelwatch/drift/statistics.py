@@ -28,6 +28,43 @@ def population_stability_index(batch_proportions: np.ndarray, reference_proporti
     return float(np.sum((batch - reference) * np.log(batch / reference)))
 
 
+def population_stability_index_with_missing(
+    present_proportions: np.ndarray,
+    missing_share: float,
+    reference_present_proportions: np.ndarray,
+    reference_missing_share: float,
+) -> float:
+    """PSI over the bins of the present values plus one bin for the missing ones.
+
+    Each side's present-value proportions (summing to 1 over what is present) are
+    scaled by that side's present share, so the bins and the missing bin together make
+    one distribution over all rows. A feed going blank then moves PSI like any other
+    shift of mass, and when neither side has missing values the missing bin is empty on
+    both (epsilon against epsilon) and adds exactly nothing.
+    """
+    batch = np.append(np.asarray(present_proportions, dtype=float) * (1.0 - missing_share), missing_share)
+    reference = np.append(
+        np.asarray(reference_present_proportions, dtype=float) * (1.0 - reference_missing_share),
+        reference_missing_share,
+    )
+    return population_stability_index(batch, reference)
+
+
+def missing_share_test(missing: int, rows: int, reference_missing: int, reference_rows: int) -> float | None:
+    """Two-sided p-value that the batch's and the reference's missing shares are equal.
+
+    Fisher's exact test on the 2 x 2 table (missing, present) x (batch, reference): like
+    the KS and chi-square tests it treats the reference as the sample it is, and being
+    exact it stays right for the small counts missingness usually has (a few blanks
+    against a reference that had none). None when no row on either side is missing: the
+    table then has an empty margin and the test cannot reject.
+    """
+    if rows == 0 or reference_rows == 0 or missing + reference_missing == 0:
+        return None
+    table = [[missing, rows - missing], [reference_missing, reference_rows - reference_missing]]
+    return float(min(1.0, stats.fisher_exact(table).pvalue))
+
+
 def bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts in the bins (-inf, e0], (e0, e1], ..., (e_last, inf) of sorted values."""
     at_or_below = np.searchsorted(sorted_values, edges, side="right")
