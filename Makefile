@@ -82,6 +82,6 @@ SAMPLE_MODEL_DIR := layers/model/artifact
 .PHONY: model
 model: $(SAMPLE_MODEL_DIR)/metadata.json
 
-$(SAMPLE_MODEL_DIR)/metadata.json: $(STAMP) samplefiles/classification/train.csv $(wildcard src/modelwatch/modeling/*.py) src/modelwatch/drift.py src/modelwatch/metrics.py
+$(SAMPLE_MODEL_DIR)/metadata.json: $(STAMP) samplefiles/classification/train.csv $(wildcard src/modelwatch/modeling/*.py) $(wildcard src/modelwatch/drift/*.py) src/modelwatch/metrics.py
 	$(BIN)/modelwatch model build --train samplefiles/classification/train.csv --target churned \
 		--name churn-classifier --out $(SAMPLE_MODEL_DIR)

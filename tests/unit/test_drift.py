@@ -1,5 +1,5 @@
 """Drift and data quality against the training baseline, checked against scipy and
-against straightforward re-implementations written here, not against drift.py itself."""
+against straightforward re-implementations written here, not against the drift package itself."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from modelwatch.drift import (
-    KS_EXACT_MAX_SIZE,
-    PSI_EPSILON,
-    QUANTILE_SKETCH_SIZE,
-    build_drift_baseline,
-    compute_drift,
-)
+from modelwatch.drift import build_drift_baseline, compute_drift
+from modelwatch.drift.baseline import QUANTILE_SKETCH_SIZE
+from modelwatch.drift.statistics import KS_EXACT_MAX_SIZE, PSI_EPSILON
 from modelwatch.model_bundle import Feature, ModelMetadata
 
 pytestmark = pytest.mark.unit
@@ -97,6 +93,41 @@ def psi_by_loop(values: list, reference_proportions: list, bins: list[tuple[floa
         actual, reference = max(actual, PSI_EPSILON), max(reference, PSI_EPSILON)
         total += (actual - reference) * math.log(actual / reference)
     return total
+
+
+def psi_with_missing_by_loop(
+    values: list, reference_proportions: list, reference_missing_rate: float, bins: list[tuple[float, float]]
+) -> float:
+    """PSI over every row: each bin's share of all rows, NaN rows in a bin of their own.
+
+    The reference's bins hold its present share (1 - missing rate) between them."""
+    pairs = []
+    for (low, high), reference in zip(bins, reference_proportions, strict=True):
+        actual = sum(1 for v in values if low < v <= high) / len(values)
+        pairs.append((actual, reference * (1 - reference_missing_rate)))
+    pairs.append((sum(1 for v in values if v != v) / len(values), reference_missing_rate))  # NaN != NaN
+    total = 0.0
+    for actual, reference in pairs:
+        actual, reference = max(actual, PSI_EPSILON), max(reference, PSI_EPSILON)
+        total += (actual - reference) * math.log(actual / reference)
+    return total
+
+
+def fisher_exact_by_loop(batch_missing: int, batch_rows: int, reference_missing: int, reference_rows: int):
+    """Two-sided Fisher's exact p-value: the hypergeometric probabilities of every table
+    with the same margins that is no more likely than the one observed."""
+    rows, missing = batch_rows + reference_rows, batch_missing + reference_missing
+
+    def log_probability(x: int) -> float:  # x of the missing rows fall in the batch
+        def log_comb(n, k):
+            return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+        return log_comb(missing, x) + log_comb(rows - missing, batch_rows - x) - log_comb(rows, batch_rows)
+
+    observed = log_probability(batch_missing)
+    possible = range(max(0, batch_rows + missing - rows), min(batch_rows, missing) + 1)
+    # The same relative tolerance for "as likely" as scipy and R use (1e-7).
+    return sum(math.exp(lp) for lp in map(log_probability, possible) if lp <= observed + math.log1p(1e-7))
 
 
 def open_bins(edges: list[float]) -> list[tuple[float, float]]:
@@ -470,18 +501,6 @@ def test_40_healthy_rows_do_not_raise_drift_although_their_psi_is_mostly_noise(b
     assert batches_drifted / seeds < 0.10  # PSI and adjusted p-value: near the 5% level
 
 
-def test_features_with_too_few_values_are_reported_but_not_scored(baseline):
-    batch = customers(np.random.default_rng(32), 1000)
-    batch.loc[50:, "income"] = np.nan  # 50 values left
-    result = check(batch, baseline)
-
-    income = feature(result, "income")
-    assert income["insufficient_rows"] is True and income["psi"] is not None
-    assert result.metrics["DriftScore"] == max(
-        d["psi"] for d in result.report["features"] if d["name"] != "income"
-    )
-
-
 def test_a_large_healthy_batch_against_a_small_reference_is_not_significant():
     """Why the KS p-value uses the reference size: a one-sample test treats the
     reference's own sampling noise as drift once the batch is large."""
@@ -509,6 +528,138 @@ def test_a_large_healthy_batch_against_a_small_reference_is_not_significant():
         )
     assert one_sample_rejections >= 9
     assert our_rejections <= 2
+
+
+# --- missing values move drift (a broken feed never looks healthy) --------------------
+
+
+@pytest.fixture(scope="module")
+def baseline_with_gaps() -> dict:
+    """A reference in which a fifth of the incomes are missing."""
+    reference = customers(np.random.default_rng(61), 5000)
+    reference.loc[:999, "income"] = np.nan
+    labels, probabilities = scored(np.random.default_rng(62), len(reference))
+    return json.loads(json.dumps(build_drift_baseline(reference, CHURN, labels, probabilities)))
+
+
+def test_a_feature_90_percent_blank_has_psi_and_drift_score_above_the_threshold(baseline):
+    """Before the missing bin, the 100 incomes left were compared among themselves and,
+    under 200 of them, left out of the score: DriftScore stayed at noise level."""
+    batch = customers(np.random.default_rng(63), 1000)
+    batch.loc[:899, "income"] = np.nan
+    result = check(batch, baseline)
+
+    income, reference = feature(result, "income"), baseline["features"]["income"]
+    assert reference["missing_rate"] == 0.0
+    expected = psi_with_missing_by_loop(
+        batch["income"].tolist(), reference["proportions"], 0.0, open_bins(reference["edges"])
+    )
+    assert income["psi"] == pytest.approx(expected, rel=1e-12)
+    assert expected > 5 * THRESHOLD
+    assert result.metrics["DriftScore"] == income["psi"]
+    assert income["drifted"] is True and result.metrics["DriftedFeatures"] == 1.0
+    assert income["missing_p_value"] == pytest.approx(fisher_exact_by_loop(900, 1000, 0, 5000), abs=1e-300)
+    (finding,) = [f for f in result.findings if f["constraint_check_type"] == "missing_rate_increase"]
+    assert finding["feature_name"] == "income" and finding["value"] == pytest.approx(0.9)
+
+
+def test_a_categorical_feature_90_percent_blank_has_the_missing_bin_in_its_psi(baseline):
+    batch = customers(np.random.default_rng(64), 1000).astype({"plan": object})
+    batch.loc[:899, "plan"] = ["", None] * 450  # blank text and None are both missing
+    result = check(batch, baseline)
+
+    plan_baseline = baseline["features"]["plan"]
+    reference = [*plan_baseline["proportions"], plan_baseline["other_proportion"], 0.0, 0.0]
+    plans = batch["plan"].tolist()
+    actual = [plans.count(name) / len(plans) for name in plan_baseline["categories"]]
+    actual += [0.0, 0.0, 900 / len(plans)]  # __other__, __unseen__, missing
+    expected = sum(
+        (max(a, PSI_EPSILON) - max(r, PSI_EPSILON)) * math.log(max(a, PSI_EPSILON) / max(r, PSI_EPSILON))
+        for a, r in zip(actual, reference, strict=True)
+    )
+    plan = feature(result, "plan")
+    assert plan["psi"] == pytest.approx(expected, rel=1e-12)
+    assert plan["psi"] > THRESHOLD and plan["drifted"] is True
+    assert result.metrics["DriftScore"] == plan["psi"]
+
+
+def test_an_all_blank_batch_publishes_a_drift_score_above_the_threshold(baseline):
+    batch = pd.DataFrame({"age": [np.nan] * 1000, "income": [np.nan] * 1000, "plan": [None] * 1000})
+    result = check(batch, baseline)
+
+    assert result.report["status"] == "ok"
+    assert result.metrics["DriftScore"] > THRESHOLD
+    assert result.metrics["DriftedFeatures"] == 3.0
+    age = baseline["features"]["age"]
+    expected = psi_with_missing_by_loop(
+        batch["age"].tolist(), age["proportions"], age["missing_rate"], open_bins(age["edges"])
+    )
+    assert feature(result, "age")["psi"] == pytest.approx(expected, rel=1e-12)
+    for detail in result.report["features"]:
+        assert detail["p_value"] is None  # no values for KS or chi-square
+        assert detail["p_value_adjusted"] == pytest.approx(
+            min(1.0, 3 * fisher_exact_by_loop(1000, 1000, 0, 5000)), abs=1e-300
+        )
+    missing_findings = {
+        f["feature_name"] for f in result.findings if f["constraint_check_type"] == "missing_rate_increase"
+    }
+    assert missing_findings == {"age", "income", "plan"}
+
+
+def test_the_missing_bin_adds_nothing_when_neither_side_has_missing_values(baseline):
+    batch = customers(np.random.default_rng(65), 1500, age_shift=3.0)
+    result = check(batch, baseline)
+
+    for name in ("age", "income"):
+        reference = baseline["features"][name]
+        without_missing_bin = psi_by_loop(
+            batch[name].tolist(), reference["proportions"], open_bins(reference["edges"])
+        )
+        assert abs(feature(result, name)["psi"] - without_missing_bin) < 1e-9
+        assert feature(result, name)["missing_p_value"] is None
+    assert result.report["tests"] == 3  # no missing-share test where nothing is missing
+
+
+def test_a_batch_with_the_references_own_missing_share_is_not_drift(baseline_with_gaps):
+    reference = baseline_with_gaps["features"]["income"]
+    assert reference["missing_rate"] == pytest.approx(0.2)
+    batch = customers(np.random.default_rng(66), 2000)
+    batch.loc[:399, "income"] = np.nan  # the reference's 20%
+    result = check(batch, baseline_with_gaps)
+
+    income = feature(result, "income")
+    expected = psi_with_missing_by_loop(
+        batch["income"].tolist(), reference["proportions"], 0.2, open_bins(reference["edges"])
+    )
+    assert income["psi"] == pytest.approx(expected, rel=1e-12)
+    assert income["psi"] < 0.03
+    assert income["missing_p_value"] == pytest.approx(1.0)  # identical shares
+    assert result.metrics["DriftedFeatures"] == 0.0 and result.findings == []
+
+
+def test_the_missing_share_test_is_fishers_exact_test_on_batch_and_reference_counts(baseline_with_gaps):
+    batch = customers(np.random.default_rng(67), 1000)
+    batch.loc[:239, "income"] = np.nan  # 24% against the reference's 20%
+    result = check(batch, baseline_with_gaps)
+
+    income = feature(result, "income")
+    expected = fisher_exact_by_loop(240, 1000, 1000, 5000)
+    assert 1e-4 < expected < 0.05
+    assert income["missing_p_value"] == pytest.approx(expected, rel=1e-6)
+    assert result.report["tests"] == 4  # three distribution tests and income's missing share
+    assert income["p_value_adjusted"] == pytest.approx(
+        min(1.0, 4 * min(income["p_value"], expected)), rel=1e-6
+    )
+
+
+def test_a_baseline_without_missing_rates_reads_as_a_reference_with_none_missing(baseline):
+    old_format = json.loads(json.dumps(baseline))
+    for summary in old_format["features"].values():
+        del summary["missing_rate"]
+    batch = customers(np.random.default_rng(68), 1000)
+    batch.loc[:899, "income"] = np.nan
+
+    assert check(batch, old_format).report["features"] == check(batch, baseline).report["features"]
 
 
 # --- predictions --------------------------------------------------------------------
@@ -601,7 +752,7 @@ def test_text_in_a_numeric_column_is_a_type_finding_not_a_crash(baseline):
     assert age["rows"] == 496 and age["missing_rate"] == pytest.approx(1 / 500)
 
 
-def test_a_column_absent_from_the_batch_is_reported(baseline):
+def test_a_column_absent_from_the_batch_is_reported_and_counts_as_all_missing(baseline):
     batch = customers(np.random.default_rng(53), 500).drop(columns=["plan"])
     result = check(batch, baseline)
 
@@ -609,8 +760,10 @@ def test_a_column_absent_from_the_batch_is_reported(baseline):
         f["constraint_check_type"] == "missing_column" and f["feature_name"] == "plan"
         for f in result.findings
     )
-    assert feature(result, "plan")["psi"] is None and feature(result, "plan")["drifted"] is False
-    assert result.report["tests"] == 2
+    plan = feature(result, "plan")
+    assert plan["p_value"] is None and plan["missing_p_value"] < 1e-10
+    assert plan["psi"] > THRESHOLD and plan["drifted"] is True
+    assert result.report["tests"] == 3  # KS on age and income; plan's missing share
 
 
 def test_the_report_is_json_and_states_its_method(baseline):

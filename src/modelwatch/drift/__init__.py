@@ -1,0 +1,11 @@
+"""Input drift, prediction drift and data quality against the training baseline.
+
+``baseline`` builds the reference distributions at model build time, ``comparison``
+checks one batch against them, ``statistics`` holds the numbers both rely on (PSI, KS,
+chi-square) and ``columns`` reads a column the same way for both.
+"""
+
+from modelwatch.drift.baseline import build_drift_baseline
+from modelwatch.drift.comparison import MIN_ROWS, DriftResult, compute_drift
+
+__all__ = ["MIN_ROWS", "DriftResult", "build_drift_baseline", "compute_drift"]

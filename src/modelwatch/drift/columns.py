@@ -1,0 +1,120 @@
+"""Reading a batch's or a reference's column for drift: numbers, categories, missing values.
+
+Shared by the baseline (model build time) and the comparison (per batch), so both read
+a value the same way: a blank string is missing, "41.5" is a number, 1 and 1.0 are the
+same category.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EXAMPLES_SHOWN = 3
+
+
+@dataclass
+class NumericColumn:
+    values: np.ndarray  # the finite numbers, sorted
+    rows: int
+    missing: int
+    invalid: int  # present but not a finite number
+    invalid_examples: list[str]
+
+
+@dataclass
+class CategoricalColumn:
+    codes: np.ndarray  # per row: index into keys, -1 when missing
+    keys: list[str]  # canonical text of each distinct value
+    rows: int
+    missing: int
+
+
+def _is_blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def numeric_column(column: pd.Series) -> NumericColumn:
+    """Finite numbers of a column, with counts of missing and of non-numeric values.
+
+    Works on distinct values for text columns (CSV readers hand over objects when a
+    column holds a stray word), so parsing cost follows cardinality, not rows.
+    """
+    rows = len(column)
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        numbers = column.to_numpy(dtype=float, na_value=np.nan)
+        missing_mask = np.isnan(numbers)
+        invalid_mask = np.isinf(numbers)
+        examples = [str(v) for v in np.unique(numbers[invalid_mask])[:EXAMPLES_SHOWN]]
+    else:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        unique_series = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+        parsed = pd.to_numeric(unique_series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        blank = np.fromiter((_is_blank(v) for v in unique_series), dtype=bool, count=len(unique_series))
+        unique_invalid = (~np.isfinite(parsed)) & ~blank
+        # Append a slot for the missing code (-1 indexes the last element).
+        parsed_with_missing = np.append(np.where(blank | unique_invalid, np.nan, parsed), np.nan)
+        numbers = parsed_with_missing[codes]
+        invalid_flags = np.append(unique_invalid, False)
+        invalid_mask = invalid_flags[codes]
+        missing_mask = np.isnan(numbers) & ~invalid_mask
+        examples = [str(v) for v in unique_series[unique_invalid].tolist()[:EXAMPLES_SHOWN]]
+    valid = numbers[~(missing_mask | invalid_mask)]
+    return NumericColumn(
+        values=np.sort(valid),
+        rows=rows,
+        missing=int(missing_mask.sum()),
+        invalid=int(invalid_mask.sum()),
+        invalid_examples=examples,
+    )
+
+
+def category_key(value: Any) -> str | None:
+    """Canonical text of a category, None when missing.
+
+    Numbers are compared by value (a column with a gap is read as float, so 1 and 1.0
+    must be the same category); text is kept as written, stripped, so codes with
+    leading zeros ("01234") stay distinct.
+    """
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float | Decimal):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if math.isfinite(number) and number == int(number):
+            return str(int(number))
+        return repr(number)
+    text = str(value).strip()
+    return text or None
+
+
+def categorical_column(column: pd.Series) -> CategoricalColumn:
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    raw_keys = [category_key(v) for v in np.asarray(uniques, dtype=object)]
+    # Several raw values can share a key (1 and 1.0, " a" and "a"): re-code to keys.
+    keys: list[str] = []
+    position: dict[str, int] = {}
+    recode = np.empty(len(raw_keys) + 1, dtype=np.int64)
+    recode[-1] = -1  # the missing code
+    for index, key in enumerate(raw_keys):
+        if key is None:
+            recode[index] = -1
+            continue
+        if key not in position:
+            position[key] = len(keys)
+            keys.append(key)
+        recode[index] = position[key]
+    row_codes = recode[codes]
+    return CategoricalColumn(codes=row_codes, keys=keys, rows=len(column), missing=int((row_codes < 0).sum()))
