@@ -89,13 +89,27 @@ class Alert:
     payload: Any = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "channel": self.channel,
             "alarm": self.alarm,
             "state": self.state,
-            "at": self.at.isoformat(),
-            "body": self.body,
+            "time": self.at.isoformat(),
+            "body": self.body,  # the email's text; a Slack message's text as Slack would show it
         }
+        if self.channel == "slack":
+            document["message"] = self.payload  # exactly what the webhook received
+        return document
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    """Where the stack's alarm notifications reach a person: an email address or the Slack webhook."""
+
+    channel: str  # "email" | "slack"
+    endpoint: str  # the address, or the name of the secret holding the webhook URL
+
+    def as_json(self) -> dict[str, str]:
+        return {"channel": self.channel, "endpoint": self.endpoint}
 
 
 @dataclass
@@ -230,7 +244,7 @@ class LocalCloud:
                 wait=False,
             )
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
-            slack_secret = self._slack_secret_name() if self.want_slack_receiver else None
+            slack_secret = self._slack_secret_name()
             # Translating the template needs no AWS: it overlaps moto loading in its process.
             builder = StackBuilder(
                 self.template_path,
@@ -268,11 +282,20 @@ class LocalCloud:
         return self
 
     def _slack_secret_name(self) -> str | None:
-        """The secret the notifier will read the local webhook's URL from (set as its parameter)."""
+        """The secret the notifier will read the local webhook's URL from (set as its parameter).
+
+        Slack is configured when the caller names the secret (``--param SlackWebhookSecretName=...``)
+        or asks for the receiver (the demo); either way the secret holds the local receiver's URL,
+        so what the notifier posts is what the receiver records.
+        """
         parameter = slack_secret_parameter(self.template_path)
         if parameter is None:
             return None  # no notifier in this template yet: email only
-        name = self.parameters.get(parameter) or f"{self.stack_name}/slack-webhook"
+        name = self.parameters.get(parameter) or (
+            f"{self.stack_name}/slack-webhook" if self.want_slack_receiver else ""
+        )
+        if not name:
+            return None
         self.parameters[parameter] = name
         return name
 
@@ -369,6 +392,19 @@ class LocalCloud:
                     self.listener("alarm", run)
             self.deliver_pending()
         return runs
+
+    def alert_channels(self) -> list[AlertChannel]:
+        """The channels the template's SNS subscriptions reach, as deployed with these parameters."""
+        channels = []
+        for subscription in self.clients.sns.list_subscriptions()["Subscriptions"]:
+            if subscription["Protocol"].startswith("email"):
+                channels.append(AlertChannel("email", subscription["Endpoint"]))
+            elif subscription["Protocol"] == "lambda":
+                function = self.runtime.by_arn(subscription["Endpoint"])
+                secret = function.spec.environment.get(SLACK_SECRET_VARIABLE) if function else None
+                if secret:
+                    channels.append(AlertChannel("slack", secret))
+        return list(dict.fromkeys(channels))  # a notifier on two topics is still one Slack channel
 
     def alarm_states(self) -> dict[str, str]:
         """State of each template alarm, by logical id."""
