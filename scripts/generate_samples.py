@@ -229,6 +229,87 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
+# --- samplefiles/README.md's figures ---------------------------------------------------
+
+README_BEGIN = "<!-- figures: written by scripts/generate_samples.py from the files; do not edit -->"
+README_END = "<!-- end of figures -->"
+
+
+def _batch_figures(folder: Path, target: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    batches = {
+        int(path.stem.split("-")[1]): pd.read_csv(path) for path in sorted(folder.glob("batches/*.csv"))
+    }
+    return batches, pd.read_csv(folder / "actuals.csv")
+
+
+def _numbers(values: list[int]) -> str:
+    return (
+        ", ".join(str(value) for value in values[:-1]) + f" and {values[-1]}"
+        if len(values) > 1
+        else str(values[0])
+    )
+
+
+def _scenario_figures(folder: Path, target: str, id_example: str, gap_column: str) -> list[str]:
+    """The file table and the coverage and gap figures of one scenario, measured on its files."""
+    train = pd.read_csv(folder / "train.csv")
+    batches = {
+        int(path.stem.split("-")[1]): pd.read_csv(path) for path in sorted(folder.glob("batches/*.csv"))
+    }
+    actuals = pd.read_csv(folder / "actuals.csv")
+    features = [column for column in train.columns if column not in ("record_id", target)]
+    numeric = [column for column in features if pd.api.types.is_numeric_dtype(train[column])]
+    sizes = sorted({len(batch) for batch in batches.values()})
+    batch_rows = sum(len(batch) for batch in batches.values())
+    labelled = set(actuals["record_id"])
+    coverage = [batch["record_id"].isin(labelled).mean() for batch in batches.values()]
+    gaps = {number: int(batch[gap_column].isna().sum()) for number, batch in batches.items()}
+    gap_batches = [number for number, count in gaps.items() if count]
+    if target == "churned":
+        target_text = f"target `{target}` (0/1, {train[target].mean():.0%} churn)"
+    else:
+        target_text = f"target `{target}` (mean {train[target].mean():.1f})"
+    extra = [c for c in batches[1].columns if c not in features and c != "record_id"]
+    extra_text = (
+        f", and {', '.join(f'`{c}`' for c in extra)} (extra columns that pass through)" if extra else ""
+    )
+    last = max(batches)
+    return [
+        "| file | rows | columns |",
+        "|---|---|---|",
+        f"| `train.csv` | {len(train):,} | `record_id`, {len(numeric)} numeric and "
+        f"{len(features) - len(numeric)} categorical features, {target_text} |",
+        f"| `batches/batch-01.csv` … `batch-{last:02d}.csv` | {'–'.join(f'{n:,}' for n in sizes)} each | "
+        f"`record_id` (`{id_example}`), the features{extra_text}; no target |",
+        f"| `actuals.csv` | {len(actuals):,} | `record_id`, `{target}` for the batch rows; "
+        f"{1 - len(actuals) / batch_rows:.1%} of ids are missing (labels that have not arrived yet) |",
+        "",
+        f"Label coverage per batch: {min(coverage):.3f}–{max(coverage):.3f}. Batches "
+        f"{_numbers(gap_batches)} have {_numbers([gaps[n] for n in gap_batches])} rows with an empty "
+        f"`{gap_column}`; the default pipeline imputes them.",
+    ]
+
+
+def readme_figures(samples: Path) -> str:
+    lines = [README_BEGIN, "", "### classification/ — customer churn", ""]
+    lines += _scenario_figures(samples / "classification", "churned", "b07-r00042", "data_usage_gb")
+    lines += ["", "### regression/ — delivery time", ""]
+    lines += _scenario_figures(samples / "regression", "delivery_minutes", "d04-r00042", "distance_km")
+    return "\n".join([*lines, "", README_END])
+
+
+def write_readme(out_dir: Path) -> None:
+    """samplefiles/README.md's prose with its figures section measured on the files in ``out_dir``."""
+    text = (REPO_ROOT / "samplefiles" / "README.md").read_text(encoding="utf-8")
+    before, _, rest = text.partition(README_BEGIN)
+    _, found, after = rest.partition(README_END)
+    if not found:
+        raise SystemExit(f"samplefiles/README.md has no {README_BEGIN!r} ... {README_END!r} section")
+    (out_dir / "README.md").write_text(
+        before + readme_figures(out_dir) + after, encoding="utf-8", newline="\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -240,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     generate_classification(args.out / "classification")
     generate_regression(args.out / "regression")
+    write_readme(args.out)
     print(f"wrote sample data under {args.out}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import io
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -181,3 +182,38 @@ def test_local_up_processes_a_file_dropped_by_an_outside_client(tmp_path, model_
         # it is recorded when it returns.
         wait_for(lambda: len(cloud.runtime.invocations) >= 2)
         assert len(cloud.runtime.invocations) == 2  # one actuals load, one batch; no repeats
+
+
+def test_local_up_delivers_one_event_per_version_of_a_key_overwritten_within_a_second(tmp_path, model_dir):
+    # Given the real-clock loop, and two different bodies for one key
+    _, batches = write_scenario(tmp_path)
+    whole = batches[0].read_bytes()
+    first_rows = b"".join(whole.splitlines(keepends=True)[:101])  # header and 100 rows
+    cloud = LocalCloud(out_dir=tmp_path / "out", model_dir=model_dir, clock=RealClock())
+    with cloud:
+        cloud.run_in_background()
+        bucket = cloud.bucket_for("incoming/")
+        outside = boto3.client(
+            "s3",
+            endpoint_url=cloud.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="cli",
+            aws_secret_access_key="cli",
+        )
+        # When both land between two polls of the bucket (the loop is held meanwhile)
+        with cloud.paused():
+            uploaded = {
+                outside.put_object(Bucket=bucket, Key="incoming/quick.csv", Body=body)["VersionId"]: rows
+                for body, rows in ((first_rows, 100), (whole, 300))
+            }
+        # Then the batch monitor gets one event per version, and each read the version it named
+        wait_for(lambda: sum(i.function == "BatchMonitorFunction" for i in cloud.runtime.invocations) >= 2)
+        versions = outside.list_object_versions(Bucket=bucket, Prefix="results/quick.csv/report.json")
+        reports = [
+            json.loads(
+                outside.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+            )
+            for v in versions["Versions"]
+        ]
+        assert len(uploaded) == 2
+        assert {report["batch"]["version_id"]: report["rows"] for report in reports} == uploaded

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
 from modelwatch.cli.main import main
+from modelwatch.local import cloud as cloud_module
+from modelwatch.local.delivery import WebhookReceiver
 from tests.model_fixtures import churn_frame, write_classifier
 
 pytestmark = pytest.mark.e2e
@@ -83,3 +86,65 @@ def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tm
         # The --param override is what the alarm compared against: nothing breaches 0.9.
         assert batch["alarms"]["QualityAlarm"] == "OK"
     assert not [a for a in document["alerts"] if a["state"] == "ALARM"]
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles" / "classification"
+# Under the sample model's healthy error rate (~0.12), so two sample batches are enough to alarm.
+LOW_THRESHOLD = "QualityThreshold=0.05"
+
+
+@pytest.fixture(scope="module")
+def sample_model(tmp_path_factory) -> Path:
+    model_dir = tmp_path_factory.mktemp("sample-model")
+    train = str(SAMPLES / "train.csv")
+    assert main(["model", "build", "--train", train, "--target", "churned", "--out", str(model_dir)]) == 0
+    return model_dir
+
+
+def replay_samples(model_dir: Path, summary: Path, *params: str) -> dict:
+    arguments = ["replay", "--model-dir", str(model_dir), "--actuals", str(SAMPLES / "actuals.csv")]
+    for param in (LOW_THRESHOLD, *params):
+        arguments += ["--param", param]
+    batches = [str(SAMPLES / "batches" / f"batch-{number:02d}.csv") for number in (1, 2)]
+    assert main([*arguments, "--json", str(summary), *batches]) == 0
+    return json.loads(summary.read_text())
+
+
+def test_replay_with_a_slack_secret_lists_the_messages_the_webhook_received(
+    tmp_path, sample_model, monkeypatch
+):
+    # Given a spy on the local webhook receivers the replay starts
+    receivers: list[WebhookReceiver] = []
+
+    class RecordedReceiver(WebhookReceiver):
+        def __init__(self) -> None:
+            super().__init__()
+            receivers.append(self)
+
+    monkeypatch.setattr(cloud_module, "WebhookReceiver", RecordedReceiver)
+
+    # When the replay names a Slack secret (and no email address)
+    document = replay_samples(sample_model, tmp_path / "replay.json", "SlackWebhookSecretName=team/slack")
+
+    # Then the Slack channel is listed, and its alerts are exactly the messages posted to the webhook
+    assert document["channels"] == [{"channel": "slack", "endpoint": "team/slack"}]
+    assert document["no_channel"] is None
+    assert [batch["alarms"]["QualityAlarm"] for batch in document["batches"]][-1] == "ALARM"
+    (receiver,) = receivers
+    received = [json.loads(request.body) for request in receiver.requests]
+    slack = [alert for alert in document["alerts"] if alert["channel"] == "slack"]
+    assert received and [alert["message"] for alert in slack] == received
+    assert {alert["channel"] for alert in document["alerts"]} == {"slack"}
+    quality_alarm = [a for a in slack if a["alarm"] == "QualityAlarm" and a["state"] == "ALARM"]
+    assert len(quality_alarm) == 1 and "ErrorRate" in quality_alarm[0]["body"]
+    assert all(alert["time"] and alert["body"] for alert in slack)
+
+
+def test_replay_without_a_channel_says_so(tmp_path, sample_model, capfd):
+    document = replay_samples(sample_model, tmp_path / "replay.json")
+
+    # The alarm fired, but nobody would have been told, and the replay says why.
+    assert [batch["alarms"]["QualityAlarm"] for batch in document["batches"]][-1] == "ALARM"
+    assert document["alerts"] == [] and document["channels"] == []
+    assert "no alert channel is configured" in document["no_channel"]
+    assert "no alert channel is configured" in capfd.readouterr().out

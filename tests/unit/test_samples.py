@@ -46,6 +46,29 @@ def test_committed_csvs_are_exactly_what_the_seeded_script_generates(tmp_path):
         name for name in committed if (SAMPLES / name).read_bytes() != (tmp_path / name).read_bytes()
     ]
     assert different == [], "re-run `make samples` and commit the result"
+    # The README's figures section is measured on the files by the same run.
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| `actuals.csv` |" in readme
+    assert (SAMPLES / "README.md").read_text(encoding="utf-8") == readme, "re-run `make samples`"
+
+
+def readme_story(metric_header: str) -> dict[int, str]:
+    """Batch number -> the figure samplefiles/README.md's story table gives for it."""
+    lines = (SAMPLES / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("| batches |") and metric_header in line
+    )
+    figures = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        first, _, last = cells[0].partition("–")
+        numbers = range(int(first), int(last or first) + 1)
+        values = [value.strip() for value in cells[-1].split(",")]
+        assert len(values) == len(numbers), line
+        figures.update(zip(numbers, values, strict=True))
+    return figures
 
 
 def read_batches(scenario: str) -> dict[int, pd.DataFrame]:
@@ -98,6 +121,8 @@ def churn_error_rates(bundle) -> dict[int, float]:
 
 def test_default_churn_model_is_healthy_then_drifts_then_recovers(churn_model):
     rates = churn_error_rates(churn_model)
+    # samplefiles/README.md's story table gives these very figures.
+    assert readme_story("ErrorRate") == {number: f"{rate:.3f}" for number, rate in rates.items()}
     for number in HEALTHY_CHURN_BATCHES:
         assert rates[number] < ALARM_THRESHOLD, f"batch {number}: {rates[number]:.3f}"
     drifted = [rates[number] for number in DRIFTED_CHURN_BATCHES]
@@ -119,5 +144,6 @@ def test_default_delivery_model_degrades_on_batches_4_and_5(tmp_path):
         )
         labelled = actuals.index.intersection(predicted.index)
         errors[number] = mean_absolute_error(actuals[labelled], predicted[labelled])
+    assert readme_story("MAE") == {number: f"{error:.2f}" for number, error in errors.items()}
     healthy = np.mean([errors[number] for number in (1, 2, 3, 6)])
     assert errors[4] > 2 * healthy and errors[5] > 3 * healthy

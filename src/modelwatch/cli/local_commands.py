@@ -106,8 +106,17 @@ def _local_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_replay_alert(alert: Any) -> None:
+    """One line per alert as it is delivered (the bodies go to the JSON: the work folder is removed)."""
+    if alert.channel == "email":
+        _print(f"  alert  email to {alert.recipient}: {alert.subject}")
+    else:
+        first_line = next(iter(alert.body.splitlines()), "")
+        _print(f"  alert  Slack ({alert.state} {alert.alarm}): {first_line}")
+
+
 def _replay(args: argparse.Namespace) -> int:
-    from modelwatch.local.backtest import Backtest, replay_document
+    from modelwatch.local.backtest import NO_CHANNEL, Backtest
     from modelwatch.local.cloud import LocalCloud, VirtualClock
     from modelwatch.local.template import parse_parameter_overrides
 
@@ -120,8 +129,14 @@ def _replay(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         parameters=parse_parameter_overrides(args.param),
         clock=VirtualClock(datetime.now(UTC)),
+        listener=lambda kind, payload: _print_replay_alert(payload) if kind == "alert" else None,
     )
     with cloud:
+        channels = cloud.alert_channels()
+        if channels:
+            _print("Alerts go to: " + ", ".join(f"{c.channel} {c.endpoint}" for c in channels))
+        else:
+            _print(f"Note: {NO_CHANNEL}")
         backtest = Backtest(
             cloud,
             on_batch=lambda r: _print(
@@ -134,14 +149,22 @@ def _replay(args: argparse.Namespace) -> int:
         for actuals in args.actuals:
             backtest.load_actuals(actuals)
         results = backtest.run(list(args.batches))
-        document = replay_document(results, cloud.alerts)
+        document = backtest.document()
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
         if args.results:
             copied = backtest.copy_results(args.results)
             _print(f"{copied} result files copied to {args.results}")
     shutil.rmtree(work_dir, ignore_errors=True)
-    _print(f"{len(results)} batches, {len(cloud.alerts)} alerts; written to {args.json}")
+    by_channel = ", ".join(
+        f"{sum(a.channel == kind for a in cloud.alerts)} {kind}"
+        for kind in dict.fromkeys(channel.channel for channel in channels)
+    )
+    _print(
+        f"{len(results)} batches, {len(cloud.alerts)} alerts"
+        + (f" ({by_channel})" if channels else " (no channel configured)")
+        + f"; written to {args.json}"
+    )
     return 0
 
 

@@ -57,6 +57,12 @@ class BatchResult:
         }
 
 
+# Said (printed and in the replay file) when no subscription of the stack reaches a person.
+NO_CHANNEL = (
+    "no alert channel is configured: alarms change state but nobody would be told; pass "
+    "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name>"
+)
+
 # The template parameter that sets the alarm period (SPEC "Alarms and alerts"); a batch per period.
 PERIOD_PARAMETER = "AlarmPeriodSeconds"
 
@@ -194,6 +200,19 @@ class Backtest:
             if points:
                 values[name] = float(points[0]["Average"])
         return values
+
+    def document(self) -> dict[str, Any]:
+        """The replay file (SPEC "The replay file"): the batches so far, every alert, where alerts go.
+
+        ``channels`` are the configured ones; ``no_channel`` is null when there is one, and
+        otherwise says why ``alerts`` is empty.
+        """
+        channels = self.cloud.alert_channels()
+        return {
+            **replay_document(self.results, self.cloud.alerts),
+            "channels": [channel.as_json() for channel in channels],
+            "no_channel": None if channels else NO_CHANNEL,
+        }
 
     def copy_results(self, destination: Path) -> int:
         """Everything the functions wrote under results/, as files under ``destination``."""

@@ -6,9 +6,9 @@ the end-to-end tests drive. Two clocks:
 - virtual (replay, demo): the caller sets the time; uploads are dispatched to their
   functions right away and alarms are evaluated when the caller says so, so a day of
   hourly batches runs in seconds and gives the same result every time;
-- real (`local up`): a background loop polls the buckets for new objects every second
-  (the AWS CLI talks to moto directly, so polling is how uploads are noticed) and
-  evaluates the alarms every few seconds.
+- real (`local up`): a background loop lists the buckets' object versions every second
+  (the AWS CLI talks to moto directly, so polling is how uploads are noticed), delivers
+  one event per new version as S3 does, and evaluates the alarms every few seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,13 +92,27 @@ class Alert:
     payload: Any = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "channel": self.channel,
             "alarm": self.alarm,
             "state": self.state,
-            "at": self.at.isoformat(),
-            "body": self.body,
+            "time": self.at.isoformat(),
+            "body": self.body,  # the email's text; a Slack message's text as Slack would show it
         }
+        if self.channel == "slack":
+            document["message"] = self.payload  # exactly what the webhook received
+        return document
+
+
+@dataclass(frozen=True)
+class AlertChannel:
+    """Where the stack's alarm notifications reach a person: an email address or the Slack webhook."""
+
+    channel: str  # "email" | "slack"
+    endpoint: str  # the address, or the name of the secret holding the webhook URL
+
+    def as_json(self) -> dict[str, str]:
+        return {"channel": self.channel, "endpoint": self.endpoint}
 
 
 @dataclass
@@ -108,6 +122,25 @@ class Dispatch:
     bucket: str
     key: str
     invocations: list[Invocation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object as ListObjectVersions shows it."""
+
+    bucket: str
+    key: str
+    version_id: str  # "null" in a bucket that was never versioned
+    etag: str
+    last_modified: datetime
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        # A versioned bucket gives each PUT its own id; without versioning every PUT has id
+        # "null", and only the content and time tell an overwrite from the object before it.
+        if self.version_id != "null":
+            return (self.bucket, self.key, self.version_id)
+        return (self.bucket, self.key, self.etag, str(self.last_modified))
 
 
 @dataclass
@@ -218,7 +251,7 @@ class LocalCloud:
                 wait=False,
             )
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
-            slack_secret = self._slack_secret_name() if self.want_slack_receiver else None
+            slack_secret = self._slack_secret_name()
             # Translating the template needs no AWS: it overlaps moto loading in its process.
             builder = StackBuilder(
                 self.template_path,
@@ -257,11 +290,20 @@ class LocalCloud:
 
     def _slack_secret_name(self) -> str | None:
         """The secret the notifier will read the local webhook's URL from (set as its parameter,
-        with the parameters that let the notifier post to the local http receiver)."""
+        with the parameters that let the notifier post to the local http receiver).
+
+        Slack is configured when the caller names the secret (``--param SlackWebhookSecretName=...``)
+        or asks for the receiver (the demo); either way the secret holds the local receiver's URL,
+        so what the notifier posts is what the receiver records.
+        """
         parameter = slack_secret_parameter(self.template_path)
         if parameter is None:
             return None  # no notifier in this template yet: email only
-        name = self.parameters.get(parameter) or f"{self.stack_name}/slack-webhook"
+        name = self.parameters.get(parameter) or (
+            f"{self.stack_name}/slack-webhook" if self.want_slack_receiver else ""
+        )
+        if not name:
+            return None
         self.parameters[parameter] = name
         for variable, value in LOCAL_RECEIVER_SETTINGS.items():
             setting = parameter_feeding(self.template_path, variable)
@@ -314,15 +356,19 @@ class LocalCloud:
     ) -> Dispatch:
         """Put an object and deliver its ObjectCreated event the way the bucket notification would."""
         bucket = bucket or self.bucket_for(key)
-        self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {})
-        return self.dispatch_object(bucket, key)
+        put = self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {})
+        return self.dispatch_object(bucket, key, put.get("VersionId"))
 
-    def dispatch_object(self, bucket: str, key: str) -> Dispatch:
+    def dispatch_object(self, bucket: str, key: str, version_id: str | None = None) -> Dispatch:
+        """Deliver the ObjectCreated event of one object version (the latest when none is named)."""
         dispatch = Dispatch(bucket, key)
         triggers = self.stack.triggers_for(bucket, key)
         if not triggers:
             return dispatch
-        head = self.clients.s3.head_object(Bucket=bucket, Key=key)
+        request = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            request["VersionId"] = version_id
+        head = self.clients.s3.head_object(**request)
         with self._work_lock:
             for trigger in triggers:
                 event = s3_object_created_event(
@@ -358,6 +404,19 @@ class LocalCloud:
                     self.listener("alarm", run)
             self.deliver_pending()
         return runs
+
+    def alert_channels(self) -> list[AlertChannel]:
+        """The channels the template's SNS subscriptions reach, as deployed with these parameters."""
+        channels = []
+        for subscription in self.clients.sns.list_subscriptions()["Subscriptions"]:
+            if subscription["Protocol"].startswith("email"):
+                channels.append(AlertChannel("email", subscription["Endpoint"]))
+            elif subscription["Protocol"] == "lambda":
+                function = self.runtime.by_arn(subscription["Endpoint"])
+                secret = function.spec.environment.get(SLACK_SECRET_VARIABLE) if function else None
+                if secret:
+                    channels.append(AlertChannel("slack", secret))
+        return list(dict.fromkeys(channels))  # a notifier on two topics is still one Slack channel
 
     def alarm_states(self) -> dict[str, str]:
         """State of each template alarm, by logical id."""
@@ -451,31 +510,43 @@ class LocalCloud:
     # -- the real-clock loop (`local up`) --------------------------------------------------------
 
     def run_in_background(self) -> None:
-        # Objects present now are not new. Listed before the loop starts, so an upload made right
-        # after this returns cannot be mistaken for one of them.
-        seen: dict[tuple[str, str], str] = {}
-        buckets = sorted({t.bucket for t in self.stack.s3_triggers})
-        for bucket in buckets:
-            for key, etag in self._listing(bucket):
-                seen[(bucket, key)] = etag
+        # Object versions present now are not new. Listed before the loop starts, so an upload
+        # made right after this returns cannot be mistaken for one of them.
+        seen = {version.identity for version in self._new_versions(set())}
         self._loop = threading.Thread(
-            target=self._poll_forever, args=(buckets, seen), name="local-cloud-loop", daemon=True
+            target=self._poll_forever, args=(seen,), name="local-cloud-loop", daemon=True
         )
         self._loop.start()
 
-    def _poll_forever(self, buckets: list[str], seen: dict[tuple[str, str], str]) -> None:
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the background loop between two polls: what is uploaded meanwhile is seen in one listing."""
+        with self._work_lock:
+            yield
+
+    def poll_uploads(self, seen: set[tuple[str, ...]]) -> list[Dispatch]:
+        """Deliver one event per object version not in ``seen`` (which it extends), oldest first.
+
+        S3 sends one notification per PUT, and in a versioned bucket each PUT is a version of
+        its own: two quick overwrites of a key are two events, each naming its versionId, even
+        when both land between two polls. In a bucket without versioning an overwrite replaces
+        the object, so only the last of the PUTs between two polls can be seen.
+        """
+        dispatches = []
+        with self._work_lock:  # listing and dispatching as one step: see paused()
+            for version in self._new_versions(seen):
+                seen.add(version.identity)
+                try:
+                    dispatches.append(self.dispatch_object(version.bucket, version.key, version.version_id))
+                except Exception as problem:  # keep serving other uploads
+                    self.listener("warning", f"{version.key}: {type(problem).__name__}: {problem}")
+        return dispatches
+
+    def _poll_forever(self, seen: set[tuple[str, ...]]) -> None:
         next_evaluation = 0.0
         last_failure = ""
         while not self._stop.is_set():
-            for bucket in buckets:
-                for key, etag in self._listing(bucket):
-                    if seen.get((bucket, key)) == etag:
-                        continue
-                    seen[(bucket, key)] = etag
-                    try:
-                        self.dispatch_object(bucket, key)
-                    except Exception as problem:  # keep serving other uploads
-                        self.listener("warning", f"{key}: {type(problem).__name__}: {problem}")
+            self.poll_uploads(seen)
             if time.monotonic() >= next_evaluation:
                 try:
                     self.evaluate_alarms()
@@ -488,12 +559,27 @@ class LocalCloud:
                 next_evaluation = time.monotonic() + REAL_CLOCK_EVALUATION_SECONDS
             self._stop.wait(POLL_INTERVAL_SECONDS)
 
-    def _listing(self, bucket: str) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        with contextlib.suppress(Exception):
-            for page in self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                found.extend(
-                    (item["Key"], item["ETag"] + str(item["LastModified"]))
-                    for item in page.get("Contents", [])
-                )
-        return found
+    def _new_versions(self, seen: set[tuple[str, ...]]) -> list[ObjectVersion]:
+        """Object versions under the notifications' prefixes that are not in ``seen``, oldest first."""
+        listed: list[ObjectVersion] = []
+        for bucket, prefix in sorted({(t.bucket, t.prefix) for t in self.stack.s3_triggers}):
+            with contextlib.suppress(Exception):  # a bucket deleted by hand: nothing to deliver
+                paginator = self.clients.s3.get_paginator("list_object_versions")
+                for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                    listed.extend(
+                        ObjectVersion(
+                            bucket,
+                            item["Key"],
+                            item.get("VersionId") or "null",
+                            item["ETag"],
+                            item["LastModified"],
+                        )
+                        for item in page.get("Versions", [])
+                    )
+        new: dict[tuple[str, ...], tuple[datetime, int, ObjectVersion]] = {}
+        for position, version in enumerate(listed):
+            if version.identity not in seen:
+                # S3 lists a key's versions newest first: of two with the same time, the one
+                # listed later is older, and events go out in upload order.
+                new.setdefault(version.identity, (version.last_modified, -position, version))
+        return [version for _, _, version in sorted(new.values(), key=lambda entry: entry[:2])]
