@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from modelwatch.local.backtest import Backtest, BatchResult, replay_document
+from modelwatch.local.backtest import Backtest, BatchResult
 from modelwatch.local.cloud import (
     DEFAULT_MODEL_DIR,
     DEFAULT_TEMPLATE,
@@ -244,7 +244,7 @@ def run_demo(
         timeline = timeline_text(cloud, results)
         _out(timeline)
         (out_dir / "timeline.txt").write_text(timeline + "\n", encoding="utf-8")
-        document = replay_document(results, cloud.alerts)
+        document = backtest.document()
         (out_dir / "timeline.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
         chart = write_chart(cloud, results, out_dir / "chart.png")
         copied = backtest.copy_results(out_dir / "results")
