@@ -23,12 +23,19 @@ class ModelBundleError(RuntimeError):
 
 
 class BatchRejected(Exception):
-    """The batch as a whole cannot be scored; ``reason`` says why and what to do."""
+    """The batch as a whole cannot be scored; ``reason`` says why and what to do.
 
-    def __init__(self, reason: str, code: str, **details: object):
+    ``reason`` and ``details`` go to the report, which may quote the file (a truncated cell
+    value, the header's names). ``log_safe`` is the same reason without anything read from
+    the file, for logs, which are kept longer and read more widely than the bucket's reports.
+    It defaults to the code alone: a raiser that forgets it cannot leak a value to a log.
+    """
+
+    def __init__(self, reason: str, code: str, *, log_safe: str | None = None, **details: object):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.log_safe = code if log_safe is None else log_safe
         self.details = details
 
 

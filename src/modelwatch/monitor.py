@@ -128,7 +128,8 @@ class BatchMonitor:
             watch.lap("write")
             report = self._scored_report(batch, validated, event_time, measured, stats.requests, outputs)
         except BatchRejected as rejection:
-            logger.warning("batch rejected (%s)", rejection.code)
+            # Codes and positions only: the reason may quote cell values (personal data).
+            logger.warning("batch rejected", extra={"code": rejection.code, "detail": rejection.log_safe})
             report = self._unscored_report("rejected", batch, rejection, upload_time, now)
         except (ClientError, BotoCoreError, ActualsUnavailable):
             raise  # AWS trouble: Lambda retries the event, then the dead-letter queue keeps it

@@ -85,6 +85,7 @@ class ResultStore:
                     f"s3://{batch.bucket}/{batch.key} was deleted before it could be read; upload it again "
                     "to have it scored",
                     code="object_missing",
+                    log_safe="the object (version) was deleted before it could be read",
                 ) from None
             raise
         if response["ContentLength"] > limit_bytes:
@@ -93,6 +94,7 @@ class ResultStore:
                 f"{batch.key!r} is {response['ContentLength']:,} bytes, over the configured batch size limit "
                 f"of {limit_bytes:,} bytes (MaxBatchMegabytes); split it into smaller batches",
                 code="too_large",
+                log_safe=f"{response['ContentLength']:,} bytes, over the {limit_bytes:,}-byte limit",
             )
         metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
         modified: datetime = response["LastModified"]

@@ -201,6 +201,23 @@ BAD_BATCHES = [
         ).encode(),
         "too_many_invalid_rows",
     ),
+    (
+        "incoming/bad/lost-a-field.csv",
+        (
+            "record_id,tenure_months,monthly_charges,plan\n" + "".join(f"r{i},3,70\n" for i in range(40))
+        ).encode(),
+        "too_many_invalid_rows",
+    ),
+    (
+        "incoming/bad/long-unclosed-header.csv",
+        b'record_id,tenure_months,monthly_charges,"plan' + b"x" * 140_000 + b"\nr1,3,70,basic\n",
+        "malformed_csv",
+    ),
+    (
+        "incoming/bad/deep.jsonl",
+        b'{"record_id": "r1", "plan": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n",
+        "invalid_json",
+    ),
 ]
 
 
@@ -406,3 +423,39 @@ def test_a_key_near_s3s_limit_still_gets_its_report(stack, character):
     reports = [result_key for result_key in stack.keys("results/") if result_key.endswith("report.json")]
     assert len(reports) == 2 and all(len(name.encode()) <= 1024 for name in reports)
     assert {json.loads(stack.read(name))["batch"]["key"] for name in reports} == {key, other}
+
+
+def test_rows_with_a_lost_or_extra_field_are_listed_and_the_rest_is_scored(stack):
+    key = "incoming/some-misaligned-rows.csv"
+    frame = churn_frame(100, seed=27, id_prefix="m").drop(columns=["churned"])
+    text = frame.to_csv(index=False) + "m-x,12,basic\n" + "m-y,12,70,basic,extra\n"
+    stack.put(key, text)
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "ok" and report["rows"] == 102 and report["rows_scored"] == 100
+    assert report["invalid_rows"] == [
+        {
+            "row": 101,
+            "column": None,
+            "value": None,
+            "reason": "row 101 (line 102) has 3 fields; the header has 4",
+        },
+        {
+            "row": 102,
+            "column": None,
+            "value": None,
+            "reason": "row 102 (line 103) has 5 fields; the header has 4",
+        },
+    ]
+
+
+def test_semicolon_separated_batch_is_scored_and_the_report_says_how_it_was_read(stack):
+    key = "incoming/semicolons.csv"
+    body, frame, labeled_ids = labeled_batch(stack, 200, seed=28, prefix="c")
+    stack.put(key, body.replace(",", ";"))
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert report["status"] == "ok" and report["rows_scored"] == 200
+    error_rate, _, _, _ = expected_error_rate(stack, frame, labeled_ids)
+    assert report["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
+    assert any(item["constraint_check_type"] == "delimiter" for item in report["data_quality"])

@@ -42,7 +42,7 @@ def test_missing_feature_column_rejects_the_batch_naming_it():
 
 
 def test_bad_rows_are_listed_with_row_column_and_value_and_the_rest_is_kept():
-    text = "record_id,tenure,plan,channel\n" + healthy_rows(100)
+    text = "record_id,tenure,plan,channel\n" + healthy_rows(100).replace("\n", ",web\n")
     text += "r200,twelve,basic,web\n"  # non-numeric value in a numeric column
     text += "r5,3,plus,web\n"  # duplicate id (r5 appeared above)
     text += ",3,plus,web\n"  # missing id
@@ -110,3 +110,89 @@ def test_jsonl_missing_tokens_mean_missing_as_in_csv():
     batch["record_id"] = ["a", "b", "c"]
     result = validate_batch(batch, metadata(accepts_missing=True), "b.jsonl", 5)
     assert result.invalid_row_count == 0 and result.findings[0]["rows"] == 3
+
+
+def test_rows_with_too_few_or_too_many_fields_are_invalid_rows_naming_row_line_and_counts():
+    # Given a 3-field header, a short row (a lost field) and a long row (an extra one)
+    text = "record_id,tenure,plan\n" + healthy_rows(48) + "rs,7\n" + "rl,7,basic,extra\n" + "re,,\n"
+    result = validate_batch(frame(text), metadata(accepts_missing=True), "incoming/b.csv", 5)
+    # Then both are invalid rows, reported once each with the counts, and the rest is scored
+    assert result.invalid_row_count == 2 and len(result.features) == 49
+    assert result.invalid_rows == [
+        {
+            "row": 49,
+            "column": None,
+            "value": None,
+            "reason": "row 49 (line 50) has 2 fields; the header has 3",
+        },
+        {
+            "row": 50,
+            "column": None,
+            "value": None,
+            "reason": "row 50 (line 51) has 4 fields; the header has 3",
+        },
+    ]
+    assert result.invalid_by_reason == {
+        "2 fields where the header has 3": 1,
+        "4 fields where the header has 3": 1,
+    }
+    # and the row with empty fields but the right count is scored with missing values
+    assert result.ids.tolist()[-1] == "re"
+    assert {(f["feature_name"], f["rows"]) for f in result.findings} == {("tenure", 1), ("plan", 1)}
+
+
+def test_a_feed_that_lost_a_column_is_rejected_not_imputed():
+    text = "record_id,tenure,plan\n" + "".join(f"r{i},{i}\n" for i in range(20))
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(frame(text), metadata(accepts_missing=True), "incoming/b.csv", 5)
+    assert rejected.value.code == "too_many_invalid_rows"
+    assert "20 of 20 rows" in rejected.value.reason
+    assert "row 1 (line 2) has 2 fields; the header has 3" in rejected.value.reason
+
+
+def test_semicolon_file_is_read_and_the_report_says_so():
+    result = validate_batch(frame("record_id;tenure;plan\nr1;3;basic\n"), metadata(), "incoming/b.csv", 5)
+    assert result.features["tenure"].tolist() == [3.0]
+    assert [f["constraint_check_type"] for f in result.findings] == ["delimiter"]
+    assert "';'" in result.findings[0]["description"]
+
+
+def test_duplicate_column_in_a_very_wide_frame_is_named():
+    wide = pd.DataFrame([[1] * 80_001], columns=[f"c{i}" for i in range(80_000)] + ["c5"])
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(wide.assign(record_id="r1", tenure=1, plan="a"), metadata(), "b.jsonl", 5)
+    assert rejected.value.code == "duplicate_column" and "['c5']" in rejected.value.reason
+
+
+SECRET = "jane.doe@example.com"
+
+
+def test_a_rejected_batch_logs_no_cell_value_and_reports_a_truncated_one():
+    long_value = SECRET + "x" * 10_000
+    text = "record_id,tenure,plan\n" + "".join(f"bad{i},{long_value},basic\n" for i in range(10))
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(frame(text), metadata(), "incoming/b.csv", max_invalid_row_percent=5)
+    rejection = rejected.value
+    assert SECRET not in rejection.log_safe
+    assert "row 1" in rejection.log_safe and "'tenure'" in rejection.log_safe
+    assert "expected a number" in rejection.log_safe and "incoming/b.csv" in rejection.log_safe
+    # The report (reason and details) keeps enough of the value to find it, not all of it
+    assert SECRET in rejection.reason and len(rejection.reason) < 1000
+    listed = rejection.details["invalid_rows"][0]["value"]
+    assert listed.startswith(SECRET) and len(listed) <= 120
+
+
+def test_values_listed_for_invalid_rows_are_truncated():
+    text = "record_id,tenure,plan\n" + healthy_rows(50) + "rx," + "y" * 5000 + ",basic\n"
+    listed = validate_batch(frame(text), metadata(), "incoming/b.csv", 5).invalid_rows[0]
+    assert listed["reason"] == "expected a number" and listed["value"].startswith("yyy")
+    assert len(listed["value"]) <= 120
+
+
+def test_missing_column_of_a_headerless_file_keeps_its_first_row_out_of_the_log():
+    text = f"{SECRET},3,basic\nr2,4,plus\n"  # no header: the first row became the column names
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(frame(text), metadata(), "incoming/b.csv", 5)
+    assert rejected.value.code == "missing_column"
+    assert SECRET in rejected.value.reason and SECRET not in rejected.value.log_safe
+    assert "'record_id'" in rejected.value.log_safe and "incoming/b.csv" in rejected.value.log_safe
