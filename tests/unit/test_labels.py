@@ -43,7 +43,9 @@ def test_positive_label_written_as_text_finds_the_numeric_class():
     assert LabelNormaliser([0, 1]).normalise("1") == 1
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("Yes", "yes"), ("No", "no"), ("YES", "yes"), (" yes ", "yes")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("Yes", "yes"), ("No", "no"), ("YES", "yes"), (" yes ", "yes")]
+)
 def test_text_differing_only_by_case_or_spaces_matches_the_class(raw, expected):
     assert LabelNormaliser(["no", "yes"]).normalise(raw) == expected
 
