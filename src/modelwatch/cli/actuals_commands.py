@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     load.add_argument(
         "--model-dir",
         type=Path,
-        help="read the id and target column names and the classes (to count unknown labels) from metadata.json",
+        help="read the id and target columns and the classes (to count unknown labels) from metadata.json",
     )
     load.add_argument("--id-column", default="record_id")
     load.add_argument("--target", default="actual", help="the label column (default: actual)")
