@@ -12,7 +12,7 @@ from modelwatch.errors import BatchRejected, ModelBundleError, UserError
 # What a local endpoint (the embedded moto server, LocalStack) gets when nothing is
 # configured: it accepts any region and credentials, and a first run should just work.
 LOCAL_REGION = "us-east-1"
-LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+LOCAL_ACCESS_KEY = LOCAL_SECRET_KEY = "local"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,11 +46,11 @@ def dynamodb_client(endpoint_url: str | None, region: str | None) -> Any:
 
     session = boto3.session.Session(region_name=region)
     region = session.region_name
-    credentials: dict[str, str] = {}
+    access_key = secret_key = None
     if endpoint_url:
         region = region or LOCAL_REGION
         if session.get_credentials() is None:
-            credentials = LOCAL_CREDENTIALS
+            access_key, secret_key = LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
     elif not region:
         raise UserError("no AWS region: pass --region, or set AWS_REGION (or a profile's region)")
     elif session.get_credentials() is None:
@@ -59,7 +59,12 @@ def dynamodb_client(endpoint_url: str | None, region: str | None) -> Any:
             "or pass --endpoint-url for a local endpoint"
         )
     return session.client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG, **credentials
+        "dynamodb",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=CLIENT_CONFIG,
     )
 
 
