@@ -3,21 +3,32 @@
 Reads use BatchGetItem: 100 keys per request (the API's limit), requests in parallel,
 only the attributes needed, and UnprocessedKeys retried with exponential backoff and
 jitter. Writes use BatchWriteItem, 25 items per request, with the same retry rule.
+Actuals files are read in chunks of rows, so a file's size bounds the time a load takes
+but not the memory it needs.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
+import difflib
+import gzip
+import io
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any, Protocol, cast
 
+import pandas as pd
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from modelwatch.batch_files import MISSING_TOKENS
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 
 READ_BATCH_SIZE = 100  # BatchGetItem's maximum keys per request
@@ -25,6 +36,9 @@ WRITE_BATCH_SIZE = 25  # BatchWriteItem's maximum items per request
 ID_ATTRIBUTE = "record_id"
 ACTUAL_ATTRIBUTE = "actual"
 OBSERVED_AT_ATTRIBUTE = "observed_at"
+# Rows parsed and written at a time: ~1 MB of text, 400 BatchWriteItem requests.
+CHUNK_ROWS = 10_000
+_READ_BLOCK_BYTES = 1 << 16
 
 
 @dataclass
@@ -191,32 +205,217 @@ def write_actuals(
         return sum(pool.map(write_chunk, chunks))
 
 
+@dataclass
+class ActualsChunk:
+    """Up to ``chunk_rows`` rows of an actuals file: the (record_id, actual, observed_at)
+    triples of those with an id and a label, and how many rows were read."""
+
+    records: list[tuple[str, Any, str | None]]
+    rows: int
+
+
+class _ByteSource(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _BoundedReader:
+    """A byte stream that refuses to yield more than ``limit_bytes`` (None: no limit)."""
+
+    def __init__(self, raw: _ByteSource, key: str, limit_bytes: int | None, what: str):
+        self.raw, self.key, self.limit_bytes, self.what = raw, key, limit_bytes, what
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.limit_bytes is not None:
+            remaining = self.limit_bytes + 1 - self.bytes_read  # one byte over tells "too large"
+            if size is None or size < 0 or size > remaining:
+                size = remaining  # never hold more than the limit, whatever the caller asks
+        data = self.raw.read(size if size is not None else -1)
+        self.bytes_read += len(data)
+        if self.limit_bytes is not None and self.bytes_read > self.limit_bytes:
+            raise BatchRejected(
+                f"actuals file {self.key!r} {self.what} more than {self.limit_bytes:,} bytes, over the "
+                "actuals file size limit (MaxActualsMegabytes); split it into smaller files",
+                code="too_large",
+            )
+        return data
+
+
+class _Utf8Text:
+    """The UTF-8 text of a byte stream, decoded as pandas reads it; a byte that is not
+    UTF-8 rejects the file naming its line and offset, as modelwatch.batch_files does."""
+
+    def __init__(self, raw: _ByteSource, key: str):
+        self._raw, self._key = raw, key
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._text = ""  # decoded, not yet read
+        self._bytes_fed = 0
+        self._newlines_decoded = 0
+        self._at_end = False
+
+    def _fill(self) -> None:
+        block = self._raw.read(_READ_BLOCK_BYTES)
+        self._at_end = not block
+        try:
+            text = self._decoder.decode(block, final=self._at_end)
+        except UnicodeDecodeError as problem:
+            held = len(problem.object) - len(block)  # bytes the decoder kept from the last block
+            offset = self._bytes_fed - held + problem.start
+            line = self._newlines_decoded + problem.object[: problem.start].count(b"\n") + 1
+            bad = problem.object[problem.start : problem.start + 1]
+            raise BatchRejected(
+                f"actuals file {self._key!r} is not UTF-8: byte {bad!r} "
+                f"at offset {offset} (line {line}) is invalid; save the file as UTF-8",
+                code="not_utf8",
+                line=line,
+            ) from None
+        self._bytes_fed += len(block)
+        self._newlines_decoded += text.count("\n")
+        self._text += text
+
+    def read(self, size: int | None = -1) -> str:
+        while not self._at_end and (size is None or size < 0 or len(self._text) < size):
+            self._fill()
+        if size is None or size < 0:
+            size = len(self._text)
+        text, self._text = self._text[:size], self._text[size:]
+        return text
+
+    def readline(self, size: int | None = -1) -> str:
+        while not self._at_end and "\n" not in self._text:
+            self._fill()
+        end = self._text.find("\n") + 1 or len(self._text)
+        text, self._text = self._text[:end], self._text[end:]
+        return text
+
+
+def _parser_rejection(problem: pd.errors.ParserError, key: str, header: list[str]) -> BatchRejected:
+    message = str(problem).replace("C error: ", "")
+    # pandas counts lines after the header, which it did not read.
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if fields:
+        where = f"line {int(fields.group(2)) + 1} has {fields.group(3)} fields, the header has {len(header)}"
+        return BatchRejected(
+            f"malformed CSV in actuals file {key!r}: {where} — every row needs as many fields as the header",
+            code="malformed_csv",
+        )
+    hint = (
+        " — a quoted field is never closed; every opening quote needs a closing quote"
+        if "EOF inside string" in message
+        else " — every row needs as many fields as the header"
+    )
+    return BatchRejected(f"malformed CSV in actuals file {key!r}: {message}{hint}", code="malformed_csv")
+
+
+def _columns(header: list[str], key: str, id_column: str, target: str) -> tuple[str, str]:
+    """The (id, label) columns: the model's names, else record_id and actual."""
+    pairs = list(dict.fromkeys([(id_column, target), (ID_ATTRIBUTE, ACTUAL_ATTRIBUTE)]))
+    for id_name, target_name in pairs:
+        if id_name in header and target_name in header:
+            return id_name, target_name
+    expected = " or ".join(f"{id_name!r} and {target_name!r}" for id_name, target_name in pairs)
+    wanted = {name for pair in pairs for name in pair if name not in header}
+    near = sorted(
+        {match for name in wanted for match in difflib.get_close_matches(name, header, n=1, cutoff=0.6)}
+    )
+    suggestion = f" (did you mean {', '.join(repr(name) for name in near)}?)" if near else ""
+    raise BatchRejected(
+        f"actuals file {key!r} needs the columns {expected}; its columns are {header}{suggestion}",
+        code="missing_column",
+        columns=header,
+    )
+
+
+def iter_actuals_file(
+    stream: IO[bytes],
+    key: str,
+    id_column: str,
+    target: str,
+    max_bytes: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[ActualsChunk]:
+    """Read an actuals CSV (optionally .gz) chunk by chunk: the model's id and target
+    columns, or record_id/actual, and observed_at when present.
+
+    Memory stays at about one chunk whatever the file's size. ``max_bytes`` bounds the
+    file and, for .gz, its content while it is inflated. Raises BatchRejected (see
+    modelwatch.batch_files) with an actionable reason; the chunks before a problem found
+    late in the file have been yielded by then.
+    """
+    lowered = key.lower()
+    if not lowered.endswith((".csv", ".csv.gz")):
+        raise BatchRejected(f"actuals file {key!r} must be .csv or .csv.gz", code="unsupported_extension")
+    raw = _BoundedReader(stream, key, max_bytes, "holds")
+    source: _BoundedReader = raw
+    if lowered.endswith(".gz"):
+        inflated = gzip.GzipFile(fileobj=cast(IO[bytes], raw), mode="rb")
+        source = _BoundedReader(inflated, key, max_bytes, "expands to")
+    text = _Utf8Text(source, key)
+    try:
+        header_line = text.readline()
+        if not header_line.strip():
+            raise BatchRejected(
+                f"actuals file {key!r} has no header row: expected a CSV header naming the columns",
+                code="empty",
+            )
+        header = next(csv.reader([header_line.rstrip("\r\n")]))
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise BatchRejected(
+                f"actuals file {key!r} has duplicate column names {repeated}: each column must appear once",
+                code="duplicate_column",
+            )
+        id_name, target_name = _columns(header, key, id_column, target)
+        # No usecols: with it pandas silently drops the extra fields of a row longer than
+        # the header, a sign of a broken export that must reject the file.
+        reader = pd.read_csv(
+            text,
+            header=None,
+            names=header,
+            dtype=str,
+            keep_default_na=False,
+            na_values=MISSING_TOKENS,
+            index_col=False,
+            chunksize=chunk_rows,
+        )
+        rows = 0
+        for frame in reader:
+            rows += len(frame)
+            yield ActualsChunk(_records(frame, id_name, target_name), len(frame))
+    except pd.errors.ParserError as problem:
+        raise _parser_rejection(problem, key, header) from None
+    except (OSError, EOFError, zlib.error) as problem:
+        raise BatchRejected(
+            f"actuals file {key!r} is not a valid gzip file ({problem}); re-compress it with gzip or "
+            "upload it uncompressed without the .gz suffix",
+            code="corrupt_gzip",
+        ) from None
+    if not rows:
+        raise BatchRejected(
+            f"actuals file {key!r} has a header but no data rows: expected at least one row after the header",
+            code="no_rows",
+        )
+
+
+def _records(frame: pd.DataFrame, id_name: str, target_name: str) -> list[tuple[str, Any, str | None]]:
+    """Rows without an id or a label carry nothing to upsert and are left out."""
+    frame = frame[frame[id_name].notna() & frame[target_name].notna()]
+    ids = frame[id_name].str.strip()
+    keep = ids != ""
+    ids, actuals = ids[keep], frame[target_name][keep]
+    if OBSERVED_AT_ATTRIBUTE in frame.columns:
+        observed = [when if isinstance(when, str) else None for when in frame[OBSERVED_AT_ATTRIBUTE][keep]]
+    else:
+        observed = [None] * len(ids)
+    return list(zip(ids.tolist(), actuals.tolist(), observed, strict=True))
+
+
 def read_actuals_file(
     body: bytes, key: str, id_column: str, target: str
 ) -> list[tuple[str, Any, str | None]]:
-    """Parse an actuals CSV (optionally .gz): the model's id and target columns, or record_id/actual.
-
-    Raises BatchRejected (see modelwatch.batch_files) with an actionable reason.
-    """
-    from modelwatch.batch_files import read_batch
-
-    if not key.lower().endswith((".csv", ".csv.gz")):
-        raise BatchRejected(f"actuals file {key!r} must be .csv or .csv.gz", code="unsupported_extension")
-    frame = read_batch(body, key, max_bytes=len(body) * 1000 + 1)
-    for id_name, target_name in ((id_column, target), (ID_ATTRIBUTE, ACTUAL_ATTRIBUTE)):
-        if id_name in frame.columns and target_name in frame.columns:
-            break
-    else:
-        raise BatchRejected(
-            f"actuals file {key!r} needs columns {id_column!r} and {target!r} (or {ID_ATTRIBUTE!r} and "
-            f"{ACTUAL_ATTRIBUTE!r}); it has {list(frame.columns)}",
-            code="missing_column",
-        )
-    observed = frame[OBSERVED_AT_ATTRIBUTE] if OBSERVED_AT_ATTRIBUTE in frame.columns else None
-    records = []
-    for index, (record_id, actual) in enumerate(zip(frame[id_name], frame[target_name], strict=True)):
-        if not isinstance(record_id, str) or not record_id.strip() or not isinstance(actual, str):
-            continue  # rows without an id or a label carry nothing to upsert
-        when = observed.iat[index] if observed is not None else None
-        records.append((record_id.strip(), actual, when if isinstance(when, str) else None))
-    return records
+    """All records of an actuals file held in memory (small files: the benchmark, tests)."""
+    return [
+        record
+        for chunk in iter_actuals_file(io.BytesIO(body), key, id_column, target)
+        for record in chunk.records
+    ]

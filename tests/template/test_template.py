@@ -329,3 +329,43 @@ def test_dependency_cycle_check_finds_a_bucket_event_target_referring_to_its_buc
     cycle = dependency_cycle(sam_transformed(broken, monkeypatch))
 
     assert cycle is not None and {"IngestBucket", "BatchMonitorFunction"} <= set(cycle)
+
+
+# The AWS calls modelwatch makes on the actuals table and actuals files, by function.
+ACTUALS_CALLS_AND_ACTIONS = {
+    ".batch_get_item(": "dynamodb:BatchGetItem",
+    ".batch_write_item(": "dynamodb:BatchWriteItem",
+    ".get_item(": "dynamodb:GetItem",
+    ".put_item(": "dynamodb:PutItem",
+}
+
+
+def test_actuals_table_and_files_are_granted_exactly_the_calls_made_on_them(template):
+    # An unused grant is access nobody reviews; the actuals code is the only code that
+    # touches the table (the monitor through fetch_actuals, the loader through write_actuals).
+    code = "\n".join(
+        (REPO_ROOT / "src/modelwatch" / name).read_text(encoding="utf-8")
+        for name in ("actuals.py", "actuals_loading.py", "monitor.py")
+    )
+    called = {action for call, action in ACTUALS_CALLS_AND_ACTIONS.items() if call in code}
+    table = {"Fn::GetAtt": ["ActualsTable", "Arn"]}
+    granted: dict[str, set[str]] = {"BatchMonitorFunction": set(), "ActualsLoaderFunction": set()}
+    for function, statement in policy_statements(template):
+        if statement["Resource"] == table:
+            granted[function] |= set(actions_of(statement))
+    assert granted == {
+        "BatchMonitorFunction": {"dynamodb:BatchGetItem"},
+        "ActualsLoaderFunction": {"dynamodb:BatchWriteItem"},
+    }
+    assert called == granted["BatchMonitorFunction"] | granted["ActualsLoaderFunction"]
+
+    # The loader reads the object the event names, not a version of it.
+    loader_s3 = {
+        action
+        for function, statement in policy_statements(template)
+        if function == "ActualsLoaderFunction"
+        for action in actions_of(statement)
+        if action.startswith("s3:")
+    }
+    assert loader_s3 == {"s3:GetObject"}
+    assert "VersionId" not in (REPO_ROOT / "src/modelwatch/actuals_loading.py").read_text(encoding="utf-8")

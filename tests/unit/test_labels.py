@@ -41,3 +41,22 @@ def test_text_classes_that_read_as_the_same_number_stay_distinct():
 
 def test_positive_label_written_as_text_finds_the_numeric_class():
     assert LabelNormaliser([0, 1]).normalise("1") == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("Yes", "yes"), ("No", "no"), ("YES", "yes"), (" yes ", "yes")]
+)
+def test_text_differing_only_by_case_or_spaces_matches_the_class(raw, expected):
+    assert LabelNormaliser(["no", "yes"]).normalise(raw) == expected
+
+
+def test_classes_differing_only_by_case_match_only_their_exact_text():
+    normaliser = LabelNormaliser(["Yes", "yes", "no"])
+    assert normaliser.normalise("Yes") == "Yes"
+    assert normaliser.normalise(" yes") == "yes"
+    assert normaliser.normalise("YES") is None  # either class could be meant: no guess
+    assert normaliser.normalise("NO") == "no"  # "no" has no look-alike, so case still folds
+
+
+def test_case_folding_leaves_unknown_labels_unknown():
+    assert LabelNormaliser(["no", "yes"]).normalise("maybe") is None
