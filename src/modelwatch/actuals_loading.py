@@ -13,7 +13,6 @@ load "ok" and leave every batch unlabeled.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import IO, Any
 from aws_lambda_powertools import Logger
 
 from modelwatch.actuals import CHUNK_ROWS, RequestStats, iter_actuals_file, write_actuals
-from modelwatch.config import LoaderConfig, int_setting
+from modelwatch.config import LoaderConfig
 from modelwatch.errors import ActualsFileRejected, BatchRejected
 from modelwatch.labels import LabelNormaliser
 from modelwatch.model_bundle import ModelMetadata
@@ -90,23 +89,6 @@ def load_actuals_file(
     return summary
 
 
-@dataclass(frozen=True)
-class LoaderSettings:
-    """The loader's settings besides LoaderConfig's table and model directory."""
-
-    model_name: str = ""  # the CloudWatch ModelName dimension; empty means metadata.json's name
-    metrics_namespace: str = "ModelWatch"
-    max_actuals_megabytes: int = 64
-
-    @classmethod
-    def from_env(cls) -> LoaderSettings:
-        return cls(
-            model_name=os.environ.get("MODEL_NAME", ""),
-            metrics_namespace=os.environ.get("METRICS_NAMESPACE", "ModelWatch"),
-            max_actuals_megabytes=int_setting("MAX_ACTUALS_MEGABYTES", 64, minimum=1),
-        )
-
-
 @dataclass
 class ActualsLoader:
     config: LoaderConfig
@@ -114,16 +96,15 @@ class ActualsLoader:
     s3: Any
     dynamodb: Any
     cloudwatch: Any
-    settings: LoaderSettings = field(default_factory=LoaderSettings)
 
     @property
     def model_name(self) -> str:
-        return self.settings.model_name or self.metadata.name
+        return self.config.model_name or self.metadata.name
 
     def load(self, bucket: str, key: str) -> dict[str, Any]:
         """Upsert one file and publish its UnknownLabels count; a file that cannot be read
         raises ActualsFileRejected."""
-        max_bytes = self.settings.max_actuals_megabytes * 1024 * 1024
+        max_bytes = self.config.max_actuals_megabytes * 1024 * 1024
         classification = self.metadata.task == "classification"
         response = self.s3.get_object(Bucket=bucket, Key=key)
         try:
@@ -153,7 +134,7 @@ class ActualsLoader:
         unknown = summary.unknown_labels
         publish_metrics(
             self.cloudwatch,
-            self.settings.metrics_namespace,
+            self.config.metrics_namespace,
             [
                 {
                     "MetricName": UNKNOWN_LABELS_METRIC,
@@ -195,5 +176,4 @@ def loader_from_environment() -> ActualsLoader:
         s3=client("s3"),
         dynamodb=client("dynamodb"),
         cloudwatch=client("cloudwatch"),
-        settings=LoaderSettings.from_env(),
     )

@@ -101,6 +101,9 @@ class LoaderConfig:
 
     actuals_table: str
     model_dir: Path
+    model_name: str = ""  # the CloudWatch ModelName dimension; empty means metadata.json's name
+    metrics_namespace: str = "ModelWatch"
+    max_actuals_megabytes: int = 64
 
     @classmethod
     def from_env(cls, environ: Environment | None = None) -> LoaderConfig:
@@ -108,6 +111,9 @@ class LoaderConfig:
         return cls(
             actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
             model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+            model_name=env.get("MODEL_NAME", ""),
+            metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
+            max_actuals_megabytes=int_setting("MAX_ACTUALS_MEGABYTES", 64, minimum=1, environ=env),
         )
 
 
