@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from modelwatch.local.demo import run_demo
-
-pytestmark = pytest.mark.e2e
 
 
 def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_slack(tmp_path, capfd):

@@ -23,8 +23,6 @@ from modelwatch.local.backtest import Backtest, virtual_start
 from modelwatch.local.cloud import LocalCloud, RealClock, VirtualClock
 from tests.model_fixtures import churn_frame, write_classifier
 
-pytestmark = pytest.mark.e2e
-
 EMAIL = "oncall@example.com"
 # Between the test model's healthy error rate (~0.3: the relation is noisy) and that of inverted
 # labels (~0.7); passed as a parameter override, as `--param` does.

@@ -18,8 +18,6 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score,
 from modelwatch.cli.main import main
 from tests.model_fixtures import churn_frame, write_classifier
 
-pytestmark = pytest.mark.e2e
-
 
 def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path):
     model_dir = tmp_path / "model"

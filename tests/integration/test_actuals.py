@@ -13,8 +13,6 @@ from modelwatch.errors import ActualsFileRejected, ActualsUnavailable
 from tests.events import load_event
 from tests.integration.conftest import BUCKET, LambdaContext, load_handler
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize("rows", [1, 100, 101, 2_345])
 def test_reads_take_ceil_n_over_100_requests(stack, rows):

@@ -29,8 +29,6 @@ from moto import mock_aws
 from modelwatch import alerts
 from tests.events import load_event
 
-pytestmark = pytest.mark.integration
-
 REGION = "eu-west-1"
 SECRET_NAME = "modelwatch/slack-webhook"
 BUCKET = "modelwatch-prod-ingest"

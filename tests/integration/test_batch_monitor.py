@@ -16,7 +16,6 @@ from tests.events import load_event
 from tests.integration.conftest import LambdaContext, load_handler, s3_event
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
-pytestmark = pytest.mark.integration
 FEATURES = NUMERIC + CATEGORICAL
 
 

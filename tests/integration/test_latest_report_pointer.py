@@ -8,8 +8,6 @@ from moto import mock_aws
 
 from modelwatch.alerts import find_latest_report
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def s3(monkeypatch):

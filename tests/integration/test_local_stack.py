@@ -16,8 +16,6 @@ from modelwatch.local.template import TemplateError
 from tests.model_fixtures import write_classifier
 from tests.template_resources import TEMPLATE_PATH, function_environment, load_template
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:

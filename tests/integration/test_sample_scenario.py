@@ -14,7 +14,6 @@ from sklearn import metrics as skm
 from modelwatch.cli.main import main as modelwatch
 from tests.integration.conftest import LambdaContext, load_handler, s3_event
 
-pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles"
 DRIFTED_FEATURES = {"monthly_charges", "support_tickets", "plan"}  # per samplefiles/README.md
 

@@ -17,8 +17,6 @@ from modelwatch.local.alarms import AlarmDefinition
 
 from .conftest import REPO_ROOT, TEMPLATE
 
-pytestmark = pytest.mark.template
-
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "modelwatch-test"

@@ -17,8 +17,6 @@ from modelwatch import alerts
 from modelwatch.errors import ConfigError
 from tests.events import load_event
 
-pytestmark = pytest.mark.unit
-
 ALARM_NAME = "modelwatch-prod-quality-churn-classifier"
 
 

@@ -8,7 +8,6 @@ import pytest
 from modelwatch.batch_files import detect_format, read_batch
 from modelwatch.errors import BatchRejected
 
-pytestmark = pytest.mark.unit
 LIMIT = 10 * 1024 * 1024
 CSV = "record_id,tenure_months,plan\nr1,12,basic\nr2,,plus\n"
 

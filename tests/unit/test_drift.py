@@ -20,8 +20,6 @@ from modelwatch.drift import (
 )
 from modelwatch.model_bundle import Feature, ModelMetadata
 
-pytestmark = pytest.mark.unit
-
 THRESHOLD = 0.2
 MIN_ROWS = 200
 PLANS = ["basic", "plus", "pro", "team"]

@@ -37,8 +37,6 @@ from modelwatch.cli.modeling import (
 from modelwatch.errors import UserError
 from modelwatch.model_bundle import load_bundle
 
-pytestmark = pytest.mark.unit
-
 FEATURES = ["age", "balance", "visits", "segment", "country"]
 
 

@@ -20,8 +20,6 @@ from sklearn.metrics import accuracy_score, mean_absolute_error
 from modelwatch.cli.modeling import ColumnOptions, build_model
 from modelwatch.model_bundle import load_bundle
 
-pytestmark = pytest.mark.unit
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = REPO_ROOT / "samplefiles"
 HEALTHY_CHURN_BATCHES = (1, 2, 3, 4, 10, 11, 12)
