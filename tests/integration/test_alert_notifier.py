@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from moto import mock_aws
 
 from modelwatch import alerts
 from tests.events import load_event
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 SECRET_NAME = "modelwatch/slack-webhook"
@@ -117,25 +117,6 @@ class SlackStandIn:
 # --------------------------------------------------------------------------- the function
 
 
-@dataclass
-class LambdaContextStandIn:
-    """The attributes Powertools and the handler read from Lambda's context object."""
-
-    seconds_left: float = 30.0
-    function_name: str = "modelwatch-prod-AlertNotifierFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:{REGION}:123456789012:function:modelwatch-prod-AlertNotifierFunction"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.seconds_left
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
 def handler_module() -> ModuleType:
     """functions/alert_notifier/app.py, imported once as Lambda would, without touching sys.path."""
     name = "alert_notifier_app"
@@ -160,7 +141,9 @@ class Notifier:
     secretsmanager: Any
 
     def invoke(self, event: dict[str, Any], seconds_left: float = 30.0) -> Any:
-        return self.app.lambda_handler(event, LambdaContextStandIn(seconds_left=seconds_left))
+        return self.app.lambda_handler(
+            event, LambdaContext.of("AlertNotifierFunction", region=REGION, seconds_left=seconds_left)
+        )
 
     def logs(self) -> tuple[str, list[dict[str, Any]]]:
         """Everything the function printed, and the Powertools JSON records in it."""
