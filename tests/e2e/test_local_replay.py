@@ -16,12 +16,11 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
 from modelwatch.cli.main import main
-from tests.model_fixtures import churn_frame, write_classifier
+from tests.model_fixtures import churn_frame
 
 
-def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path):
-    model_dir = tmp_path / "model"
-    write_classifier(model_dir)
+def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path, classifier_dir):
+    model_dir = classifier_dir
     batch_paths, actual_frames = [], []
     rng = np.random.default_rng(2024)
     for number in range(1, 4):

@@ -13,15 +13,12 @@ import pytest
 
 from modelwatch.local.cloud import LocalCloud, VirtualClock, slack_secret_parameter
 from modelwatch.local.template import TemplateError
-from tests.model_fixtures import write_classifier
 from tests.template_resources import TEMPLATE_PATH, function_environment, load_template
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_classifier(directory)
-    return directory
+def model_dir(classifier_dir) -> Path:
+    return classifier_dir  # the session's model (tests/conftest.py): the local cloud only reads it
 
 
 def start(tmp_path: Path, model_dir: Path, **parameters: str) -> LocalCloud:

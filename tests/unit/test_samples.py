@@ -76,10 +76,8 @@ def test_churn_batches_follow_the_data_contract():
 
 
 @pytest.fixture(scope="module")
-def churn_model(tmp_path_factory: pytest.TempPathFactory):
-    model_dir = tmp_path_factory.mktemp("churn-model")
-    build_model(SAMPLES / "classification" / "train.csv", ColumnOptions(target="churned"), model_dir)
-    return load_bundle(model_dir)
+def churn_model(sample_churn_model_dir: Path):
+    return load_bundle(sample_churn_model_dir)
 
 
 def churn_error_rates(bundle) -> dict[int, float]:
