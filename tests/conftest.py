@@ -25,6 +25,21 @@ def tier_of(path: Path) -> str | None:
     return relative.parts[0] if len(relative.parts) > 1 and relative.parts[0] in TIERS else None
 
 
+# Under `pytest -n 2 --dist loadgroup` (make test) each group runs on one worker. Fixtures that
+# build expensive things or share a cache on disk are session- or module-scoped, and xdist
+# sets those up once per worker, so the tests that use them are kept together:
+SAM_BUILD_FIXTURES = {"sam_build_dir", "host_runtime_dir", "function_artifacts"}  # and .build/
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & SAM_BUILD_FIXTURES:
+        return "sam-build"
+    if "sample_churn_model_dir" in fixtures:
+        return "sample-churn-model"
+    return item.path.resolve().relative_to(TESTS_DIR).as_posix()  # its module's fixtures built once
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     misplaced = []
@@ -37,6 +52,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if others:
             misplaced.append(f"{item.nodeid}: marked {others} but lives in tests/{tier}; move the file")
         item.add_marker(getattr(pytest.mark, tier))
+        if config.pluginmanager.hasplugin("xdist"):
+            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     if misplaced:
         raise pytest.UsageError("tests whose tier is not their directory:\n  " + "\n  ".join(misplaced))
 
