@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from modelwatch.local.demo import run_demo
 
-pytestmark = pytest.mark.e2e
 
-
-def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_slack(tmp_path, capfd):
+def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_slack(
+    tmp_path, capfd, sample_churn_model_dir
+):
     out = tmp_path / "demo"
-    assert run_demo(out, model_dir=tmp_path / "model") == 0
+    assert run_demo(out, model_dir=sample_churn_model_dir) == 0
     printed = capfd.readouterr().out
     assert f"Output: {out}" in printed and "Timeline" in printed
 

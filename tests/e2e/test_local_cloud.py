@@ -22,9 +22,7 @@ from sklearn.metrics import accuracy_score
 
 from modelwatch.local.backtest import Backtest, virtual_start
 from modelwatch.local.cloud import LocalCloud, RealClock, VirtualClock
-from tests.model_fixtures import churn_frame, write_classifier
-
-pytestmark = pytest.mark.e2e
+from tests.model_fixtures import churn_frame
 
 EMAIL = "oncall@example.com"
 # Between the test model's healthy error rate (~0.3: the relation is noisy) and that of inverted
@@ -33,10 +31,8 @@ THRESHOLD = "0.5"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_classifier(directory)
-    return directory
+def model_dir(classifier_dir) -> Path:
+    return classifier_dir  # the session's model (tests/conftest.py): the local cloud only reads it
 
 
 def write_scenario(directory: Path) -> tuple[Path, list[Path]]:

@@ -19,14 +19,11 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score,
 from modelwatch.cli.main import main
 from modelwatch.local import cloud as cloud_module
 from modelwatch.local.delivery import WebhookReceiver
-from tests.model_fixtures import churn_frame, write_classifier
-
-pytestmark = pytest.mark.e2e
+from tests.model_fixtures import churn_frame
 
 
-def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path):
-    model_dir = tmp_path / "model"
-    write_classifier(model_dir)
+def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path, classifier_dir):
+    model_dir = classifier_dir
     batch_paths, actual_frames = [], []
     rng = np.random.default_rng(2024)
     for number in range(1, 4):

@@ -17,8 +17,8 @@ from moto import mock_aws
 
 from modelwatch.aws import reset_clients
 from tests.events import load_event
-from tests.model_fixtures import write_classifier
-from tests.template_resources import create_table, resource
+from tests.lambda_context import LambdaContext  # noqa: F401  re-exported for tests that import it from here
+from tests.template_resources import create_table, handler_environment, resource
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = load_event("batch-monitor-s3-put")["Records"][0]["s3"]["bucket"]["name"]
@@ -32,17 +32,6 @@ def load_handler(function_dir: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "modelwatch-test"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:modelwatch-test"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 def s3_event(key: str, name: str = "batch-monitor-s3-put") -> dict[str, Any]:
@@ -124,7 +113,6 @@ def aws(monkeypatch):
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "modelwatch",
         "POWERTOOLS_DEV": "false",
     }.items():
         monkeypatch.setenv(name, value)
@@ -133,13 +121,6 @@ def aws(monkeypatch):
     with mock_aws():
         yield
     reset_clients()
-
-
-@pytest.fixture(scope="session")
-def classifier_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_classifier(directory)
-    return directory
 
 
 @pytest.fixture
@@ -152,16 +133,20 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
     dynamodb = boto3.client("dynamodb")
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
     idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")
-    for name, value in {
-        "ACTUALS_TABLE": actuals,
-        "IDEMPOTENCY_TABLE": idempotency,
-        "MODEL_DIR": str(classifier_dir),
-        "MODEL_NAME": "",
-        "METRICS_NAMESPACE": "ModelWatch",
-        "MIN_LABELED_ROWS": "30",
-        "MAX_INVALID_ROW_PERCENT": "5",
-        "MAX_BATCH_MEGABYTES": "16",
-    }.items():
+    # The batch monitor's environment as template.yaml declares it (Globals merged, parameter
+    # defaults), the table references resolved to the moto tables above. The actuals loader's
+    # variables are a subset of it with the same values.
+    environment = handler_environment(
+        "BatchMonitorFunction", {"ActualsTable": actuals, "IdempotencyTable": idempotency}
+    )
+    loader = handler_environment("ActualsLoaderFunction", {"ActualsTable": actuals})
+    assert loader.items() <= environment.items(), "the actuals loader's environment differs; set it apart"
+    # The model layer's mount point (/opt/model) is the session's test model.
+    environment["MODEL_DIR"] = str(classifier_dir)
+    # Empty, so metrics and reports carry the test model's own name (churn-test), which the
+    # tests check; the template's ModelName default names the sample model instead.
+    environment["MODEL_NAME"] = ""
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return Stack(
         s3=s3,

@@ -11,9 +11,8 @@ import pytest
 from modelwatch.actuals import RequestStats, RetryPolicy, fetch_actuals, write_actuals
 from modelwatch.errors import ActualsFileRejected, ActualsUnavailable
 from tests.events import load_event
-from tests.integration.conftest import BUCKET, LambdaContext, load_handler
-
-pytestmark = pytest.mark.integration
+from tests.integration.conftest import BUCKET, load_handler
+from tests.lambda_context import LambdaContext
 
 
 @pytest.mark.parametrize("rows", [1, 100, 101, 2_345])

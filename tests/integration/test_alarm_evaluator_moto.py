@@ -15,8 +15,6 @@ from moto import mock_aws
 
 from modelwatch.local.alarms import CloudWatchAlarmEvaluator
 
-pytestmark = pytest.mark.integration
-
 REGION = "us-east-1"
 ALARM_NAME = "modelwatch-churn-quality"
 PERIOD = timedelta(minutes=5)

@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -34,8 +33,7 @@ from modelwatch.config import AlertConfig
 from modelwatch.errors import ConfigError, SlackDeliveryError
 from tests.events import load_event
 from tests.integration.conftest import load_handler
-
-pytestmark = pytest.mark.integration
+from tests.lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 SECRET_NAME = "modelwatch/slack-webhook"
@@ -125,25 +123,6 @@ class SlackStandIn:
 
 
 @dataclass
-class LambdaContextStandIn:
-    """The attributes Powertools and the handler read from Lambda's context object."""
-
-    seconds_left: float = 30.0
-    function_name: str = "modelwatch-prod-AlertNotifierFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = (
-        f"arn:aws:lambda:{REGION}:123456789012:function:modelwatch-prod-AlertNotifierFunction"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.seconds_left
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
-@dataclass
 class Notifier:
     app: ModuleType  # a fresh copy of app.py: its notifier is built on the first event
     slack: SlackStandIn
@@ -156,7 +135,9 @@ class Notifier:
 
     def invoke(self, event: dict[str, Any], seconds_left: float = 30.0) -> Any:
         """The Lambda handler, as SNS invokes it."""
-        return self.app.lambda_handler(event, LambdaContextStandIn(seconds_left=seconds_left))
+        return self.app.lambda_handler(
+            event, LambdaContext.of("AlertNotifierFunction", region=REGION, seconds_left=seconds_left)
+        )
 
     def notify_recording_waits(self, event: dict[str, Any], seconds_left: float = 30.0) -> bool:
         """The notifier the handler would build, with waits between attempts recorded, not spent."""
@@ -175,7 +156,7 @@ class Notifier:
             secrets=parameters.SecretsProvider(boto3_client=self.secretsmanager),
             sleep=self.waits_seconds.append,
         )
-        context = LambdaContextStandIn(seconds_left=seconds_left)
+        context = LambdaContext.of("AlertNotifierFunction", region=REGION, seconds_left=seconds_left)
         return notifier.notify(
             event["Records"][0]["Sns"]["Message"],
             time_left_seconds=lambda: context.get_remaining_time_in_millis() / 1000,

@@ -14,10 +14,10 @@ import pytest
 from sklearn import metrics as skm
 
 from tests.events import load_event
-from tests.integration.conftest import LambdaContext, load_handler, s3_event
+from tests.integration.conftest import load_handler, s3_event
+from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
-pytestmark = pytest.mark.integration
 FEATURES = NUMERIC + CATEGORICAL
 
 

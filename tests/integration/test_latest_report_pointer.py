@@ -9,8 +9,6 @@ from moto import mock_aws
 
 from modelwatch.alerts.context import latest_report_key
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def s3(monkeypatch):

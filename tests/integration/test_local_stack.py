@@ -6,6 +6,8 @@ tests fail when the local cloud stops following the template, not when the templ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,17 +15,12 @@ import pytest
 
 from modelwatch.local.cloud import LocalCloud, VirtualClock, slack_secret_parameter
 from modelwatch.local.template import TemplateError
-from tests.model_fixtures import write_classifier
 from tests.template_resources import TEMPLATE_PATH, function_environment, load_template
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("model")
-    write_classifier(directory)
-    return directory
+def model_dir(classifier_dir) -> Path:
+    return classifier_dir  # the session's model (tests/conftest.py): the local cloud only reads it
 
 
 def start(tmp_path: Path, model_dir: Path, **parameters: str) -> LocalCloud:
@@ -34,13 +31,21 @@ def start(tmp_path: Path, model_dir: Path, **parameters: str) -> LocalCloud:
     ).start()
 
 
+@pytest.fixture(scope="module")
+def default_cloud(tmp_path_factory, model_dir) -> Iterator[LocalCloud]:
+    """One local cloud at the template's parameter defaults, for the tests that only read it
+    (starting one costs seconds: an embedded moto server and every template resource)."""
+    with start(tmp_path_factory.mktemp("default-cloud"), model_dir) as cloud:
+        yield cloud
+
+
 def defaults() -> dict[str, str]:
     return {name: str(spec.get("Default", "")) for name, spec in load_template()["Parameters"].items()}
 
 
-def test_resources_get_the_template_names_and_key_schemas(tmp_path, model_dir):
+def test_resources_get_the_template_names_and_key_schemas(default_cloud):
     template = load_template()
-    with start(tmp_path, model_dir, AlertEmail="") as cloud:
+    with nullcontext(default_cloud) as cloud:
         stack = cloud.stack
         # The bucket name is the template's !Sub with the fixed local account, region and stack ID.
         bucket = stack.name_of("IngestBucket")
@@ -78,7 +83,7 @@ def test_functions_get_the_template_environment_with_references_resolved(tmp_pat
         assert environment["AWS_ENDPOINT_URL"] == cloud.endpoint_url
 
 
-def test_s3_triggers_are_the_template_event_filters(tmp_path, model_dir):
+def test_s3_triggers_are_the_template_event_filters(default_cloud):
     template = load_template()
     expected = set()
     for logical_id, resource in template["Resources"].items():
@@ -86,7 +91,7 @@ def test_s3_triggers_are_the_template_event_filters(tmp_path, model_dir):
             if event["Type"] == "S3":
                 rules = event["Properties"]["Filter"]["S3Key"]["Rules"]
                 expected.add((logical_id, next(r["Value"] for r in rules if r["Name"] == "prefix")))
-    with start(tmp_path, model_dir) as cloud:
+    with nullcontext(default_cloud) as cloud:
         assert {(t.function_logical_id, t.prefix) for t in cloud.stack.s3_triggers} == expected
         stored = cloud.clients.s3.get_bucket_notification_configuration(
             Bucket=cloud.stack.name_of("IngestBucket")
@@ -95,10 +100,10 @@ def test_s3_triggers_are_the_template_event_filters(tmp_path, model_dir):
         assert cloud.stack.triggers_for(cloud.stack.name_of("IngestBucket"), "results/x/report.json") == []
 
 
-def test_alarms_come_from_the_template_and_follow_parameter_overrides(tmp_path, model_dir):
+def test_alarms_come_from_the_template_and_follow_parameter_overrides(tmp_path, model_dir, default_cloud):
     template = load_template()
     alarm_ids = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    with start(tmp_path / "a", model_dir) as cloud:
+    with nullcontext(default_cloud) as cloud:
         described = {a["AlarmName"]: a for a in cloud.clients.cloudwatch.describe_alarms()["MetricAlarms"]}
         active = [lid for lid in alarm_ids if "Condition" not in template["Resources"][lid]]
         assert set(active) <= set(cloud.stack.alarms)
@@ -120,8 +125,8 @@ def test_alarms_come_from_the_template_and_follow_parameter_overrides(tmp_path, 
         assert "LogLoss" in alarm.name
 
 
-def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_dir):
-    with start(tmp_path / "none", model_dir, AlertEmail="") as cloud:
+def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_dir, default_cloud):
+    with nullcontext(default_cloud) as cloud:  # AlertEmail's default is ""
         protocols = [s["Protocol"] for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]]
         assert "email" not in protocols
     with start(tmp_path / "set", model_dir, AlertEmail="someone@example.com") as cloud:
@@ -131,11 +136,13 @@ def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_
         ] == [("email", "someone@example.com", cloud.stack.name_of("AlertTopic"))]
 
 
-def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(tmp_path, model_dir):
+def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(
+    tmp_path, model_dir, default_cloud
+):
     parameter = slack_secret_parameter(TEMPLATE_PATH)
     if parameter is None:
         pytest.skip("template.yaml has no Slack notifier yet")
-    with start(tmp_path / "off", model_dir) as cloud:
+    with nullcontext(default_cloud) as cloud:
         assert not [
             s for s in cloud.clients.sns.list_subscriptions()["Subscriptions"] if s["Protocol"] == "lambda"
         ]

@@ -11,22 +11,11 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from modelwatch.cli.main import main as modelwatch
-from tests.integration.conftest import LambdaContext, load_handler, s3_event
+from tests.integration.conftest import load_handler, s3_event
+from tests.lambda_context import LambdaContext
 
-pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles"
 DRIFTED_FEATURES = {"monthly_charges", "support_tickets", "plan"}  # per samplefiles/README.md
-
-
-@pytest.fixture(scope="session")
-def sample_model(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample-model")
-    train = SAMPLES / "classification" / "train.csv"
-    assert (
-        modelwatch(["model", "build", "--train", str(train), "--target", "churned", "--out", str(out)]) == 0
-    )
-    return out
 
 
 def independent_classification_metrics(predictions: pd.DataFrame, actuals: pd.Series) -> dict[str, float]:
@@ -66,9 +55,9 @@ def published(stack, metric: str, at: datetime) -> float:
     return point["Average"]
 
 
-def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch, sample_model):
+def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch, sample_churn_model_dir):
     # Given the sample model, all sample actuals, and a healthy, a drifted and a recovered batch
-    monkeypatch.setenv("MODEL_DIR", str(sample_model))
+    monkeypatch.setenv("MODEL_DIR", str(sample_churn_model_dir))
     monkeypatch.setenv("MODEL_NAME", "churn-classifier")
     actuals = pd.read_csv(SAMPLES / "classification" / "actuals.csv", dtype={"record_id": str})
     stack.put_actuals({row.record_id: int(row.churned) for row in actuals.itertuples()})

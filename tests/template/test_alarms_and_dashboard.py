@@ -17,8 +17,6 @@ from modelwatch.local.alarms import AlarmDefinition
 
 from .conftest import REPO_ROOT, TEMPLATE
 
-pytestmark = pytest.mark.template
-
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "modelwatch-test"
@@ -185,20 +183,6 @@ def test_every_alarm_is_a_simple_metric_alarm_the_local_evaluator_reads(template
         assert alarm.alarm_actions == alarm.ok_actions == (resolver.ref("AlertTopic"),), name
         if alarm.namespace == resolver.values["MetricsNamespace"]:
             assert [("ModelName", resolver.values["ModelName"])] == list(alarm.dimensions), name
-
-
-def test_alarms_on_model_metrics_watch_metrics_the_monitor_publishes(template):
-    # A misspelt metric name leaves an alarm in INSUFFICIENT_DATA (or, for staleness,
-    # in ALARM) forever, and no deployment step complains.
-    code = published_metric_names()
-    for name in alarm_ids(template):
-        properties = template["Resources"][name]["Properties"]
-        if properties["Namespace"] != {"Ref": "MetricsNamespace"}:
-            continue
-        metric = properties["MetricName"]
-        if metric == {"Ref": "QualityMetric"}:
-            continue  # its allowed values are checked against QUALITY_METRICS in test_template.py
-        assert f'"{metric}"' in code, f"{name} watches {metric}, which src/modelwatch does not publish"
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,6 @@ from cfnlint.decode import decode
 
 from .conftest import TEMPLATE, lambda_runtime_sdk_dir, sample_features
 
-pytestmark = pytest.mark.template
-
 # Lambda: a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 MIB = 1024 * 1024

@@ -15,8 +15,6 @@ from modelwatch.metrics import QUALITY_METRICS
 
 from .conftest import REPO_ROOT, TEMPLATE, run, sam_executable, tool_environment
 
-pytestmark = pytest.mark.template
-
 FUNCTIONS = {
     "BatchMonitorFunction": "functions/batch_monitor",
     "ActualsLoaderFunction": "functions/actuals_loader",

@@ -25,8 +25,6 @@ from modelwatch.local.alarms import (
     notification_subject,
 )
 
-pytestmark = pytest.mark.unit
-
 NEWEST = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 THRESHOLD = 0.2
 BREACHING_VALUE = 0.31

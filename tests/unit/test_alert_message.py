@@ -20,8 +20,6 @@ from modelwatch.config import AlertConfig
 from modelwatch.errors import ConfigError
 from tests.events import load_event
 
-pytestmark = pytest.mark.unit
-
 ALARM_NAME = "modelwatch-prod-quality-churn-classifier"
 SLACK_HOSTS = ("hooks.slack.com",)
 

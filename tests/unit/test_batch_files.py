@@ -10,7 +10,6 @@ import pytest
 from modelwatch.batch_files import MISALIGNED_ROWS, detect_format, read_batch
 from modelwatch.errors import BatchRejected
 
-pytestmark = pytest.mark.unit
 LIMIT = 10 * 1024 * 1024
 CSV = "record_id,tenure_months,plan\nr1,12,basic\nr2,,plus\n"
 
@@ -54,7 +53,8 @@ def test_jsonl_and_jsonl_gz():
         ("a.csv.gz", b"\x1f\x8b\x08\x00garbage", "corrupt_gzip", "not a valid gzip"),
         ("a.csv.gz", b"plain text, not gzip", "corrupt_gzip", "not a valid gzip"),
         ("a.parquet", b"PAR1", "unsupported_extension", ".csv, .csv.gz, .jsonl, .jsonl.gz"),
-        ("a.csv.gz", gzip.compress(CSV.encode())[:-12], "corrupt_gzip", "not a valid gzip"),
+        # mtime=0: the same test id in every process (pytest-xdist compares the ids its workers collect)
+        ("a.csv.gz", gzip.compress(CSV.encode(), mtime=0)[:-12], "corrupt_gzip", "not a valid gzip"),
     ],
 )
 def test_unreadable_files_are_rejected_with_an_actionable_reason(key, body, code, words):

@@ -16,8 +16,6 @@ from modelwatch.drift.baseline import QUANTILE_SKETCH_SIZE
 from modelwatch.drift.statistics import KS_EXACT_MAX_SIZE, PSI_EPSILON
 from modelwatch.model_bundle import Feature, ModelMetadata
 
-pytestmark = pytest.mark.unit
-
 THRESHOLD = 0.2
 MIN_ROWS = 200
 PLANS = ["basic", "plus", "pro", "team"]

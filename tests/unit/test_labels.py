@@ -5,8 +5,6 @@ import pytest
 
 from modelwatch.labels import LabelNormaliser
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("raw", [1, 1.0, "1", " 1 ", "1.0", Decimal("1"), Decimal("1.00"), np.int64(1), True])
 def test_numeric_classes_match_by_value(raw):

@@ -6,8 +6,6 @@ from sklearn import metrics as skm
 
 from modelwatch.metrics import PER_ROW_METRICS, classification_metrics, regression_metrics
 
-pytestmark = pytest.mark.unit
-
 
 def test_binary_classification_metrics_equal_scikit_learn():
     rng = np.random.default_rng(3)

@@ -32,8 +32,6 @@ from modelwatch.modeling import ColumnOptions, build_model, package_model
 from modelwatch.modeling.dataset import infer_feature_type, infer_task
 from modelwatch.modeling.evaluation import probe_accepts_missing
 
-pytestmark = pytest.mark.unit
-
 FEATURES = ["age", "balance", "visits", "segment", "country"]
 
 

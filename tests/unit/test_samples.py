@@ -20,8 +20,6 @@ from sklearn.metrics import accuracy_score, mean_absolute_error
 from modelwatch.model_bundle import load_bundle
 from modelwatch.modeling import ColumnOptions, build_model
 
-pytestmark = pytest.mark.unit
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = REPO_ROOT / "samplefiles"
 HEALTHY_CHURN_BATCHES = (1, 2, 3, 4, 10, 11, 12)
@@ -101,10 +99,8 @@ def test_churn_batches_follow_the_data_contract():
 
 
 @pytest.fixture(scope="module")
-def churn_model(tmp_path_factory: pytest.TempPathFactory):
-    model_dir = tmp_path_factory.mktemp("churn-model")
-    build_model(SAMPLES / "classification" / "train.csv", ColumnOptions(target="churned"), model_dir)
-    return load_bundle(model_dir)
+def churn_model(sample_churn_model_dir: Path):
+    return load_bundle(sample_churn_model_dir)
 
 
 def churn_error_rates(bundle) -> dict[int, float]:

@@ -9,8 +9,6 @@ from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import Feature, ModelMetadata
 from modelwatch.validation import validate_batch
 
-pytestmark = pytest.mark.unit
-
 
 def metadata(accepts_missing=True):
     return ModelMetadata(

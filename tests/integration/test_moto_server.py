@@ -21,8 +21,6 @@ from modelwatch.errors import UserError
 from modelwatch.local.moto_server import start_moto_server
 from modelwatch.local.moto_tuning import DynamoDBSerializer
 
-pytestmark = pytest.mark.unit
-
 REGION = "us-east-1"
 # Every AttributeValue member, nested and at the top level, binary included.
 ITEM = {
