@@ -18,6 +18,10 @@ to alarm state"):
   It takes the evaluation time as an argument so replays can run on virtual time. Its
   periods form CloudWatch's default sliding window ("Alarm evaluation window"): the newest
   one ends at the evaluation minute, not at a multiple of the period.
+
+Longer than the package's usual ~450 lines on purpose: the evaluator is one algorithm
+(CloudWatch's semantics, both missing-data tables and the evaluation range) that must be
+read whole; the parts outside it (reading metrics, publishing state changes) are short.
 """
 
 from __future__ import annotations

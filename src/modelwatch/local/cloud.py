@@ -9,6 +9,10 @@ the end-to-end tests drive. Two clocks:
 - real (`local up`): a background loop lists the buckets' object versions every second
   (the AWS CLI talks to moto directly, so polling is how uploads are noticed), delivers
   one event per new version as S3 does, and evaluates the alarms every few seconds.
+
+Longer than the package's usual ~450 lines on purpose: it is the one place that wires
+the local cloud's parts together (server, stack, runtime, alarms, SNS receivers, the
+upload loop); split, a reader would follow each start and stop across files.
 """
 
 from __future__ import annotations
