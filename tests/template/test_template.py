@@ -86,21 +86,6 @@ def test_quality_metric_parameter_offers_exactly_the_metrics_the_monitor_publish
     assert template["Parameters"]["QualityMetric"]["Default"] in QUALITY_METRICS
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_every_environment_variable_a_function_gets_is_read_by_its_code(template, function):
-    # A misspelt name in the template would silently leave the code on its default.
-    shipped_code = "\n".join(
-        path.read_text(encoding="utf-8")
-        for path in [
-            REPO_ROOT / FUNCTIONS[function] / "app.py",
-            *sorted((REPO_ROOT / "src/modelwatch").glob("*.py")),
-        ]
-    )
-    variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
-    unread = [name for name in variables if f'"{name}"' not in shipped_code]
-    assert not unread, f"{function} sets {unread}, which no shipped module reads"
-
-
 def policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     statements = []
     for name in FUNCTIONS:
