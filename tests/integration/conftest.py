@@ -134,13 +134,15 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
     idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")
     # The batch monitor's environment as template.yaml declares it (Globals merged, parameter
-    # defaults), the table references resolved to the moto tables above. The actuals loader's
-    # variables are a subset of it with the same values.
+    # defaults), the table references resolved to the moto tables above, plus the actuals
+    # loader's own; where both functions set a variable, they set the same value.
     environment = handler_environment(
         "BatchMonitorFunction", {"ActualsTable": actuals, "IdempotencyTable": idempotency}
     )
     loader = handler_environment("ActualsLoaderFunction", {"ActualsTable": actuals})
-    assert loader.items() <= environment.items(), "the actuals loader's environment differs; set it apart"
+    shared = loader.keys() & environment.keys()
+    assert all(loader[name] == environment[name] for name in shared), "the functions' environments differ"
+    environment.update(loader)
     # The model layer's mount point (/opt/model) is the session's test model.
     environment["MODEL_DIR"] = str(classifier_dir)
     # Empty, so metrics and reports carry the test model's own name (churn-test), which the
