@@ -53,7 +53,14 @@ SIMPLE_ALARM_FIELDS = (
     "TreatMissingData",
 )
 # Where the metric names the monitor publishes are spelt out.
-PUBLISHING_MODULES = ("monitor.py", "drift.py", "metrics.py", "publishing.py", "actuals_loading.py")
+PUBLISHING_MODULES = (
+    "monitor.py",
+    "scoring.py",
+    "drift/comparison.py",
+    "metrics.py",
+    "publishing.py",
+    "actuals_loading.py",
+)
 
 
 @pytest.fixture(scope="module")
