@@ -1,6 +1,6 @@
 """Peak memory of the actuals loader on a large actuals file, against moto in-process.
 
-    .venv/bin/python scripts/measure_actuals_load.py [--megabytes 64] [--gzip]
+    .venv/bin/python scripts/measure_actuals_load.py [--megabytes 64] [--gzip] [--server]
 
 Writes a CSV of about --megabytes (record_id, label, observed_at; every id distinct, the
 labels the classes "yes"/"no"), then loads it in a fresh child process with the loader
@@ -9,6 +9,9 @@ and DynamoDB through moto in the same process) and prints the child's peak RSS
 (resource.getrusage), the time and the BatchWriteItem requests. moto keeps every item
 in that process too, so both figures include its copy of the table; the peak RSS after
 setup (file uploaded, nothing loaded) is printed beside it for that reason.
+
+With --server, moto runs as the embedded server of the local cloud (another process),
+so the child's peak RSS is the loader's alone.
 
 To measure an older version, run it with PYTHONPATH pointing at that version's src/.
 """
@@ -54,7 +57,9 @@ def write_file(path: Path, megabytes: int, compressed: bool) -> int:
     return rows
 
 
-def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
+def child(path: Path, model_dir: Path, max_megabytes: int, server: bool) -> None:
+    import contextlib
+
     import boto3
     from moto import mock_aws
 
@@ -70,7 +75,13 @@ def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
             "MAX_ACTUALS_MEGABYTES": str(max_megabytes),
         }
     )
-    with mock_aws():
+    embedded = None
+    if server:
+        from modelwatch.local.moto_server import start_moto_server
+
+        embedded = start_moto_server()
+        os.environ["AWS_ENDPOINT_URL"] = embedded.endpoint_url
+    with mock_aws() if embedded is None else contextlib.nullcontext():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         boto3.client("dynamodb").create_table(
@@ -91,6 +102,8 @@ def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
         seconds = time.perf_counter() - started
         pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=TABLE, Select="COUNT")
         items = sum(page["Count"] for page in pages)
+    if embedded is not None:
+        embedded.stop()
     print(
         json.dumps(
             {
@@ -109,11 +122,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=64)
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--server", action="store_true", help="moto in another process (the local cloud's)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        child(arguments.child, arguments.model_dir, arguments.megabytes + 1)
+        child(arguments.child, arguments.model_dir, arguments.megabytes + 1, arguments.server)
         return 0
     with tempfile.TemporaryDirectory(prefix="measure-actuals-") as directory:
         folder = Path(directory)
@@ -144,6 +158,7 @@ def main() -> int:
                 str(model_dir),
                 "--megabytes",
                 str(arguments.megabytes),
+                *(["--server"] if arguments.server else []),
             ],
             capture_output=True,
             text=True,
