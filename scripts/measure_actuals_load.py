@@ -14,6 +14,10 @@ With --server, moto runs as the embedded server of the local cloud (another proc
 so the child's peak RSS is the loader's alone.
 
 To measure an older version, run it with PYTHONPATH pointing at that version's src/.
+
+Measured (64 MB, 1,740,000 rows, 69,600 BatchWriteItem requests either way): with
+--server, 747 MB peak RSS reading the whole file before, 223 MB streaming (215 MB of
+it imports); in-process, 3,260 MB before and 3,334 MB after, nearly all moto's items.
 """
 
 from __future__ import annotations
