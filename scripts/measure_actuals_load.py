@@ -1,6 +1,6 @@
 """Peak memory of the actuals loader on a large actuals file, against moto in-process.
 
-    .venv/bin/python scripts/measure_actuals_load.py [--megabytes 64] [--gzip]
+    .venv/bin/python scripts/measure_actuals_load.py [--megabytes 64] [--gzip] [--server]
 
 Writes a CSV of about --megabytes (record_id, label, observed_at; every id distinct, the
 labels the classes "yes"/"no"), then loads it in a fresh child process with the loader
@@ -10,7 +10,14 @@ and DynamoDB through moto in the same process) and prints the child's peak RSS
 in that process too, so both figures include its copy of the table; the peak RSS after
 setup (file uploaded, nothing loaded) is printed beside it for that reason.
 
+With --server, moto runs as the embedded server of the local cloud (another process),
+so the child's peak RSS is the loader's alone.
+
 To measure an older version, run it with PYTHONPATH pointing at that version's src/.
+
+Measured (64 MB, 1,740,000 rows, 69,600 BatchWriteItem requests either way): with
+--server, 747 MB peak RSS reading the whole file before, 223 MB streaming (215 MB of
+it imports); in-process, 3,260 MB before and 3,334 MB after, nearly all moto's items.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ def write_file(path: Path, megabytes: int, compressed: bool) -> int:
     return rows
 
 
-def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
+def child(path: Path, model_dir: Path, max_megabytes: int, server: bool) -> None:
+    import contextlib
+
     import boto3
     from moto import mock_aws
 
@@ -70,7 +79,13 @@ def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
             "MAX_ACTUALS_MEGABYTES": str(max_megabytes),
         }
     )
-    with mock_aws():
+    embedded = None
+    if server:
+        from modelwatch.local.moto_server import start_moto_server
+
+        embedded = start_moto_server()
+        os.environ["AWS_ENDPOINT_URL"] = embedded.endpoint_url
+    with mock_aws() if embedded is None else contextlib.nullcontext():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         boto3.client("dynamodb").create_table(
@@ -91,6 +106,8 @@ def child(path: Path, model_dir: Path, max_megabytes: int) -> None:
         seconds = time.perf_counter() - started
         pages = boto3.client("dynamodb").get_paginator("scan").paginate(TableName=TABLE, Select="COUNT")
         items = sum(page["Count"] for page in pages)
+    if embedded is not None:
+        embedded.stop()
     print(
         json.dumps(
             {
@@ -109,11 +126,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=64)
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--server", action="store_true", help="moto in another process (the local cloud's)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        child(arguments.child, arguments.model_dir, arguments.megabytes + 1)
+        child(arguments.child, arguments.model_dir, arguments.megabytes + 1, arguments.server)
         return 0
     with tempfile.TemporaryDirectory(prefix="measure-actuals-") as directory:
         folder = Path(directory)
@@ -144,6 +162,7 @@ def main() -> int:
                 str(model_dir),
                 "--megabytes",
                 str(arguments.megabytes),
+                *(["--server"] if arguments.server else []),
             ],
             capture_output=True,
             text=True,
