@@ -127,6 +127,7 @@ class BatchMonitor:
             )
             watch.lap("write")
             report = self._scored_report(batch, validated, event_time, measured, stats.requests, outputs)
+            report.uploaded_at = upload_time.isoformat()
         except BatchRejected as rejection:
             # Codes and positions only: the reason may quote cell values (personal data).
             logger.warning("batch rejected", extra={"code": rejection.code, "detail": rejection.log_safe})
@@ -190,6 +191,7 @@ class BatchMonitor:
             model=self.model,
             processed_at=self.clock().isoformat(),
             event_time=event_time.moment.isoformat(),
+            uploaded_at="",
             # A backfill too old (or too far ahead) for CloudWatch publishes nothing.
             published=measured.published if event_time.live else {},
             scored=Scored(
@@ -227,6 +229,7 @@ class BatchMonitor:
             model=self.model,
             processed_at=self.clock().isoformat(),
             event_time=stamp.isoformat(),
+            uploaded_at=upload_time.isoformat(),
             # A failed batch publishes nothing: the function's error alarm reports it.
             published={"BatchesRejected": MetricValue(1.0)} if status == "rejected" else {},
             rejection=Rejection(rejection.reason, rejection.code, dict(rejection.details)),

@@ -68,6 +68,8 @@ class BatchReport:
     model: ModelIdentity
     processed_at: str
     event_time: str
+    # When the object version was uploaded (S3 LastModified); orders versions of a key.
+    uploaded_at: str
     # The datapoints this batch publishes (names in report.json, values in CloudWatch).
     published: dict[str, MetricValue] = field(default_factory=dict)
     scored: Scored | None = None
@@ -81,6 +83,7 @@ class BatchReport:
             "model": asdict(self.model),
             "processed_at": self.processed_at,
             "event_time": self.event_time,
+            "uploaded_at": self.uploaded_at,
         }
         if self.scored is not None:
             document.update(asdict(self.scored))

@@ -124,14 +124,37 @@ class ResultStore:
     def write_report(self, batch: BatchObject, report: dict[str, Any]) -> None:
         self._put_json(batch.bucket, batch.report_key, report)
         # A pointer to the newest report, so an alert can link it with one GET instead
-        # of listing every report under results/.
+        # of listing every report under results/. Newest by upload time, not by
+        # processing order: a retried or redelivered older version must not replace it.
+        # (Two versions processed at the same instant can still race; the pointer is a
+        # convenience for links, and each report stays in its own place.)
+        pointer_key = f"{RESULTS_PREFIX}{LATEST_REPORT_POINTER}"
+        current = self._read_json(batch.bucket, pointer_key)
+        uploaded_at = str(report.get("uploaded_at", ""))
+        if current and _later(str(current.get("uploaded_at", "")), uploaded_at):
+            return
         latest = {
             "key": batch.key,
+            "version_id": batch.version_id,
             "report": batch.report_key,
             "status": report["status"],
             "event_time": report["event_time"],
+            "uploaded_at": uploaded_at,
         }
-        self._put_json(batch.bucket, f"{RESULTS_PREFIX}{LATEST_REPORT_POINTER}", latest)
+        self._put_json(batch.bucket, pointer_key, latest)
+
+    def _read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as problem:
+            if problem.response.get("Error", {}).get("Code", "") in MISSING_OBJECT_CODES:
+                return None
+            raise
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None  # a damaged pointer is replaced
+        return document if isinstance(document, dict) else None
 
     def _put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         self.s3.put_object(
@@ -140,3 +163,11 @@ class ResultStore:
             ContentType="application/json",
             Body=json.dumps(document, indent=2, default=str).encode("utf-8"),
         )
+
+
+def _later(first: str, second: str) -> bool:
+    """Whether ISO time ``first`` is after ``second`` (an unreadable time is never later)."""
+    try:
+        return datetime.fromisoformat(first) > datetime.fromisoformat(second)
+    except ValueError:
+        return False

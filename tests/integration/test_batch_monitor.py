@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus, unquote_plus
 
@@ -14,7 +15,7 @@ import pytest
 from sklearn import metrics as skm
 
 from tests.events import load_event
-from tests.integration.conftest import load_handler, s3_event
+from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
@@ -241,6 +242,8 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
         "report": report_key,
         "status": "rejected",
         "event_time": report["event_time"],
+        "version_id": report["batch"]["version_id"],
+        "uploaded_at": report["uploaded_at"],
     }
 
 
@@ -459,3 +462,27 @@ def test_semicolon_separated_batch_is_scored_and_the_report_says_how_it_was_read
     error_rate, _, _, _ = expected_error_rate(stack, frame, labeled_ids)
     assert report["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
     assert any(item["constraint_check_type"] == "delimiter" for item in report["data_quality"])
+
+
+def test_an_older_version_processed_late_never_takes_back_latest_json(stack):
+    # Given two versions of one key, uploaded a second apart (S3 times are to the second)
+    key = "incoming/overwritten.csv"
+    body, _, _ = labeled_batch(stack, 40, seed=31, prefix="v")
+    stack.put(key, body)
+    older = stack.s3.head_object(Bucket=BUCKET, Key=key)["VersionId"]
+    time.sleep(1.1)
+    stack.put(key, body.replace("web", "app"))
+    newer = stack.s3.head_object(Bucket=BUCKET, Key=key)["VersionId"]
+    handler = load_handler("batch_monitor")
+
+    def deliver(version: str) -> None:
+        event = s3_event(key)
+        event["Records"][0]["s3"]["object"]["versionId"] = version
+        handler.lambda_handler(event, LambdaContext())
+
+    # When the newer version's event is processed first and the older one's after it
+    deliver(newer)
+    deliver(older)
+    # Then the pointer still names the newer version
+    pointer = json.loads(stack.read("results/latest.json"))
+    assert pointer["version_id"] == newer and pointer["key"] == key
