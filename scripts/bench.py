@@ -55,6 +55,7 @@ def bench_data(id_column: str, actuals: list[tuple[str, Any, str | None]]) -> tu
 def main() -> int:
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.config import MonitorConfig
+    from modelwatch.ledger import BatchLedger
     from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
     from modelwatch.monitor import BatchMonitor, dynamodb_actuals
@@ -69,19 +70,21 @@ def main() -> int:
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",
             "ACTUALS_TABLE": "bench-actuals",
-            "IDEMPOTENCY_TABLE": "bench-idempotency",  # MonitorConfig requires it; unused here
+            "LEDGER_TABLE": "bench-ledger",
             "MODEL_DIR": str(MODEL_DIR),
         }
     )
     try:
         s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
         s3.create_bucket(Bucket=BUCKET)
-        dynamodb.create_table(
-            TableName="bench-actuals",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}],
-        )
+        for table in ("bench-actuals", "bench-ledger"):
+            key_name = "record_id" if table == "bench-actuals" else "id"
+            dynamodb.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": key_name, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key_name, "AttributeType": "S"}],
+            )
         metadata = load_bundle(MODEL_DIR).metadata
         actuals = read_actuals_file(
             (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
@@ -111,7 +114,9 @@ def main() -> int:
         }
         results = {}
         for name, reader in readers.items():
-            monitor = BatchMonitor(config, bundle, store, reader, cloudwatch)
+            monitor = BatchMonitor(
+                config, bundle, store, reader, cloudwatch, BatchLedger(dynamodb, "bench-ledger")
+            )
             key = f"incoming/bench-{name.split()[0]}.csv"
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
             started = time.perf_counter()

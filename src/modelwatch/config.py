@@ -65,7 +65,7 @@ class MonitorConfig:
 
     model_dir: Path
     actuals_table: str
-    idempotency_table: str
+    ledger_table: str
     model_name: str  # the CloudWatch ModelName dimension; empty means metadata.json's name
     metrics_namespace: str
     min_labeled_rows: int
@@ -83,8 +83,8 @@ class MonitorConfig:
         return cls(
             model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
             actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
-            idempotency_table=required_setting(
-                "IDEMPOTENCY_TABLE", "the DynamoDB table that remembers processed batch versions", env
+            ledger_table=required_setting(
+                "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
             ),
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),

@@ -5,19 +5,24 @@
 - ``ok``: scored, measured, written, published;
 - ``rejected``: bad input (or the model failing on it). The report says why and what
   to do; the only datapoint is BatchesRejected;
+- ``duplicate``: the same bytes as an earlier version of the key (``modelwatch.ledger``).
+  The report names that version; nothing is published;
 - AWS trouble (throttling, S3 errors) raises before any report, so Lambda retries the
   event and its dead-letter queue keeps it if the retries run out;
 - a defect in modelwatch writes a ``failed`` report that says so, publishes nothing,
   and raises: the function's error alarm fires, and the event is retried, then kept.
 
-Order of effects, all in ``process``: S3 GetObject; DynamoDB BatchGetItem; S3 PutObject
-of the predictions; S3 PutObject of report.json and results/latest.json; CloudWatch
-PutMetricData. Metrics go last and in one call, so a failure before them leaves no
-partial metrics, and a retry overwrites the files it already wrote.
+Order of effects, all in ``process``: S3 GetObject; the ledger claim (DynamoDB
+UpdateItem); DynamoDB BatchGetItem; S3 PutObject of the predictions; S3 PutObject of
+report.json, the key's newest report and results/latest.json; the ledger's publish mark;
+CloudWatch PutMetricData. Metrics go last and in one call, so a failure before them
+leaves no partial metrics, a retry overwrites the files it already wrote, and the mark
+keeps a retry after a successful PutMetricData from publishing again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +37,7 @@ from modelwatch.batch_files import read_batch
 from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, resolve_event_time
+from modelwatch.ledger import BatchLedger, Claim, content_digest
 from modelwatch.metrics import MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.publishing import cloudwatch_accepts, metric_data, publish_metrics
@@ -76,6 +82,7 @@ class BatchMonitor:
         store: ResultStore,
         read_actuals: ActualsReader,
         cloudwatch: Any,
+        ledger: BatchLedger,
         clock: Callable[[], datetime] | None = None,
     ):
         self.config = config
@@ -83,6 +90,7 @@ class BatchMonitor:
         self.store = store
         self.read_actuals = read_actuals
         self.cloudwatch = cloudwatch
+        self.ledger = ledger
         self.clock = clock or (lambda: datetime.now(UTC))
         self.scorer = Scorer(bundle, config.min_labeled_rows, config.drift_threshold)
         self.model = ModelIdentity(config.model_name or bundle.metadata.name, bundle.metadata.version)
@@ -99,15 +107,23 @@ class BatchMonitor:
             store=ResultStore(client("s3")),
             read_actuals=dynamodb_actuals(client("dynamodb"), config.actuals_table),
             cloudwatch=client("cloudwatch"),
+            ledger=BatchLedger(client("dynamodb"), config.ledger_table),
         )
 
     def process(self, batch: BatchObject) -> BatchReport:
         watch = Stopwatch()
         now = self.clock()
         upload_time = now
+        claim: Claim | None = None
         try:
             file = self.store.read_batch(batch, self.config.max_batch_bytes)
             upload_time = file.upload_time
+            # An event without a version (a bucket without versioning, a hand-made
+            # event) is the version read.
+            batch = dataclasses.replace(batch, version_id=batch.version_id or file.version_id)
+            claim = self.ledger.claim(batch, content_digest(file.body), self._model_key)
+            if claim.duplicate_of is not None:
+                return self._duplicate(batch, claim.duplicate_of, upload_time, now, watch)
             watch.lap("s3_read")
             frame = read_batch(file.body, batch.key, self.config.max_batch_bytes)
             validated = self._validate(frame, batch.key)
@@ -149,12 +165,58 @@ class BatchMonitor:
             raise
         report.timings_ms = watch.total()
         self.store.write_report(batch, report.to_dict())
-        if report.published:
+        if claim is None:
+            # Rejected before its bytes were read (deleted, too large): the version is the content.
+            claim = self.ledger.claim(batch, f"unread:{batch.version_id or batch.etag}", self._model_key)
+        self._publish_once(claim, report)
+        return report
+
+    def _publish_once(self, claim: Claim, report: BatchReport) -> None:
+        if not report.published or not self.ledger.mark_published(claim):
+            return  # nothing to publish, or an earlier attempt published it
+        try:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
                 metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time)),
             )
+        except Exception:
+            self.ledger.unmark_published(claim)  # so the retry publishes
+            raise
+
+    @property
+    def _model_key(self) -> str:
+        """The model part of the ledger's identity: after a new model version, the same
+        bytes are a new batch (scored by the new model)."""
+        return f"{self.model.name}@{self.model.version}"
+
+    def _duplicate(
+        self,
+        batch: BatchObject,
+        original: BatchObject,
+        upload_time: datetime,
+        now: datetime,
+        watch: Stopwatch,
+    ) -> BatchReport:
+        logger.info("duplicate of an earlier version", extra={"duplicate_of": original.version_id})
+        stamp = upload_time if cloudwatch_accepts(upload_time, now) else now
+        report = BatchReport(
+            status="duplicate",
+            batch=batch,
+            model=self.model,
+            processed_at=self.clock().isoformat(),
+            event_time=stamp.isoformat(),
+            uploaded_at=upload_time.isoformat(),
+            duplicate_of={
+                "version_id": original.version_id,
+                "report": f"s3://{original.bucket}/{original.report_key}",
+                "note": "the same bytes as this earlier version of the key: counted once, with that "
+                "version's results and metrics; nothing was published for this one",
+            },
+        )
+        report.timings_ms = watch.total()
+        # Only this version's report: the key's newest report keeps the original's results.
+        self.store.write_report(batch, report.to_dict(), newest=False)
         return report
 
     # -- steps ----------------------------------------------------------------------------

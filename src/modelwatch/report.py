@@ -5,6 +5,8 @@ A batch ends in exactly one report:
 - ``ok``: scored; ``scored`` says what was measured;
 - ``rejected``: the file cannot be scored (bad input, a deleted object, the model's own
   failure on it); ``rejection`` says why and what to do, in words a person can act on;
+- ``duplicate``: the same bytes as an earlier version of the key, already counted;
+  ``duplicate_of`` names that version and its report;
 - ``failed``: a defect in modelwatch itself. The report says so, and the function
   raises, so the error alarm fires and Lambda retries (then the dead-letter queue
   keeps the event).
@@ -21,7 +23,7 @@ from typing import Any, Literal
 from modelwatch.metrics import MetricValue
 from modelwatch.results import BatchObject
 
-Status = Literal["ok", "rejected", "failed"]
+Status = Literal["ok", "rejected", "duplicate", "failed"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class BatchReport:
     published: dict[str, MetricValue] = field(default_factory=dict)
     scored: Scored | None = None
     rejection: Rejection | None = None
+    duplicate_of: dict[str, str] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +92,9 @@ class BatchReport:
             document.update(asdict(self.scored))
         if self.rejection is not None:
             document.update(asdict(self.rejection))
+            document["metrics"] = {}
+        if self.duplicate_of is not None:
+            document["duplicate_of"] = self.duplicate_of
             document["metrics"] = {}
         document["metrics_published"] = list(self.published)
         document["timings_ms"] = self.timings_ms

@@ -3,10 +3,18 @@
 Layout, in the batch's bucket (never under incoming/, so an output cannot trigger the
 function again)::
 
-    incoming/<path>                       the batch (read at the version the event announced)
-    results/<path>/predictions.csv.gz     id, prediction, probability, actual, pass-through columns
-    results/<path>/report.json            see modelwatch.report
-    results/latest.json                   pointer to the newest report (alerts link it)
+    incoming/<path>                                   the batch (read at the version announced)
+    results/<path>/versions/<version>/report.json     see modelwatch.report
+    results/<path>/versions/<version>/predictions.csv.gz
+                                                      id, prediction, probability, actual, pass-through
+    results/<path>/report.json                        a copy of the newest version's report
+    results/latest.json                               pointer to the newest report (alerts link it)
+
+Every object version keeps its own results: a changed file uploaded to the same key is a
+new batch and never overwrites the earlier version's. "Newest" is by upload time (S3
+LastModified), not by processing order, so a retried or redelivered older version never
+takes the key's report or ``latest.json`` back. (``<version>`` is ``null`` in a bucket
+without versioning, where a changed file replaces the earlier results.)
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ MISSING_OBJECT_CODES = ("NoSuchKey", "404", "NoSuchVersion")
 # S3 keys are at most 1,024 bytes of UTF-8. A batch key near that limit would give
 # result keys over it (and a batch with no report), so a results prefix longer than
 # this is shortened, keeping a hash of the whole key so two long keys never share one.
-MAX_RESULTS_PREFIX_BYTES = 1024 - 64
+# The room left is for versions/<version id>/ and the file names.
+MAX_RESULTS_PREFIX_BYTES = 1024 - 128
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class BatchObject:
     key: str
     version_id: str = ""  # set when the bucket is versioned: read exactly the version announced
     etag: str = ""
+    # S3's order of the events of one key (hex; compared after left-padding). It breaks
+    # ties between versions uploaded within the same second, S3's LastModified resolution.
+    sequencer: str = ""
 
     @property
     def results_prefix(self) -> str:
@@ -54,12 +66,22 @@ class BatchObject:
         return f"{RESULTS_PREFIX}{head}~{digest}/"
 
     @property
+    def version_prefix(self) -> str:
+        return f"{self.results_prefix}versions/{self.version_id or 'null'}/"
+
+    @property
     def report_key(self) -> str:
-        return self.results_prefix + "report.json"
+        """This version's report."""
+        return self.version_prefix + "report.json"
 
     @property
     def predictions_key(self) -> str:
-        return self.results_prefix + "predictions.csv.gz"
+        return self.version_prefix + "predictions.csv.gz"
+
+    @property
+    def newest_report_key(self) -> str:
+        """The report of the key's newest version (a copy, replaced only by a newer upload)."""
+        return self.results_prefix + "report.json"
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class BatchFile:
     body: bytes
     upload_time: datetime
     batch_time: str | None  # the object metadata ``batch-time``, when the uploader set it
+    version_id: str  # the version read ("null" in a bucket without versioning)
 
 
 class ResultStore:
@@ -102,6 +125,7 @@ class ResultStore:
             body=response["Body"].read(),
             upload_time=modified.replace(tzinfo=UTC) if modified.tzinfo is None else modified.astimezone(UTC),
             batch_time=metadata.get("batch-time"),
+            version_id=response.get("VersionId") or "null",
         )
 
     def write_predictions(self, batch: BatchObject, table: pd.DataFrame) -> dict[str, str]:
@@ -121,27 +145,38 @@ class ResultStore:
             "report": f"s3://{batch.bucket}/{batch.report_key}",
         }
 
-    def write_report(self, batch: BatchObject, report: dict[str, Any]) -> None:
+    def write_report(self, batch: BatchObject, report: dict[str, Any], *, newest: bool = True) -> None:
+        """This version's report; then, unless ``newest`` is False (a duplicate), the key's
+        report and ``results/latest.json`` if no newer upload holds them already."""
         self._put_json(batch.bucket, batch.report_key, report)
-        # A pointer to the newest report, so an alert can link it with one GET instead
-        # of listing every report under results/. Newest by upload time, not by
-        # processing order: a retried or redelivered older version must not replace it.
-        # (Two versions processed at the same instant can still race; the pointer is a
-        # convenience for links, and each report stays in its own place.)
-        pointer_key = f"{RESULTS_PREFIX}{LATEST_REPORT_POINTER}"
-        current = self._read_json(batch.bucket, pointer_key)
-        uploaded_at = str(report.get("uploaded_at", ""))
-        if current and _later(str(current.get("uploaded_at", "")), uploaded_at):
+        if not newest:
             return
+        order = (str(report.get("uploaded_at", "")), batch.sequencer)
+        self._replace_unless_newer(batch.bucket, batch.newest_report_key, report, order)
+        # A pointer to the newest report of all, so an alert can link it with one GET
+        # instead of listing every report under results/. (Two versions processed at
+        # the same instant can still race; the pointer is a convenience for links, and
+        # each report stays in its own place.)
         latest = {
             "key": batch.key,
             "version_id": batch.version_id,
             "report": batch.report_key,
             "status": report["status"],
             "event_time": report["event_time"],
-            "uploaded_at": uploaded_at,
+            "uploaded_at": order[0],
+            "sequencer": batch.sequencer,
         }
-        self._put_json(batch.bucket, pointer_key, latest)
+        self._replace_unless_newer(batch.bucket, f"{RESULTS_PREFIX}{LATEST_REPORT_POINTER}", latest, order)
+
+    def _replace_unless_newer(
+        self, bucket: str, key: str, document: dict[str, Any], order: tuple[str, str]
+    ) -> None:
+        current = self._read_json(bucket, key)
+        if current:
+            sequencer = current.get("sequencer", current.get("batch", {}).get("sequencer", ""))
+            if _later((str(current.get("uploaded_at", "")), str(sequencer)), order):
+                return
+        self._put_json(bucket, key, document)
 
     def _read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:
@@ -165,9 +200,14 @@ class ResultStore:
         )
 
 
-def _later(first: str, second: str) -> bool:
-    """Whether ISO time ``first`` is after ``second`` (an unreadable time is never later)."""
+def _later(first: tuple[str, str], second: tuple[str, str]) -> bool:
+    """Whether upload ``first`` (ISO time, sequencer) is after ``second``. The sequencer
+    decides a tie of times when both have one; an unreadable time is never later."""
     try:
-        return datetime.fromisoformat(first) > datetime.fromisoformat(second)
+        first_time, second_time = datetime.fromisoformat(first[0]), datetime.fromisoformat(second[0])
     except ValueError:
         return False
+    if first_time != second_time or not (first[1] and second[1]):
+        return first_time > second_time
+    width = max(len(first[1]), len(second[1]))
+    return first[1].zfill(width).upper() > second[1].zfill(width).upper()

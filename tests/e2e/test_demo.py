@@ -33,4 +33,6 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     assert any("ALARM" in json.dumps(message) and "ErrorRate" in json.dumps(message) for message in slack)
 
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((out / "results").rglob("report.json"))) == 12
+    # One report per batch version, and a copy as each key's newest report
+    assert len(list((out / "results").glob("*/versions/*/report.json"))) == 12
+    assert len(list((out / "results").glob("*/report.json"))) == 12

@@ -83,7 +83,8 @@ def test_a_degrading_model_reaches_the_on_call_person_by_email_and_slack(tmp_pat
             predictions = pd.read_csv(
                 io.BytesIO(
                     cloud.clients.s3.get_object(
-                        Bucket=stack.name_of("IngestBucket"), Key=f"results/{path.name}/predictions.csv.gz"
+                        Bucket=stack.name_of("IngestBucket"),
+                        Key=result.report["outputs"]["predictions"].split("/", 3)[3],
                     )["Body"].read()
                 ),
                 compression="gzip",
@@ -204,12 +205,16 @@ def test_local_up_delivers_one_event_per_version_of_a_key_overwritten_within_a_s
             }
         # Then the batch monitor gets one event per version, and each read the version it named
         wait_for(lambda: sum(i.function == "BatchMonitorFunction" for i in cloud.runtime.invocations) >= 2)
-        versions = outside.list_object_versions(Bucket=bucket, Prefix="results/quick.csv/report.json")
+        # (each version's results have their own place: results/quick.csv/versions/<id>/)
+        wait_for(lambda: len(report_keys(outside, bucket, "results/quick.csv/versions/")) >= 2)
         reports = [
-            json.loads(
-                outside.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
-            )
-            for v in versions["Versions"]
+            json.loads(outside.get_object(Bucket=bucket, Key=key)["Body"].read())
+            for key in report_keys(outside, bucket, "results/quick.csv/versions/")
         ]
         assert len(uploaded) == 2
         assert {report["batch"]["version_id"]: report["rows"] for report in reports} == uploaded
+
+
+def report_keys(s3, bucket: str, prefix: str) -> list[str]:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return [item["Key"] for item in listed if item["Key"].endswith("/report.json")]

@@ -62,7 +62,10 @@ def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tm
     assert [b["key"] for b in document["batches"]] == [f"incoming/{p.name}" for p in batch_paths]
     truth = dict(zip(actuals["record_id"], actuals["churned"], strict=True))
     for batch, path in zip(document["batches"], batch_paths, strict=True):
-        with gzip.open(results_dir / path.name / "predictions.csv.gz", "rt") as handle:
+        # The key's report names its version's predictions (results/<key>/versions/<id>/).
+        report = json.loads((results_dir / path.name / "report.json").read_text())
+        predictions_key = report["outputs"]["predictions"].split("/results/", 1)[1]
+        with gzip.open(results_dir / predictions_key, "rt") as handle:
             predictions = pd.read_csv(handle, dtype={"record_id": str})
         labeled = predictions[predictions["record_id"].isin(truth)]
         y_true = labeled["record_id"].map(truth).astype(int)
@@ -79,7 +82,7 @@ def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tm
             log_loss(y_true, labeled["probability"], labels=[0, 1]), rel=1e-6
         )
         assert (predictions["note"] == "pass-through").all()
-        assert json.loads((results_dir / path.name / "report.json").read_text())["status"] == "ok"
+        assert report["status"] == "ok"
         # The --param override is what the alarm compared against: nothing breaches 0.9.
         assert batch["alarms"]["QualityAlarm"] == "OK"
     assert not [a for a in document["alerts"] if a["state"] == "ALARM"]

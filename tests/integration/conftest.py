@@ -48,7 +48,7 @@ class Stack:
     cloudwatch: Any
     model_dir: Path
     actuals_table: str
-    idempotency_table: str
+    ledger_table: str
 
     def put(self, key: str, body: bytes | str, **extra: Any) -> None:
         self.s3.put_object(
@@ -73,8 +73,9 @@ class Stack:
     def predictions(self, key: str):
         import pandas as pd
 
-        relative = key.removeprefix("incoming/")
-        body = self.s3.get_object(Bucket=BUCKET, Key=f"results/{relative}/predictions.csv.gz")["Body"].read()
+        # The key's newest report names its version's predictions.
+        location = self.report(key)["outputs"]["predictions"].removeprefix(f"s3://{BUCKET}/")
+        body = self.s3.get_object(Bucket=BUCKET, Key=location)["Body"].read()
         return pd.read_csv(io.BytesIO(body), compression="gzip", dtype={"record_id": str})
 
     def statistic(
@@ -132,12 +133,12 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration=versioning)
     dynamodb = boto3.client("dynamodb")
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
-    idempotency = create_table(dynamodb, "IdempotencyTable", "modelwatch-idempotency")
+    ledger = create_table(dynamodb, "BatchLedgerTable", "modelwatch-ledger")
     # The batch monitor's environment as template.yaml declares it (Globals merged, parameter
     # defaults), the table references resolved to the moto tables above, plus the actuals
     # loader's own; where both functions set a variable, they set the same value.
     environment = handler_environment(
-        "BatchMonitorFunction", {"ActualsTable": actuals, "IdempotencyTable": idempotency}
+        "BatchMonitorFunction", {"ActualsTable": actuals, "BatchLedgerTable": ledger}
     )
     loader = handler_environment("ActualsLoaderFunction", {"ActualsTable": actuals})
     shared = loader.keys() & environment.keys()
@@ -156,5 +157,5 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
         cloudwatch=boto3.client("cloudwatch"),
         model_dir=classifier_dir,
         actuals_table=actuals,
-        idempotency_table=idempotency,
+        ledger_table=ledger,
     )

@@ -234,8 +234,13 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
     for metric in ("ErrorRate", "RowsScored", "BatchesProcessed", "LabelCoverage"):
         assert stack.statistic(metric) is None, metric
     objects = stack.s3.list_objects_v2(Bucket=stack_bucket(), Prefix="results/")["Contents"]
-    report_key = f"results/{key.removeprefix('incoming/')}/report.json"
-    assert sorted(item["Key"] for item in objects) == sorted([report_key, "results/latest.json"])
+    # This version's report, its copy as the key's newest, and the pointer: no predictions
+    version = stack.s3.head_object(Bucket=stack_bucket(), Key=key)["VersionId"]
+    results = f"results/{key.removeprefix('incoming/')}"
+    report_key = f"{results}/versions/{version}/report.json"
+    assert sorted(item["Key"] for item in objects) == sorted(
+        [report_key, f"{results}/report.json", "results/latest.json"]
+    )
     latest = json.loads(stack.s3.get_object(Bucket=stack_bucket(), Key="results/latest.json")["Body"].read())
     assert latest == {
         "key": key,
@@ -244,6 +249,7 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
         "event_time": report["event_time"],
         "version_id": report["batch"]["version_id"],
         "uploaded_at": report["uploaded_at"],
+        "sequencer": report["batch"]["sequencer"],
     }
 
 
@@ -423,7 +429,8 @@ def test_a_key_near_s3s_limit_still_gets_its_report(stack, character):
         stack.put(name, body)
         result = load_handler("batch_monitor").lambda_handler(s3_event(quote_plus(name)), LambdaContext())
         assert result["batches"][0]["status"] == "ok"
-    reports = [result_key for result_key in stack.keys("results/") if result_key.endswith("report.json")]
+    reports = [result_key for result_key in stack.keys("results/") if "/versions/" in result_key]
+    reports = [result_key for result_key in reports if result_key.endswith("report.json")]
     assert len(reports) == 2 and all(len(name.encode()) <= 1024 for name in reports)
     assert {json.loads(stack.read(name))["batch"]["key"] for name in reports} == {key, other}
 

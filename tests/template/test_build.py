@@ -95,7 +95,6 @@ IMPORT_CHECK = textwrap.dedent(
 
     import aws_lambda_powertools, aws_xray_sdk.core, joblib, numpy, pandas, scipy, skops.io, sklearn
     import sklearn.ensemble, sklearn.linear_model, sklearn.metrics
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     for module in (aws_lambda_powertools, aws_xray_sdk, joblib, numpy, pandas, scipy, skops, sklearn):
         assert Path(module.__file__).is_relative_to(runtime_dir), f"{module.__name__} from {module.__file__}"
 

@@ -70,6 +70,6 @@ def test_the_config_reads_exactly_the_variables_the_template_sets(function):
 
 def test_a_recording_environment_notices_an_unread_variable():
     # The check above must be able to fail: a variable nobody reads is caught.
-    environment = RecordingEnvironment({"ACTUALS_TABLE": "t", "IDEMPOTENCY_TABLE": "i", "UNUSED": "x"})
+    environment = RecordingEnvironment({"ACTUALS_TABLE": "t", "LEDGER_TABLE": "i", "UNUSED": "x"})
     MonitorConfig.from_env(environment)
     assert "UNUSED" not in environment.read and "ACTUALS_TABLE" in environment.read

@@ -169,7 +169,7 @@ class Backtest:
             return {"status": "not_processed", "reason": f"no function of the template takes {key!r}"}
         if failed:
             return {"status": "error", "reason": failed[0].error}
-        report_key = BatchObject(bucket, key).report_key
+        report_key = BatchObject(bucket, key).newest_report_key
         body = self.cloud.clients.s3.get_object(Bucket=bucket, Key=report_key)["Body"].read()
         return json.loads(body)
 

@@ -1,0 +1,132 @@
+"""The batch ledger: each batch's content counted once, each batch's metrics published once.
+
+S3 delivers events at least once, Lambda retries a failed invocation twice, and people
+upload the same file again. None of that may count a batch twice in CloudWatch. One
+DynamoDB item per batch *content* (bucket, key, the SHA-256 of the bytes, the model)
+records which object version owns it and whether its metrics went out:
+
+- ``claim``: the first version with this content owns it. The same version claims it
+  again on every retry or redelivery (so nothing is ever locked by a crashed attempt);
+  another version with identical bytes is a duplicate of the owner. An owner that never
+  published (a defect, a crash that outlived its retries) is taken over by the next
+  upload after ``STALE_CLAIM_SECONDS``, so re-uploading the file is always a way out.
+- ``mark_published`` just before PutMetricData, conditional on nobody having published:
+  a retry after the metrics went out (the invocation timed out, the runtime lost the
+  response) finds the mark and publishes nothing. If PutMetricData fails, ``unmark``
+  lets the retry publish. The one unguarded window: the process dies between the mark
+  and PutMetricData, and the batch's datapoints are lost rather than counted twice (the
+  report is complete either way).
+
+A changed file on the same key is other content, so it is a new batch with its own
+claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL): an
+identical re-upload after that counts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from modelwatch.results import BatchObject
+
+RETENTION_DAYS = 90
+# Longer than a Lambda invocation can run (15 minutes): a claim this old whose metrics
+# never went out belongs to an attempt that is over.
+STALE_CLAIM_SECONDS = 20 * 60
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This version owns the content (``duplicate_of`` is None) or another one does."""
+
+    item_id: str
+    version_id: str
+    duplicate_of: BatchObject | None = None
+
+
+def content_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+class BatchLedger:
+    def __init__(self, dynamodb: Any, table: str, clock: Any = time.time):
+        self.dynamodb = dynamodb
+        self.table = table
+        self.clock = clock
+
+    def claim(self, batch: BatchObject, content: str, model: str) -> Claim:
+        """``content`` identifies the bytes (a digest, or the version for an unread object)."""
+        identity = "\n".join([batch.bucket, batch.key, model, content])
+        item_id = "batch#" + hashlib.sha256(identity.encode("utf-8")).hexdigest()
+        version = batch.version_id or batch.etag
+        now = int(self.clock())
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"id": {"S": item_id}},
+                UpdateExpression=(
+                    "SET version_id = :version, bucket_key = :key, claimed_at = :now, expiration = :expires"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(id) OR version_id = :version"
+                    " OR (attribute_not_exists(published_at) AND claimed_at < :stale)"
+                ),
+                ExpressionAttributeValues={
+                    ":version": {"S": version},
+                    ":key": {"S": batch.key},
+                    ":now": {"N": str(now)},
+                    ":expires": {"N": str(now + RETENTION_DAYS * 86_400)},
+                    ":stale": {"N": str(now - STALE_CLAIM_SECONDS)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as problem:
+            if not _condition_failed(problem):
+                raise
+            item: dict[str, Any] = problem.response.get("Item", {})  # type: ignore[assignment]
+            owner = item.get("version_id", {}).get("S", "")
+            return Claim(
+                item_id, version, duplicate_of=BatchObject(batch.bucket, batch.key, version_id=owner)
+            )
+        return Claim(item_id, version)
+
+    def mark_published(self, claim: Claim) -> bool:
+        """False when this batch's metrics were already published (by an earlier attempt)."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"id": {"S": claim.item_id}},
+                UpdateExpression="SET published_at = :now",
+                ConditionExpression="version_id = :version AND attribute_not_exists(published_at)",
+                ExpressionAttributeValues={
+                    ":now": {"N": str(int(self.clock()))},
+                    ":version": {"S": claim.version_id},
+                },
+            )
+        except ClientError as problem:
+            if _condition_failed(problem):
+                return False
+            raise
+        return True
+
+    def unmark_published(self, claim: Claim) -> None:
+        """PutMetricData failed: the next attempt publishes."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"id": {"S": claim.item_id}},
+                UpdateExpression="REMOVE published_at",
+                ConditionExpression="version_id = :version",
+                ExpressionAttributeValues={":version": {"S": claim.version_id}},
+            )
+        except ClientError as problem:
+            if not _condition_failed(problem):
+                raise  # (another version took the content over: it publishes)
+
+
+def _condition_failed(problem: ClientError) -> bool:
+    return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
