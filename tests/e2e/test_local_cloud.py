@@ -10,6 +10,9 @@ from __future__ import annotations
 import email
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -23,7 +26,11 @@ from sklearn.metrics import accuracy_score
 from modelwatch.local.backtest import Backtest, virtual_start
 from modelwatch.local.cloud import LocalCloud, RealClock, VirtualClock
 from tests.model_fixtures import churn_frame
+from tests.unit.test_readme_commands import readme_commands, runs_on_the_local_cloud
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The AWS CLI `make install` puts in the virtualenv (requirements/dev.txt), not the host's.
+VENV_AWS = Path(sys.executable).parent / "aws"
 EMAIL = "oncall@example.com"
 # Between the test model's healthy error rate (~0.3: the relation is noisy) and that of inverted
 # labels (~0.7); passed as a parameter override, as `--param` does.
@@ -218,3 +225,57 @@ def test_local_up_delivers_one_event_per_version_of_a_key_overwritten_within_a_s
 def report_keys(s3, bucket: str, prefix: str) -> list[str]:
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
     return [item["Key"] for item in listed if item["Key"].endswith("/report.json")]
+
+
+def test_the_readmes_aws_cli_commands_for_make_local_run_against_the_local_cloud(tmp_path, model_dir):
+    # Given the README's AWS CLI commands for the local cloud, and the local cloud as
+    # `make local` starts it (files are not processed here: the commands are what is checked)
+    commands = [
+        words
+        for words in readme_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+        if runs_on_the_local_cloud(words) and Path(words[0]).name == "aws"
+    ]
+    assert commands, "README.md shows no AWS CLI command for the local cloud"
+    # Any credentials work, and nothing of this machine's AWS configuration is read.
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.update(
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+    )
+    cloud = LocalCloud(out_dir=tmp_path / "out", model_dir=model_dir, clock=RealClock())
+    with cloud:
+        bucket = cloud.bucket_for("incoming/")
+        uploads = 0
+        for words in commands:
+            # `make local` listens on 4566; here on a free port. The README's region is the stack's.
+            options = dict(zip(words, words[1:], strict=False))
+            assert (
+                options["--endpoint-url"] == "http://127.0.0.1:4566"
+                and options["--region"] == cloud.stack.region
+            )
+            arguments = [
+                cloud.endpoint_url if previous == "--endpoint-url" else word.replace("<bucket>", bucket)
+                for previous, word in zip(["", *words[1:]], words[1:], strict=False)
+            ]
+
+            # When each runs with the virtualenv's AWS CLI, from the repository root
+            result = subprocess.run(
+                [str(VENV_AWS), *arguments],
+                cwd=REPO_ROOT,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+            # Then it succeeds, and a copy lands in the local bucket byte for byte
+            assert result.returncode == 0, f"{' '.join(words)}\n{result.stderr}"
+            if "cp" in arguments and arguments[arguments.index("cp") - 1] == "s3":
+                source, destination = arguments[-2:]
+                uploads += 1
+                copied_bucket, copied_key = destination.removeprefix("s3://").split("/", 1)
+                copied = cloud.clients.s3.get_object(Bucket=copied_bucket, Key=copied_key)["Body"].read()
+                assert copied == (REPO_ROOT / source).read_bytes()
+        assert uploads, "the README shows no upload (s3 cp) to the local cloud"

@@ -31,6 +31,7 @@ from modelwatch.alerts.context import fetch_recent_values
 from modelwatch.aws import reset_clients
 from modelwatch.config import AlertConfig
 from modelwatch.errors import ConfigError, SlackDeliveryError
+from tests.aws_calls import policy_grants, recorded_aws_calls, ungranted, unused
 from tests.events import load_event
 from tests.integration.conftest import load_handler
 from tests.lambda_context import LambdaContext
@@ -454,6 +455,26 @@ def test_value_shown_is_the_datapoint_the_alarm_evaluated(notifier: Notifier) ->
     assert request.json()["attachments"][0]["blocks"][1]["fields"][2]["text"] == (
         "*Value*\nErrorRate 0.298 &gt; threshold 0.2"
     )
+
+
+def test_alert_notifier_is_granted_exactly_the_aws_actions_it_uses(notifier: Notifier) -> None:
+    # Context is best effort in the notifier: a missing permission would not fail an
+    # invocation, it would silently drop the trend or the report link from every alert.
+    # Given: the metric's recent values and the latest report pointer, as for a full alert
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 9, rows=500, errors=127)
+    put_report(notifier.s3, "results/incoming/2026/11/26/batch.csv/report.json", latest=True)
+
+    # When the notifier posts an alarm, with every AWS request it makes recorded
+    with recorded_aws_calls() as calls:
+        result = notifier.invoke(load_event("alert-notifier-alarm"))
+
+    # Then each request is allowed by the function's policy in template.yaml, and each
+    # statement of that policy allowed one of them
+    assert result == {"posted": 1, "skipped": 0}
+    names = {"IngestBucket": BUCKET, "SlackWebhookSecretName": SECRET_NAME}
+    grants = policy_grants("AlertNotifierFunction", names, REGION)
+    assert ungranted(calls, grants, REGION) == []
+    assert unused(calls, grants, REGION) == []
 
 
 def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) -> None:

@@ -66,6 +66,22 @@ def test_runtime_layer_leaves_the_aws_sdk_to_the_lambda_runtime(sam_build_dir):
     assert list((site / "numpy" / "_core").glob("_multiarray_umath.cpython-313-aarch64-linux-gnu.so"))
 
 
+def test_no_function_or_layer_ships_the_aws_cli(sam_build_dir):
+    # The AWS CLI is developer tooling in the dev lock (requirements/dev.txt), with its own
+    # copy of botocore; the functions and layers are built from their own requirements.
+    developer_only = ("awscli", "docutils", "colorama", "rsa")
+    shipped = [
+        str(path.relative_to(sam_build_dir))
+        for artifact in sam_build_dir.iterdir()
+        if artifact.is_dir()
+        for folder in (artifact, artifact / "python")
+        if folder.is_dir()
+        for path in folder.iterdir()
+        if path.name.split("-")[0].lower() in developer_only
+    ]
+    assert shipped == []
+
+
 def test_runtime_layer_is_pruned_but_keeps_package_metadata(sam_build_dir):
     site = sam_build_dir / "RuntimeLayer" / "python"
     assert not list(site.rglob("tests")), "test suites shipped"

@@ -156,30 +156,6 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
-# What each AWS call in the notifier's code needs from IAM.
-NOTIFIER_CODE = (
-    "functions/alert_notifier/app.py",
-    *sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "src/modelwatch/alerts").glob("*.py")),
-)
-NOTIFIER_CALLS_AND_ACTIONS = {
-    ".get_object(": "s3:GetObject",
-    ".list_objects_v2(": "s3:ListBucket",
-    ".describe_alarms(": "cloudwatch:DescribeAlarms",
-    ".get_metric_data(": "cloudwatch:GetMetricData",
-    ".get_metric_statistics(": "cloudwatch:GetMetricStatistics",
-    "SecretsProvider(": "secretsmanager:GetSecretValue",
-}
-
-
-def test_alert_notifier_is_granted_exactly_what_its_aws_calls_need(template):
-    # Context is best effort in the notifier: a missing permission would not fail an
-    # invocation, it would silently drop the trend or the report link from every alert.
-    code = "\n".join((REPO_ROOT / path).read_text(encoding="utf-8") for path in NOTIFIER_CODE)
-    needed = {action for call, action in NOTIFIER_CALLS_AND_ACTIONS.items() if call in code}
-    granted = {action for statement in notifier_statements(template) for action in actions_of(statement)}
-    assert granted == needed
-
-
 def test_alert_notifier_reads_only_its_secret_and_the_latest_report_pointer(template):
     variables = template["Resources"]["AlertNotifierFunction"]["Properties"]["Environment"]["Variables"]
     # results/ is a constant of the code, which the policy must match.
@@ -314,23 +290,10 @@ def test_dependency_cycle_check_finds_a_bucket_event_target_referring_to_its_buc
     assert cycle is not None and {"IngestBucket", "BatchMonitorFunction"} <= set(cycle)
 
 
-# The AWS calls modelwatch makes on the actuals table and actuals files, by function.
-ACTUALS_CALLS_AND_ACTIONS = {
-    ".batch_get_item(": "dynamodb:BatchGetItem",
-    ".batch_write_item(": "dynamodb:BatchWriteItem",
-    ".get_item(": "dynamodb:GetItem",
-    ".put_item(": "dynamodb:PutItem",
-}
-
-
-def test_actuals_table_and_files_are_granted_exactly_the_calls_made_on_them(template):
-    # An unused grant is access nobody reviews; the actuals code is the only code that
-    # touches the table (the monitor through fetch_actuals, the loader through write_actuals).
-    code = "\n".join(
-        (REPO_ROOT / "src/modelwatch" / name).read_text(encoding="utf-8")
-        for name in ("actuals.py", "actuals_loading.py", "monitor.py")
-    )
-    called = {action for call, action in ACTUALS_CALLS_AND_ACTIONS.items() if call in code}
+def test_actuals_table_is_read_by_the_monitor_and_written_by_the_loader(template):
+    # Which calls each function really makes is checked by running it against moto
+    # (tests/integration/test_aws_permissions.py); this is the split the design asks for:
+    # the monitor only reads actuals, the loader only writes them, and only from actuals files.
     table = {"Fn::GetAtt": ["ActualsTable", "Arn"]}
     granted: dict[str, set[str]] = {"BatchMonitorFunction": set(), "ActualsLoaderFunction": set()}
     for function, statement in policy_statements(template):
@@ -340,9 +303,6 @@ def test_actuals_table_and_files_are_granted_exactly_the_calls_made_on_them(temp
         "BatchMonitorFunction": {"dynamodb:BatchGetItem"},
         "ActualsLoaderFunction": {"dynamodb:BatchWriteItem"},
     }
-    assert called == granted["BatchMonitorFunction"] | granted["ActualsLoaderFunction"]
-
-    # The loader reads the object the event names, not a version of it.
     loader_s3 = {
         action
         for function, statement in policy_statements(template)
@@ -351,4 +311,3 @@ def test_actuals_table_and_files_are_granted_exactly_the_calls_made_on_them(temp
         if action.startswith("s3:")
     }
     assert loader_s3 == {"s3:GetObject"}
-    assert "VersionId" not in (REPO_ROOT / "src/modelwatch/actuals_loading.py").read_text(encoding="utf-8")

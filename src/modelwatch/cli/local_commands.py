@@ -31,6 +31,12 @@ def _print(text: str) -> None:
     stream.flush()
 
 
+def _aws_cli() -> str:
+    """`aws` when one is on PATH, else the AWS CLI `make install` put beside this Python."""
+    beside = Path(sys.executable).parent / "aws"
+    return "aws" if shutil.which("aws") or not beside.exists() else str(beside)
+
+
 def _local_up(args: argparse.Namespace) -> int:
     from modelwatch.local.cloud import DEFAULT_MODEL_DIR, LocalCloud, RealClock
     from modelwatch.local.demo import print_alert
@@ -87,7 +93,7 @@ def _local_up(args: argparse.Namespace) -> int:
         for subscription in cloud.clients.sns.list_subscriptions()["Subscriptions"]:
             _print(f"  alerts  {subscription['Protocol']} -> {subscription['Endpoint']}")
         _print(f"  output  {out_dir} (emails in outbox/, function logs in logs/)")
-        cli = f"aws --endpoint-url {endpoint} --region {stack.region}"
+        cli = f"{_aws_cli()} --endpoint-url {endpoint} --region {stack.region}"
         _print("\nTry (any credentials work, e.g. AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local):")
         _print(f"  {cli} s3 cp samplefiles/classification/actuals.csv s3://{bucket}/actuals/actuals.csv")
         _print(

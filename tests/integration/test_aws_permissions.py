@@ -1,0 +1,98 @@
+"""The batch monitor and the actuals loader are granted exactly the AWS actions they use.
+
+Each function runs its paths against moto with every AWS request recorded (tests/aws_calls.py);
+the requests are compared with the function's policy in template.yaml, both ways: a request
+no statement allows would fail in AWS (moto does not enforce IAM), and a statement no
+request needed is access nobody reviews. (The alert notifier's test is with its others,
+in test_alert_notifier.py.)
+"""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.aws_calls import Grant, policy_grants, recorded_aws_calls, ungranted, unused
+from tests.integration.conftest import BUCKET, Stack, load_handler, s3_event
+from tests.lambda_context import LambdaContext
+from tests.model_fixtures import churn_frame
+
+REGION = "us-east-1"  # the stack fixture's
+
+
+def resource_names(stack: Stack) -> dict[str, str]:
+    return {
+        "IngestBucket": BUCKET,
+        "ActualsTable": stack.actuals_table,
+        "BatchLedgerTable": stack.ledger_table,
+    }
+
+
+def uploaded(stack: Stack, key: str, body: bytes, event_name: str = "batch-monitor-s3-put") -> dict:
+    """A new version of the object, and the event S3 sends for it: on the versioned bucket
+    the event names the version."""
+    version = stack.s3.put_object(Bucket=BUCKET, Key=key, Body=body)["VersionId"]
+    event = s3_event(key, event_name)
+    event["Records"][0]["s3"]["object"]["versionId"] = version
+    return event
+
+
+def test_batch_monitor_is_granted_exactly_the_aws_actions_its_paths_use(stack):
+    # Given a batch half of whose rows have actuals, in the versioned bucket, and the event
+    # S3 sends for it (naming the version)
+    frame = churn_frame(200, seed=31, id_prefix="p")
+    stack.put_actuals(dict(zip(frame["record_id"][:100], frame["churned"][:100].astype(int), strict=True)))
+    key = "incoming/2026/11/26/permissions.csv"
+    body = frame.drop(columns="churned").to_csv(index=False).encode()
+    event = uploaded(stack, key, body)
+    handler = load_handler("batch_monitor")
+
+    with recorded_aws_calls() as calls:
+        # When it scores the batch (read, ledger claim, actuals, results, publish mark, metrics),
+        handler.lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+        # gets the same event again (S3 delivers at least once), then the same bytes as a
+        # new version (a duplicate),
+        handler.lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+        handler.lambda_handler(uploaded(stack, key, body), LambdaContext.of("BatchMonitorFunction"))
+        # and meets AWS trouble on another batch (the actuals table gone), which raises so
+        # Lambda retries
+        stack.dynamodb.delete_table(TableName=stack.actuals_table)
+        changed = churn_frame(50, seed=32, id_prefix="q").drop(columns="churned").to_csv(index=False)
+        with pytest.raises(ClientError, match="ResourceNotFoundException"):
+            handler.lambda_handler(
+                uploaded(stack, key, changed.encode()), LambdaContext.of("BatchMonitorFunction")
+            )
+
+    # Then every request is allowed by the function's policy, and every statement was needed,
+    assert stack.report(key)["status"] == "ok"
+    grants = policy_grants("BatchMonitorFunction", resource_names(stack), REGION)
+    assert ungranted(calls, grants, REGION) == []
+    # except these, each granted for a case these paths cannot show:
+    assert unused(calls, grants, REGION) == [
+        # An event without a version (the sample events in events/, an unversioned bucket)
+        # is read with GetObject; S3 names the version for this template's versioned bucket.
+        Grant("s3:GetObject", f"arn:aws:s3:::{BUCKET}/incoming/*"),
+        # Not a call: without ListBucket, S3 answers a read of a batch deleted before it was
+        # read with 403 instead of 404, so it would fail instead of being a rejected report;
+        # moto does not enforce IAM.
+        Grant("s3:ListBucket", f"arn:aws:s3:::{BUCKET}"),
+    ]
+
+
+def test_actuals_loader_is_granted_exactly_the_aws_actions_it_uses(stack):
+    # Given an actuals file with one label the model does not know (published as UnknownLabels)
+    key = "actuals/2026/11/26/actuals.csv"
+    event = uploaded(stack, key, b"record_id,churned\na-1,1\na-2,0\na-3,maybe\n", "actuals-loader-s3-put")
+    handler = load_handler("actuals_loader")
+
+    # When the loader loads it
+    with recorded_aws_calls() as calls:
+        result = handler.lambda_handler(event, LambdaContext.of("ActualsLoaderFunction"))
+
+    # Then every request is allowed by the function's policy (which grants s3:GetObject, not
+    # s3:GetObjectVersion: the loader reads the object the event names, whichever its version),
+    # and every statement was needed
+    assert result["files"][0]["written"] == 3
+    grants = policy_grants("ActualsLoaderFunction", resource_names(stack), REGION)
+    assert ungranted(calls, grants, REGION) == []
+    assert unused(calls, grants, REGION) == []
