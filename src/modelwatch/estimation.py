@@ -18,13 +18,18 @@ This is NannyML's CBPE, written here from its documented method:
 3. Confidence band: the reference's sampling error, as NannyML does (standard error of
    the mean with the reference's standard deviation, scaled to the batch's rows; for
    Precision, Recall, F1 and ROC AUC, whose values are not row means, the reference's
-   standard deviation comes from a seeded bootstrap at build time). The band is the
-   estimate ± 3 standard errors.
+   standard deviation comes from a seeded bootstrap at build time). For ErrorRate and
+   Accuracy the binomial deviation at the estimated rate replaces the reference's when
+   it is larger: a batch whose error moved to 0.25 varies more than a reference at 0.11.
+   The band is the estimate ± 3 standard errors.
 
 CBPE assumes the relation between inputs and target is the one the reference showed.
 When labels exist, the realized error is compared with the estimate on the same rows:
 realized error beyond the band is the sign that the relation changed (concept drift),
-which no amount of input monitoring can show. Regression models get no estimate (they
+which no amount of input monitoring can show. That comparison's band adds the
+estimate's own uncertainty (the reference's sampling error: the calibration was fitted
+on those rows) to the realized value's on the labeled rows, so a model whose
+calibration is a little off is not reported as concept drift. Regression models get no estimate (they
 have no class probabilities to be confident with).
 """
 
@@ -45,6 +50,7 @@ CALIBRATION_FORMAT = 1
 # models get all of them; multiclass models the first two.
 ESTIMABLE = ("ErrorRate", "Accuracy", "Precision", "Recall", "F1", "ROCAUC")
 MULTICLASS_ESTIMABLE = ("ErrorRate", "Accuracy")
+ROW_MEAN_METRICS = frozenset(MULTICLASS_ESTIMABLE)
 # Published names (spelt out: the template's dashboard and alarm use them).
 ESTIMATED_METRICS = (
     "EstimatedErrorRate",
@@ -63,10 +69,15 @@ METHOD = (
     "CBPE (confidence-based performance estimation): expected confusion matrix from the "
     "model's calibrated probabilities and its predicted labels"
 )
+COMPARISON_BAND = (
+    "estimate on the labeled rows ± 3 x sqrt(SE(labeled rows)^2 + SE(reference rows)^2): the "
+    "realized value's sampling error and the estimate's own, from the reference it was calibrated on"
+)
 BAND = (
     "estimate ± 3 standard errors; standard error = the reference's standard deviation of the "
-    "metric / sqrt(rows) (per-row for ErrorRate and Accuracy, bootstrapped on the reference "
-    "for Precision, Recall, F1 and ROCAUC)"
+    "metric / sqrt(rows): for ErrorRate and Accuracy that of the reference's rows (or the "
+    "binomial one at the estimated rate, when larger), for Precision, Recall, F1 and ROCAUC "
+    "bootstrapped on the reference"
 )
 
 
@@ -164,10 +175,19 @@ class Calibration:
         # One-vs-rest maps need not sum to 1; a row every map sent to 0 keeps its raw probabilities.
         return np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1.0), probabilities)
 
-    def standard_error(self, metric: str, rows: int) -> float | None:
+    def standard_error(self, metric: str, rows: int, value: float) -> float | None:
+        """The metric's sampling error on ``rows`` rows, from the reference's standard deviation.
+
+        ErrorRate and Accuracy are means of 0/1 rows, whose standard deviation depends on
+        the rate itself: where the estimate has moved away from the reference's rate, the
+        binomial deviation at the estimated rate is used when it is the larger, so a shifted
+        batch's band is not drawn from a calmer reference.
+        """
         deviation = self.standard_deviation.get(metric)
         if deviation is None or rows <= 0:
             return None
+        if metric in ROW_MEAN_METRICS:
+            deviation = max(float(deviation), math.sqrt(max(value * (1.0 - value), 0.0)))
         return float(deviation) / math.sqrt(rows)
 
 
@@ -332,9 +352,24 @@ class PerformanceEstimator:
         )
 
     def _band(self, name: str, value: float, rows: int) -> dict[str, float | None]:
-        error = self.calibration.standard_error(name, rows)
+        error = self.calibration.standard_error(name, rows, value)
         if error is None:
             return {"standard_error": None, "lower": None, "upper": None}
+        return {
+            "standard_error": error,
+            "lower": max(0.0, value - BAND_STANDARD_ERRORS * error),
+            "upper": min(1.0, value + BAND_STANDARD_ERRORS * error),
+        }
+
+    def _comparison_band(self, name: str, value: float, rows: int) -> dict[str, float | None]:
+        """The band a realized value on ``rows`` labeled rows should fall in if CBPE's
+        assumption holds: the realized value's sampling error on those rows, and the
+        estimate's own, inherited from the reference its calibration was fitted on."""
+        batch = self.calibration.standard_error(name, rows, value)
+        reference = self.calibration.standard_error(name, self.calibration.reference_rows, value)
+        if batch is None:
+            return {"standard_error": None, "lower": None, "upper": None}
+        error = math.hypot(batch, reference or 0.0)
         return {
             "standard_error": error,
             "lower": max(0.0, value - BAND_STANDARD_ERRORS * error),
@@ -351,7 +386,7 @@ class PerformanceEstimator:
             if name not in on_labeled.values or name not in realized:
                 continue
             estimated = on_labeled.values[name]
-            band = self._band(name, estimated, on_labeled.rows)
+            band = self._comparison_band(name, estimated, on_labeled.rows)
             actual = realized[name].value
             lower, upper = band["lower"], band["upper"]
             metrics[name] = {
@@ -376,7 +411,7 @@ class PerformanceEstimator:
                     ),
                 }
             )
-        return {"labeled_rows": on_labeled.rows, "metrics": metrics}, findings
+        return {"labeled_rows": on_labeled.rows, "band": COMPARISON_BAND, "metrics": metrics}, findings
 
 
 def estimator_for(
