@@ -7,7 +7,9 @@ handler ran on a scored batch and on a rejected one, not what the source code sp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -16,6 +18,16 @@ from tests.lambda_context import LambdaContext
 from tests.template_resources import load_template, parameter_defaults
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles" / "classification"
+
+
+def metric_name(value: Any) -> str:
+    """An alarm's MetricName with the parameters' defaults: a name, a Ref or a Sub of parameters."""
+    if isinstance(value, str):
+        return value
+    defaults = parameter_defaults()
+    if "Ref" in value:
+        return str(defaults[value["Ref"]])
+    return re.sub(r"\$\{([^}]+)\}", lambda match: str(defaults[match.group(1)]), value["Fn::Sub"])
 
 
 def test_alarms_on_model_metrics_watch_metrics_the_batch_monitor_publishes(
@@ -50,9 +62,8 @@ def test_alarms_on_model_metrics_watch_metrics_the_batch_monitor_publishes(
         if resource["Type"] == "AWS::CloudWatch::Alarm" and properties["Namespace"] == {
             "Ref": "MetricsNamespace"
         }:
-            metric = properties["MetricName"]
-            watched[logical_id] = parameter_defaults()[metric["Ref"]] if isinstance(metric, dict) else metric
-    assert {"QualityAlarm", "DriftAlarm"} <= set(watched)  # the check covers the model alarms
+            watched[logical_id] = metric_name(properties["MetricName"])
+    assert {"QualityAlarm", "EstimatedQualityAlarm", "DriftAlarm"} <= set(watched)  # the model alarms
     # UnknownLabels comes from the actuals loader (read back in test_actuals_loading.py).
     loader_metrics = {"UnknownLabels"}
     unpublished = {
