@@ -59,9 +59,20 @@ class Resolver:
             if key == "Fn::FindInMap":
                 mapping, first, second = self.resolve(argument)
                 return self.template["Mappings"][mapping][str(first)][second]
+            if key == "Fn::If":
+                condition, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(condition) else when_false)
+            if key == "Fn::Equals":
+                first, second = self.resolve(argument)
+                return str(first) == str(second)
+            if key == "Fn::Not":
+                return not self.resolve(argument[0])
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"{key}: teach the test's resolver, or keep alarms simple")
         return {key: self.resolve(item) for key, item in value.items()}
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.template["Conditions"][name]))
 
     def ref(self, logical_id: str) -> str:
         resource = self.template["Resources"][logical_id]

@@ -5,6 +5,9 @@ Layout of a model directory (``/opt/model`` in Lambda, any folder locally)::
     model.skops | model.joblib   the fitted estimator or pipeline
     metadata.json                 see ModelMetadata below
     baseline.json                 reference distributions and metrics (see modelwatch.drift)
+    calibration.json              classifiers with probabilities: the probability calibration
+                                  estimated performance uses (see modelwatch.estimation); a
+                                  model packaged without it is monitored without estimates
 
 metadata.json::
 
@@ -152,6 +155,7 @@ class ModelBundle:
     metadata: ModelMetadata
     estimator: Any
     baseline: dict[str, Any]
+    calibration: dict[str, Any] | None = None  # calibration.json, None when the directory has none
 
     @property
     def has_probabilities(self) -> bool:
@@ -194,4 +198,8 @@ def load_bundle(model_dir: Path) -> ModelBundle:
     estimator = load_estimator(model_dir, metadata)
     baseline_path = model_dir / "baseline.json"
     baseline = json.loads(baseline_path.read_text(encoding="utf-8")) if baseline_path.is_file() else {}
-    return ModelBundle(metadata=metadata, estimator=estimator, baseline=baseline)
+    calibration_path = model_dir / "calibration.json"
+    calibration = (
+        json.loads(calibration_path.read_text(encoding="utf-8")) if calibration_path.is_file() else None
+    )
+    return ModelBundle(metadata=metadata, estimator=estimator, baseline=baseline, calibration=calibration)

@@ -50,6 +50,9 @@ class Scored:
     invalid_by_reason: dict[str, int]
     data_quality: list[dict[str, Any]]
     drift: dict[str, Any]
+    # CBPE: the estimates with their bands, beside the realized values when labels exist
+    # (modelwatch.estimation), or why there is no estimate.
+    estimated_performance: dict[str, Any]
     actuals_requests: int
     outputs: dict[str, str]
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from modelwatch import drift as drift_module
 from modelwatch.errors import BatchRejected
+from modelwatch.estimation import Estimate, estimator_for
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import MetricValue, classification_metrics, regression_metrics
 from modelwatch.model_bundle import ModelBundle
@@ -33,8 +34,10 @@ class Predictions:
 class Measurement:
     """Everything a batch publishes and reports, apart from where it came from."""
 
-    published: dict[str, MetricValue]  # volume, coverage, quality and drift datapoints
+    published: dict[str, MetricValue]  # volume, coverage, quality, estimated quality and drift datapoints
     quality: dict[str, MetricValue]
+    estimated: dict[str, MetricValue]  # Estimated* (CBPE), labels or not
+    estimation: dict[str, Any]  # report.json's estimated_performance
     rows_labeled: int
     quality_withheld: str | None
     drift: dict[str, Any]
@@ -68,6 +71,13 @@ class Scorer:
         self.drift_threshold = drift_threshold
         metadata = bundle.metadata
         self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
+        self.estimator, self.no_estimate = estimator_for(
+            metadata.task,
+            bundle.has_probabilities,
+            metadata.classes,
+            metadata.positive_index,
+            bundle.calibration,
+        )
 
     def measure(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
@@ -98,12 +108,16 @@ class Scorer:
                 "quality metrics are not published for this batch"
             )
         published.update(quality)
+        estimate = self._estimate(predictions, labeled, quality, rows_scored)
+        published.update(estimate.published)
         drift_metrics, drift_report, findings = self._drift(validated, predictions)
         published.update(drift_metrics)
         findings = list(validated.findings) + findings + self._unknown_labels(validated, raw_actuals, labeled)
         return Measurement(
             published=published,
             quality=quality,
+            estimated=estimate.published,
+            estimation=estimate.report,
             rows_labeled=rows_labeled,
             quality_withheld=withheld,
             drift=drift_report,
@@ -126,6 +140,23 @@ class Scorer:
             metadata.classes,
             metadata.positive_class,
         )
+
+    def _estimate(
+        self, predictions: Predictions, labeled: np.ndarray, quality: dict[str, MetricValue], rows: int
+    ) -> Estimate:
+        """CBPE on every batch of at least MinLabeledRows rows, labeled or not."""
+        if self.estimator is None or predictions.probabilities is None:
+            return Estimate.skipped(self.no_estimate or "the model gave no probabilities for this batch")
+        if rows < self.min_labeled_rows:
+            return Estimate.skipped(
+                f"{rows} rows, fewer than MinLabeledRows={self.min_labeled_rows}; "
+                "estimated metrics are not published for this batch"
+            )
+        try:
+            return self.estimator.estimate(predictions.probabilities, predictions.labels, labeled, quality)
+        except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
+            logger.exception("performance estimation failed")
+            return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
 
     def _drift(
         self, validated: ValidatedBatch, predictions: Predictions

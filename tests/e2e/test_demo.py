@@ -32,6 +32,13 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     slack = [json.loads(path.read_text()) for path in sorted((out / "slack").glob("*.json"))]
     assert any("ALARM" in json.dumps(message) and "ErrorRate" in json.dumps(message) for message in slack)
 
+    # The estimate from the model's confidence is there for every batch; the labels of the
+    # batches whose input-target relation changed show more error than it explains.
+    assert all("EstimatedErrorRate" in batch["metrics"] for batch in batches)
+    timeline = (out / "timeline.txt").read_text().splitlines()
+    flagged = {int(line[6:8]) for line in timeline if line.startswith("batch-") and "concept drift" in line}
+    assert flagged and flagged <= {5, 6, 7, 8, 9}
+
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # One report per batch version, and a copy as each key's newest report
     assert len(list((out / "results").glob("*/versions/*/report.json"))) == 12

@@ -148,3 +148,35 @@ def test_replay_without_a_channel_says_so(tmp_path, sample_model, capfd):
     assert document["alerts"] == [] and document["channels"] == []
     assert "no alert channel is configured" in document["no_channel"]
     assert "no alert channel is configured" in capfd.readouterr().out
+    # With actuals, each batch holds the realized metrics and the estimate beside them.
+    for batch in document["batches"]:
+        assert {"ErrorRate", "ROCAUC", "EstimatedErrorRate", "EstimatedROCAUC"} <= set(batch["metrics"])
+
+
+ESTIMATED = {
+    "EstimatedErrorRate",
+    "EstimatedAccuracy",
+    "EstimatedPrecision",
+    "EstimatedRecall",
+    "EstimatedF1",
+}
+
+
+def test_replay_without_actuals_reports_and_alarms_on_the_estimate_alone(tmp_path, sample_model):
+    # Given two sample batches and no labels at all
+    summary = tmp_path / "replay.json"
+    batches = [str(SAMPLES / "batches" / f"batch-{number:02d}.csv") for number in (1, 2)]
+    arguments = ["replay", "--model-dir", str(sample_model), "--param", LOW_THRESHOLD, "--json", str(summary)]
+
+    assert main([*arguments, *batches]) == 0
+
+    # Then every batch's metrics are the estimates (no realized metric is made up) ...
+    document = json.loads(summary.read_text())
+    for batch in document["batches"]:
+        assert batch["labeled_rows"] == 0
+        assert ESTIMATED | {"EstimatedROCAUC"} <= set(batch["metrics"])
+        assert not {"ErrorRate", "Accuracy", "ROCAUC"} & set(batch["metrics"])
+        assert 0.05 < batch["metrics"]["EstimatedErrorRate"] < 0.2  # the healthy batches' ~0.11
+    # ... and the estimate alone moves its alarm (QualityAlarm's threshold, 0.05, by default)
+    final = document["batches"][-1]["alarms"]
+    assert final["EstimatedQualityAlarm"] == "ALARM" and final["QualityAlarm"] != "ALARM"

@@ -64,7 +64,7 @@ def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch
     truth = actuals.set_index("record_id")["churned"]
     handler = load_handler("batch_monitor")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-    drift_scores = {}
+    drift_scores, concept_drift = {}, {}
     for hour, number in enumerate((1, 6, 11)):
         key = f"incoming/sample/batch-{number:02d}.csv"
         at = start + timedelta(hours=hour)
@@ -80,6 +80,16 @@ def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch
         for metric, value in expected.items():
             assert published(stack, metric, at) == pytest.approx(value, abs=1e-9), (number, metric)
         report = stack.report(key)
+        # and the estimate from the model's confidence is published as the report states it
+        # (its value is checked against an independent CBPE in tests/unit/test_estimation.py)
+        estimated = report["estimated_performance"]
+        for metric, figures in estimated["metrics"].items():
+            assert published(stack, f"Estimated{metric}", at) == pytest.approx(figures["estimated"], abs=1e-9)
+            assert report["metrics"][f"Estimated{metric}"] == figures["estimated"]
+        assert set(estimated["metrics"]) == {"ErrorRate", "Accuracy", "Precision", "Recall", "F1", "ROCAUC"}
+        versus = estimated["versus_realized"]["metrics"]["ErrorRate"]
+        assert versus["realized"] == pytest.approx(expected["ErrorRate"], abs=1e-12)
+        concept_drift[number] = [finding["finding"] for finding in estimated["findings"]]
         drift_scores[number] = published(stack, "DriftScore", at)
         ranked = [feature["name"] for feature in report["drift"]["features"]]
         if number == 6:
@@ -87,3 +97,5 @@ def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch
     threshold = 0.2
     assert drift_scores[1] < threshold and drift_scores[11] < threshold
     assert drift_scores[6] > threshold
+    # samplefiles/README.md: batch 6's inputs moved and its input-target relation changed
+    assert concept_drift == {1: [], 6: ["concept_drift"], 11: []}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from modelwatch.estimation import ESTIMATED_METRICS
 from modelwatch.local.alarms import AlarmDefinition
 from tests.cloudformation import REGION, STACK_NAME, Resolver, dashboard_body, metric_widgets
 
@@ -20,6 +21,7 @@ from .conftest import TEMPLATE
 # What the spec asks for ("Alarms and alerts"); more alarms may come, none may go.
 REQUIRED_ALARMS = {
     "QualityAlarm",
+    "EstimatedQualityAlarm",
     "DriftAlarm",
     "StalenessAlarm",
     "RejectedBatchesAlarm",
@@ -159,16 +161,67 @@ def test_dashboard_alarm_widget_lists_every_alarm(template):
     assert listed == {resolver.get_att(name, "Arn") for name in alarm_ids(template)}
 
 
-def test_dashboard_draws_the_alarm_thresholds_the_alarms_use(template):
-    # Distinct values, so a swapped annotation shows.
-    body = dashboard_body(template, QualityThreshold="0.35", DriftThreshold="0.15")
-    annotated = {
-        metric[1]: [line["value"] for line in properties.get("annotations", {}).get("horizontal", [])]
+def thresholds_by_widget(body: dict[str, Any]) -> dict[str, list[float]]:
+    """The threshold lines of each metric widget, by the widget's first (main) metric."""
+    return {
+        properties["metrics"][0][1]: [
+            line["value"] for line in properties.get("annotations", {}).get("horizontal", [])
+        ]
         for properties in metric_widgets(body)
-        for metric in properties["metrics"]
     }
-    assert annotated["ErrorRate"] == [0.35]
-    assert annotated["DriftScore"] == [0.15]
+
+
+@pytest.mark.parametrize("estimated_threshold", ["", "0.3"], ids=["estimated-default", "estimated-own"])
+def test_dashboard_draws_the_alarm_thresholds_the_alarms_use(template, estimated_threshold):
+    # Distinct values, so a swapped annotation shows.
+    parameters = {
+        "QualityThreshold": "0.35",
+        "DriftThreshold": "0.15",
+        "EstimatedQualityThreshold": estimated_threshold,
+    }
+    annotated = thresholds_by_widget(dashboard_body(template, **parameters))
+    resolver = Resolver(template, **parameters)
+
+    def threshold_of(alarm: str) -> float:
+        return AlarmDefinition.from_cloudformation(
+            resolver.resolve(template["Resources"][alarm]["Properties"])
+        ).threshold
+
+    assert annotated["ErrorRate"] == [0.35] == [threshold_of("QualityAlarm")]
+    assert annotated["DriftScore"] == [0.15] == [threshold_of("DriftAlarm")]
+    expected = float(estimated_threshold or "0.35")  # empty: QualityThreshold
+    assert annotated["EstimatedErrorRate"] == [expected] == [threshold_of("EstimatedQualityAlarm")]
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{}, {"QualityMetric": "ROCAUC", "QualityComparison": "LessThanThreshold", "QualityThreshold": "0.8"}],
+    ids=["defaults", "roc-auc"],
+)
+def test_estimated_quality_alarm_watches_the_estimate_of_the_quality_metric_like_quality_alarm(
+    template, parameters
+):
+    resolver = Resolver(template, **parameters)
+    quality, estimated = (
+        AlarmDefinition.from_cloudformation(resolver.resolve(template["Resources"][name]["Properties"]))
+        for name in ("QualityAlarm", "EstimatedQualityAlarm")
+    )
+    assert estimated.metric_name == "Estimated" + quality.metric_name
+    assert estimated.metric_name in ESTIMATED_METRICS  # a name the monitor publishes
+    assert estimated.name != quality.name
+    # Everything else as the quality alarm: the estimate stands in for the realized value.
+    for field in (
+        "namespace",
+        "dimensions",
+        "statistic",
+        "period_seconds",
+        "evaluation_periods",
+        "datapoints_to_alarm_setting",
+        "threshold",
+        "comparison_operator",
+        "treat_missing_data",
+    ):
+        assert getattr(estimated, field) == getattr(quality, field), field
 
 
 def test_dashboard_shows_the_model_metrics_the_spec_asks_for(template):

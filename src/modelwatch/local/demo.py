@@ -67,18 +67,36 @@ def shown_alarms(cloud: LocalCloud, results: list[BatchResult]) -> list[str]:
     return [lid for lid, alarm in cloud.stack.alarms.items() if alarm.metric_name in reported]
 
 
+def estimated_figures(result: BatchResult, metric: str) -> dict[str, Any] | None:
+    """The report's estimate of ``metric`` with its band, or None when the batch has none."""
+    estimated = result.report.get("estimated_performance") or {}
+    return (estimated.get("metrics") or {}).get(metric)
+
+
+def concept_drift(result: BatchResult) -> bool:
+    """Whether the batch's labels showed more error than the model's confidence explains."""
+    estimated = result.report.get("estimated_performance") or {}
+    return any(finding.get("finding") == "concept_drift" for finding in estimated.get("findings") or [])
+
+
 def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
     watched = quality_alarm(cloud, results)
     metric = watched[1].metric_name if watched else None
+    estimated = (
+        f"Estimated{metric}" if metric and any(f"Estimated{metric}" in r.metrics for r in results) else None
+    )
     has_drift = any("DriftScore" in r.metrics for r in results)
     alarm_ids = shown_alarms(cloud, results)
     others = [lid for lid in cloud.stack.alarms if lid not in alarm_ids]
     header = f"{'batch':<16}{'rows':>6}{'labeled':>9}"
     if metric:
         header += f"{metric:>11}"
+    if estimated:
+        header += f"{'(estimated)':>12}"
     if has_drift:
         header += f"{'DriftScore':>12}"
-    header += "".join(f"  {logical_id:<18}" for logical_id in alarm_ids)
+    widths = {logical_id: max(18, len(logical_id)) for logical_id in alarm_ids}
+    header += "".join(f"  {logical_id:<{widths[logical_id]}}" for logical_id in alarm_ids)
     if others:
         header += f"  other alarms ({len(others)})"
     lines = [header, "-" * len(header)]
@@ -87,17 +105,29 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
         if metric:
             value = result.metrics.get(metric)
             line += f"{value:>11.3f}" if value is not None else f"{'-':>11}"
+        if estimated:
+            value = result.metrics.get(estimated)
+            line += f"{value:>12.3f}" if value is not None else f"{'-':>12}"
         if has_drift:
             value = result.metrics.get("DriftScore")
             line += f"{value:>12.3f}" if value is not None else f"{'-':>12}"
-        line += "".join(f"  {result.alarms.get(logical_id, '?'):<18}" for logical_id in alarm_ids)
+        line += "".join(
+            f"  {result.alarms.get(logical_id, '?'):<{widths[logical_id]}}" for logical_id in alarm_ids
+        )
         if others:
             states = {lid: result.alarms.get(lid, "?") for lid in others}
             unusual = [f"{lid} {state}" for lid, state in states.items() if state != "OK"]
             line += "  " + (", ".join(unusual) if unusual else "all OK")
+        if concept_drift(result):
+            line += "  concept drift"
         if result.status != "ok":
             line += f"  {result.status}: {result.report.get('reason', '')}"
         lines.append(line)
+    if estimated:
+        lines.append(
+            f"({estimated}: from the model's calibrated confidence, no labels needed; "
+            "concept drift: the labels show more error than that confidence explains)"
+        )
     return "\n".join(lines)
 
 
@@ -123,8 +153,39 @@ def write_chart(cloud: LocalCloud, results: list[BatchResult], path: Path) -> Pa
         [v if v is not None else float("nan") for v in values],
         marker="o",
         color="tab:blue",
-        label=f"{alarm.metric_name} (per batch)",
+        label=f"{alarm.metric_name} (realized, per batch)",
     )
+    estimates = [estimated_figures(r, alarm.metric_name) for r in results]
+    if any(estimates):
+        nan = float("nan")
+        axis.plot(
+            positions,
+            [e["estimated"] if e else nan for e in estimates],
+            marker="^",
+            linestyle="--",
+            color="tab:green",
+            label=f"Estimated{alarm.metric_name} (from confidence, before labels)",
+        )
+        axis.fill_between(
+            positions,
+            [e["lower"] if e and e["lower"] is not None else nan for e in estimates],
+            [e["upper"] if e and e["upper"] is not None else nan for e in estimates],
+            color="tab:green",
+            alpha=0.12,
+            lw=0,
+            label="estimate ± 3 standard errors",
+        )
+        drifted = [p for p, r in zip(positions, results, strict=True) if concept_drift(r)]
+        if drifted:
+            axis.scatter(
+                drifted,
+                [values[p] for p in drifted],
+                s=140,
+                facecolors="none",
+                edgecolors="black",
+                zorder=5,
+                label="realized beyond the estimate's band: concept drift",
+            )
     axis.axhline(
         alarm.threshold,
         color="tab:red",
@@ -244,6 +305,9 @@ def run_demo(
         timeline = timeline_text(cloud, results)
         _out(timeline)
         (out_dir / "timeline.txt").write_text(timeline + "\n", encoding="utf-8")
+        skipped = {str((r.report.get("estimated_performance") or {}).get("skipped")) for r in results}
+        for reason in sorted(skipped - {"None"}):
+            _out(f"No estimated performance: {reason}")
         document = backtest.document()
         (out_dir / "timeline.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
         chart = write_chart(cloud, results, out_dir / "chart.png")

@@ -1,7 +1,8 @@
-"""Writing the model directory: model.skops (or model.joblib), baseline.json, metadata.json.
+"""Writing the model directory: model.skops (or model.joblib), baseline.json,
+calibration.json (classifiers with probabilities), metadata.json.
 
-The layout is modelwatch.model_bundle's; the reference metrics and the drift baseline
-are computed here, on rows the model was not fitted on.
+The layout is modelwatch.model_bundle's; the reference metrics, the drift baseline and
+the calibration are computed here, on rows the model was not fitted on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from modelwatch import drift
+from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.model_bundle import ModelMetadata
+from modelwatch.modeling.calibration import describe, fit_calibration
 from modelwatch.modeling.evaluation import compute_metrics
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
@@ -113,14 +116,29 @@ def write_model_directory(
         "reference_metrics": reference_metrics,
         "drift": drift.build_drift_baseline(reference_features, metadata, predictions, probabilities),
     }
+    notes = []
+    # Estimated performance needs class probabilities: regressors and classifiers without
+    # predict_proba get no calibration.json, and their reports say why there is no estimate.
+    calibration = None
+    if metadata.task == "classification" and probabilities is not None:
+        calibration = fit_calibration(
+            probabilities,
+            np.asarray(reference_target),
+            predictions,
+            list(metadata.classes),
+            metadata.positive_class,
+        )
+        notes.append(f"calibration for estimated performance: {describe(calibration)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metadata.json", *MODEL_FILES):
+    for stale in ("metadata.json", CALIBRATION_FILE, *MODEL_FILES):
         (out_dir / stale).unlink(missing_ok=True)
     model_file, trusted_types, note = _dump_estimator(estimator, out_dir)
     metadata = ModelMetadata(
         **{**metadata.__dict__, "model_file": model_file, "trusted_types": trusted_types}
     )
     (out_dir / "baseline.json").write_text(json.dumps(baseline, indent=2) + "\n", encoding="utf-8")
+    if calibration is not None:
+        (out_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     (out_dir / "metadata.json").write_text(json.dumps(metadata.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return metadata, reference_metrics, [note] if note else []
+    return metadata, reference_metrics, notes + ([note] if note else [])
