@@ -77,6 +77,65 @@ _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
 
 
+def batch_get_items(
+    client: Any,
+    table: str,
+    ids: Iterable[str],
+    attributes: Sequence[str],
+    threads: int = 8,
+    retry: RetryPolicy | None = None,
+    stats: RequestStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, dict[str, Any]]:
+    """The items of ``table`` (hash key ``record_id``) for ``ids``, with only ``attributes``,
+    deserialised; ids without an item are absent. Numbers come back as Decimal."""
+    retry = retry or RetryPolicy()
+    stats = stats if stats is not None else RequestStats()
+    unique_ids = list(dict.fromkeys(ids))
+    if not unique_ids:
+        return {}
+    names = {f"#a{position}": name for position, name in enumerate([ID_ATTRIBUTE, *attributes])}
+
+    def fetch_chunk(chunk: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{ID_ATTRIBUTE: {"S": record_id}} for record_id in chunk],
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+        }
+        for attempt in range(retry.max_attempts):
+            if attempt:
+                sleep(retry.delay_seconds(attempt))
+            stats.count(retry=attempt > 0)
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found[item[ID_ATTRIBUTE]["S"]] = {
+                    name: _deserializer.deserialize(value)
+                    for name, value in item.items()
+                    if name != ID_ATTRIBUTE
+                }
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise ActualsUnavailable(
+            f"DynamoDB left {len(request[table]['Keys'])} keys of table {table!r} unprocessed after "
+            f"{retry.max_attempts} attempts; the table is throttled — the batch will be retried"
+        )
+
+    chunks = _chunks(unique_ids, READ_BATCH_SIZE)
+    items: dict[str, dict[str, Any]] = {}
+    if len(chunks) == 1 or threads == 1:
+        for chunk in chunks:
+            items.update(fetch_chunk(chunk))
+        return items
+    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
+        for found in pool.map(fetch_chunk, chunks):
+            items.update(found)
+    return items
+
+
 def fetch_actuals(
     client: Any,
     table: str,
@@ -90,47 +149,10 @@ def fetch_actuals(
 
     Numbers come back as Decimal; modelwatch.labels compares them by value.
     """
-    retry = retry or RetryPolicy()
-    stats = stats if stats is not None else RequestStats()
-    unique_ids = list(dict.fromkeys(ids))
-    if not unique_ids:
-        return {}
-
-    def fetch_chunk(chunk: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{ID_ATTRIBUTE: {"S": record_id}} for record_id in chunk],
-                "ProjectionExpression": "#id, #actual",
-                "ExpressionAttributeNames": {"#id": ID_ATTRIBUTE, "#actual": ACTUAL_ATTRIBUTE},
-            }
-        }
-        for attempt in range(retry.max_attempts):
-            if attempt:
-                sleep(retry.delay_seconds(attempt))
-            stats.count(retry=attempt > 0)
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                if ACTUAL_ATTRIBUTE in item:
-                    found[item[ID_ATTRIBUTE]["S"]] = _deserializer.deserialize(item[ACTUAL_ATTRIBUTE])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-        raise ActualsUnavailable(
-            f"DynamoDB left {len(request[table]['Keys'])} keys of table {table!r} unprocessed after "
-            f"{retry.max_attempts} attempts; the table is throttled — the batch will be retried"
-        )
-
-    chunks = _chunks(unique_ids, READ_BATCH_SIZE)
-    actuals: dict[str, Any] = {}
-    if len(chunks) == 1 or threads == 1:
-        for chunk in chunks:
-            actuals.update(fetch_chunk(chunk))
-        return actuals
-    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
-        for found in pool.map(fetch_chunk, chunks):
-            actuals.update(found)
-    return actuals
+    items = batch_get_items(client, table, ids, [ACTUAL_ATTRIBUTE], threads, retry, stats, sleep)
+    return {
+        record_id: item[ACTUAL_ATTRIBUTE] for record_id, item in items.items() if ACTUAL_ATTRIBUTE in item
+    }
 
 
 def _attribute_value(value: Any) -> Any:
@@ -151,6 +173,47 @@ def _attribute_value(value: Any) -> Any:
     return number if number.is_finite() else text
 
 
+def batch_write_items(
+    client: Any,
+    table: str,
+    items: Sequence[dict[str, Any]],
+    threads: int = 4,
+    retry: RetryPolicy | None = None,
+    stats: RequestStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Put plain-Python ``items`` (no two with the same key), 25 per BatchWriteItem request,
+    unprocessed items retried with backoff; returns how many were written."""
+    retry = retry or RetryPolicy()
+    stats = stats if stats is not None else RequestStats()
+
+    def write_chunk(chunk: Sequence[dict[str, Any]]) -> int:
+        pending = {
+            table: [
+                {"PutRequest": {"Item": {name: _serializer.serialize(value) for name, value in item.items()}}}
+                for item in chunk
+            ]
+        }
+        for attempt in range(retry.max_attempts):
+            if attempt:
+                sleep(retry.delay_seconds(attempt))
+            stats.count(retry=attempt > 0)
+            response = client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return len(chunk)
+        raise ActualsUnavailable(
+            f"DynamoDB left {len(pending[table])} writes to table {table!r} unprocessed after "
+            f"{retry.max_attempts} attempts; the table is throttled — try again"
+        )
+
+    chunks = _chunks(list(items), WRITE_BATCH_SIZE)
+    if not chunks:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
+        return sum(pool.map(write_chunk, chunks))
+
+
 def write_actuals(
     client: Any,
     table: str,
@@ -165,44 +228,13 @@ def write_actuals(
     A later duplicate of an id in ``records`` wins: BatchWriteItem refuses two writes to one
     key in one request, so duplicates are collapsed first.
     """
-    retry = retry or RetryPolicy()
-    stats = stats if stats is not None else RequestStats()
-    latest: dict[str, tuple[Any, str | None]] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for record_id, actual, observed_at in records:
-        latest[record_id] = (actual, observed_at)
-
-    def put_requests(chunk: Sequence[str]) -> list[dict[str, Any]]:
-        requests = []
-        for record_id in chunk:
-            actual, observed_at = latest[record_id]
-            item = {ID_ATTRIBUTE: record_id, ACTUAL_ATTRIBUTE: _attribute_value(actual)}
-            if observed_at:
-                item[OBSERVED_AT_ATTRIBUTE] = observed_at
-            requests.append(
-                {"PutRequest": {"Item": {name: _serializer.serialize(value) for name, value in item.items()}}}
-            )
-        return requests
-
-    def write_chunk(chunk: Sequence[str]) -> int:
-        pending = {table: put_requests(chunk)}
-        for attempt in range(retry.max_attempts):
-            if attempt:
-                sleep(retry.delay_seconds(attempt))
-            stats.count(retry=attempt > 0)
-            response = client.batch_write_item(RequestItems=pending)
-            pending = response.get("UnprocessedItems") or {}
-            if not pending:
-                return len(chunk)
-        raise ActualsUnavailable(
-            f"DynamoDB left {len(pending[table])} writes to table {table!r} unprocessed after "
-            f"{retry.max_attempts} attempts; the table is throttled — try again"
-        )
-
-    chunks = _chunks(list(latest), WRITE_BATCH_SIZE)
-    if not chunks:
-        return 0
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
-        return sum(pool.map(write_chunk, chunks))
+        item = {ID_ATTRIBUTE: record_id, ACTUAL_ATTRIBUTE: _attribute_value(actual)}
+        if observed_at:
+            item[OBSERVED_AT_ATTRIBUTE] = observed_at
+        latest[record_id] = item
+    return batch_write_items(client, table, list(latest.values()), threads, retry, stats, sleep)
 
 
 @dataclass
