@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit integration template e2e lint build validate bench demo local samples clean
+.PHONY: install test unit integration template e2e lint build validate bench bench-parquet demo local samples clean
 
 UV_VERSION := 0.13.8
 
@@ -69,6 +69,10 @@ build: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+
+# The Parquet reader's size in the runtime layer and its speed, fastparquet vs pyarrow.
+bench-parquet: $(STAMP)
+	$(BIN)/python scripts/bench_parquet.py
 
 samples: $(STAMP)
 	$(BIN)/python scripts/generate_samples.py

@@ -11,6 +11,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
@@ -18,6 +19,7 @@ from tests.events import load_event
 from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
+from tests.parquet_writer import parquet_bytes
 
 FEATURES = NUMERIC + CATEGORICAL
 
@@ -98,6 +100,41 @@ def test_gzip_batch(stack):
     stack.put(key, gzip.compress(body.encode()))
     load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put-gzip"), LambdaContext())
     assert stack.report(key)["rows_scored"] == 300
+
+
+def test_parquet_batch_measures_exactly_as_its_csv(stack):
+    # Given the same 5,000 rows uploaded as CSV and as Parquet (three row groups, written by DuckDB)
+    key = event_key("batch-monitor-s3-put-parquet")
+    body, frame, labeled_ids = labeled_batch(stack, 5000, seed=15, prefix="q")
+    stack.put("incoming/same-rows.csv", body)
+    stack.put(key, parquet_bytes(frame.drop(columns=["churned"]), row_group_size=2048))
+    handler = load_handler("batch_monitor")
+    # When both events arrive
+    handler.lambda_handler(s3_event("incoming/same-rows.csv"), LambdaContext())
+    handler.lambda_handler(load_event("batch-monitor-s3-put-parquet"), LambdaContext())
+    # Then every metric agrees with the CSV's and with scikit-learn's, to 1e-9
+    from_csv, from_parquet = stack.report("incoming/same-rows.csv"), stack.report(key)
+    assert from_parquet["status"] == "ok"
+    assert from_parquet["metrics"].keys() == from_csv["metrics"].keys()
+    for name, value in from_csv["metrics"].items():
+        assert from_parquet["metrics"][name] == pytest.approx(value, abs=1e-9), name
+    error_rate, labeled, _, _ = expected_error_rate(stack, frame, labeled_ids)
+    assert from_parquet["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
+    assert from_parquet["labeled_rows"] == labeled
+    assert from_parquet["drift"] == from_csv["drift"]  # the same typed values, so the same numbers
+    pd.testing.assert_frame_equal(stack.predictions(key), stack.predictions("incoming/same-rows.csv"))
+
+
+def test_parquet_batch_with_a_number_stored_as_text_is_rejected_naming_the_column(stack):
+    key = "incoming/typed.parquet"
+    frame = churn_frame(50, seed=16, id_prefix="t").drop(columns=["churned"])
+    frame["monthly_charges"] = frame["monthly_charges"].astype(str)
+    stack.put(key, parquet_bytes(frame))
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert (report["status"], report["code"]) == ("rejected", "wrong_column_type")
+    assert "column 'monthly_charges' (position 3) is BYTE_ARRAY (STRING)" in report["reason"]
+    assert stack.statistic("BatchesRejected")["Sum"] == 1
 
 
 def test_redelivered_event_publishes_nothing_twice(stack):
