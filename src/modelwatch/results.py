@@ -6,6 +6,7 @@ function again)::
     incoming/<path>                       the batch (read at the version the event announced)
     results/<path>/predictions.csv.gz     id, prediction, probability, actual, pass-through columns
     results/<path>/report.json            see modelwatch.report
+    results/<path>/report.html            the same report for people (modelwatch.report_html)
     results/latest.json                   pointer to the newest report (alerts link it)
 """
 
@@ -23,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from modelwatch.config import INCOMING_PREFIX, LATEST_REPORT_POINTER, RESULTS_PREFIX
 from modelwatch.errors import BatchRejected
+from modelwatch.report_html import render_report_html
 
 # S3 error codes for an object (or version) deleted between the event and the read.
 MISSING_OBJECT_CODES = ("NoSuchKey", "404", "NoSuchVersion")
@@ -56,6 +58,10 @@ class BatchObject:
     @property
     def report_key(self) -> str:
         return self.results_prefix + "report.json"
+
+    @property
+    def report_html_key(self) -> str:
+        return self.results_prefix + "report.html"
 
     @property
     def predictions_key(self) -> str:
@@ -123,6 +129,13 @@ class ResultStore:
 
     def write_report(self, batch: BatchObject, report: dict[str, Any]) -> None:
         self._put_json(batch.bucket, batch.report_key, report)
+        # The content type makes S3 (and the console's Open) show the page, not download it.
+        self.s3.put_object(
+            Bucket=batch.bucket,
+            Key=batch.report_html_key,
+            ContentType="text/html; charset=utf-8",
+            Body=render_report_html(report).encode("utf-8"),
+        )
         # A pointer to the newest report, so an alert can link it with one GET instead
         # of listing every report under results/. Newest by upload time, not by
         # processing order: a retried or redelivered older version must not replace it.

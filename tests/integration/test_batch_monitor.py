@@ -137,6 +137,23 @@ def test_parquet_batch_with_a_number_stored_as_text_is_rejected_naming_the_colum
     assert stack.statistic("BatchesRejected")["Sum"] == 1
 
 
+def test_report_html_is_written_beside_report_json_as_a_page_a_browser_shows(stack):
+    key = event_key("batch-monitor-s3-put-parquet")
+    body, frame, _ = labeled_batch(stack, 300, seed=17, prefix="h")
+    stack.put(key, parquet_bytes(frame.drop(columns=["churned"])))
+    stack.put("incoming/cut.parquet", parquet_bytes(frame.drop(columns=["churned"]))[:-20])
+    handler = load_handler("batch_monitor")
+    handler.lambda_handler(load_event("batch-monitor-s3-put-parquet"), LambdaContext())
+    handler.lambda_handler(s3_event("incoming/cut.parquet"), LambdaContext())
+    for batch_key, status in ((key, "ok"), ("incoming/cut.parquet", "rejected")):
+        page_key = f"results/{batch_key.removeprefix('incoming/')}/report.html"
+        page = stack.s3.get_object(Bucket=BUCKET, Key=page_key)
+        assert page["ContentType"] == "text/html; charset=utf-8"
+        html = page["Body"].read().decode("utf-8")
+        assert f"<title>modelwatch {status}: {batch_key}</title>" in html
+    assert "is truncated" in html  # the rejected one says why
+
+
 def test_redelivered_event_publishes_nothing_twice(stack):
     key = event_key("batch-monitor-s3-put")
     body, _, _ = labeled_batch(stack, 500, seed=14, prefix="d")
@@ -256,6 +273,18 @@ BAD_BATCHES = [
         b'{"record_id": "r1", "plan": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n",
         "invalid_json",
     ),
+    (
+        "incoming/bad/cut-short.parquet",
+        parquet_bytes(select="SELECT 'r' || i AS record_id, i AS tenure_months FROM range(100) t(i)")[:-30],
+        "truncated_parquet",
+    ),
+    (
+        "incoming/bad/nested.parquet",
+        parquet_bytes(
+            select="SELECT 'r1' AS record_id, 3 AS tenure_months, 70.0 AS monthly_charges, ['basic'] AS plan"
+        ),
+        "nested_column",
+    ),
 ]
 
 
@@ -272,7 +301,8 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
         assert stack.statistic(metric) is None, metric
     objects = stack.s3.list_objects_v2(Bucket=stack_bucket(), Prefix="results/")["Contents"]
     report_key = f"results/{key.removeprefix('incoming/')}/report.json"
-    assert sorted(item["Key"] for item in objects) == sorted([report_key, "results/latest.json"])
+    page_key = report_key.removesuffix(".json") + ".html"
+    assert sorted(item["Key"] for item in objects) == sorted([report_key, page_key, "results/latest.json"])
     latest = json.loads(stack.s3.get_object(Bucket=stack_bucket(), Key="results/latest.json")["Body"].read())
     assert latest == {
         "key": key,
