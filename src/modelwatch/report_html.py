@@ -51,9 +51,9 @@ tr.drifted td{background:#fff1f0}.breach{color:#c62828;font-weight:600}.okay{col
 .legend svg{vertical-align:middle}.small{color:#4a5468;font-size:12px}
 .links a{margin-right:18px}code{background:#eef0f4;padding:0 3px;border-radius:3px}
 """
-_REFERENCE_COLOUR = "#9aa4b5"
-_BATCH_COLOUR = "#2f6fde"
-_DRIFTED_COLOUR = "#d93025"
+REFERENCE_COLOUR = "#9aa4b5"
+BATCH_COLOUR = "#2f6fde"
+DRIFTED_COLOUR = "#d93025"
 
 
 def _text(value: Any) -> str:
@@ -104,12 +104,12 @@ def distribution_svg(
     tallest = max([*reference, *batch, 1e-12])
     slot = _CHART_WIDTH / bins
     bar = max((slot - 2 * _CHART_GAP) / 2, 0.5)
-    colour = _DRIFTED_COLOUR if drifted else _BATCH_COLOUR
+    colour = DRIFTED_COLOUR if drifted else BATCH_COLOUR
     shapes = []
     for index, (label, before, after) in enumerate(zip(labels, reference, batch, strict=True)):
         x = index * slot + _CHART_GAP
         for offset, share, fill, side in (
-            (0.0, before, _REFERENCE_COLOUR, "reference"),
+            (0.0, before, REFERENCE_COLOUR, "reference"),
             (bar, after, colour, "batch"),
         ):
             height = (_CHART_HEIGHT - 2) * share / tallest
@@ -339,9 +339,9 @@ def _drift(report: Mapping[str, Any]) -> str:
         "<p class='small legend'>PSI over the baseline's bins, drifted when PSI &gt; "
         f"{_number(threshold)} and the {_text(drift.get('adjustment', ''))}-adjusted p-value &lt; "
         f"{_number(drift.get('significance_level'))}. "
-        f"Bars: <span style='color:{_REFERENCE_COLOUR}'>■</span> reference, "
-        f"<span style='color:{_BATCH_COLOUR}'>■</span> this batch "
-        f"(<span style='color:{_DRIFTED_COLOUR}'>■</span> when drifted); hover a bar for its bin.</p>"
+        f"Bars: <span style='color:{REFERENCE_COLOUR}'>■</span> reference, "
+        f"<span style='color:{BATCH_COLOUR}'>■</span> this batch "
+        f"(<span style='color:{DRIFTED_COLOUR}'>■</span> when drifted); hover a bar for its bin.</p>"
     )
     headers = [
         "feature",

@@ -7,46 +7,14 @@ document a browser builds, not on substrings of the renderer's own output.
 from __future__ import annotations
 
 import copy
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
 from modelwatch.report_html import CONTENT_SECURITY_POLICY, MAX_INVALID_ROWS_SHOWN, render_report_html
+from tests.html_page import Page
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-class Page(HTMLParser):
-    """The elements (tag, attributes, text inside) and the whole text of a page."""
-
-    def __init__(self, html: str):
-        super().__init__(convert_charrefs=True)
-        self.elements: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.title = ""
-        self._in_title = False
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, dict(attrs)))
-        # The page's title is the first; the others are the SVG bars' tooltips.
-        self._in_title = tag == "title" and len(self.tags("title")) == 1
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-        if self._in_title:
-            self.title += data
-
-    def tags(self, name: str) -> list[dict[str, str | None]]:
-        return [attributes for tag, attributes in self.elements if tag == name]
-
-    @property
-    def all_text(self) -> str:
-        return "".join(self.text)
 
 
 def numeric_detail(name: str, psi: float, drifted: bool) -> dict[str, Any]:
