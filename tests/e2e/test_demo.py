@@ -32,5 +32,21 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     slack = [json.loads(path.read_text()) for path in sorted((out / "slack").glob("*.json"))]
     assert any("ALARM" in json.dumps(message) and "ErrorRate" in json.dumps(message) for message in slack)
 
+    # The Slack ALARM for QualityAlarm links the page of the batch whose datapoint moved it
+    quality_alarm = next(
+        message
+        for message in slack
+        if "ALARM: " in message["text"] and "ErrorRate" in json.dumps(message["attachments"][0]["blocks"][0])
+    )
+    moved_at = quality.index("ALARM")
+    assert (
+        f"results/{batches[moved_at]['key'].removeprefix('incoming/')}/report.html"
+        "|Report of the batch that moved the alarm>"
+    ) in json.dumps(quality_alarm, ensure_ascii=False)
+
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((out / "results").rglob("report.json"))) == 12
+    reports = list((out / "results").rglob("report.json"))
+    assert len(reports) == 12
+    assert all(report.with_name("report.html").is_file() for report in reports)
+    # The sample's Parquet batch was scored like the CSV ones
+    assert batches[-1]["key"] == "incoming/batch-12.parquet" and batches[-1]["rows"] == 1000

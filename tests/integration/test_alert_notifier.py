@@ -484,6 +484,28 @@ def test_the_report_link_names_the_batch_that_moved_the_alarm_only_when_it_did(
     assert f"prefix=results/incoming/b.parquet/report.html|{label}>" in links
 
 
+@pytest.mark.parametrize(
+    ("event_time", "label"),
+    [
+        ("2026-11-26T10:05:00+00:00", "Report of the batch that moved the alarm"),
+        ("2026-11-26T09:05:00+00:00", "Latest batch report"),  # an older period's batch
+    ],
+)
+def test_without_the_alarms_own_datapoint_the_newest_period_of_its_window_decides(
+    notifier: Notifier, event_time: str, label: str
+) -> None:
+    # Given no StateReasonData to read (the alarm is not described), and a batch at 10:05 in
+    # the newest period of the window the alarm judged at 10:15:42 ([09:15, 10:15))
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=500, errors=156)
+    put_report(notifier.s3, "results/incoming/c.csv/report.json", latest=True, event_time=event_time)
+
+    notifier.invoke(load_event("alert-notifier-alarm"))
+
+    [request] = notifier.slack.requests
+    links = request.json()["attachments"][0]["blocks"][-2]["text"]["text"]
+    assert f"prefix=results/incoming/c.csv/report.html|{label}>" in links
+
+
 def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) -> None:
     result = notifier.invoke(load_event("alert-notifier-insufficient-to-ok"))
 

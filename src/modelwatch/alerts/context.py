@@ -34,8 +34,7 @@ def fetch_recent_values(
     rounds down to the minute for data under 15 days old.)
     """
     period = metric.period_seconds
-    until_epoch = int(until.timestamp())
-    end_epoch = until_epoch - until_epoch % min(period, 60)
+    end_epoch = int(newest_period_start(until, period).timestamp()) + period
     start_epoch = end_epoch - periods * period
     query: dict[str, Any] = {
         "Id": "recent",
@@ -65,6 +64,14 @@ def fetch_recent_values(
             if 0 <= index < periods:
                 values[index] = float(value)
     return RecentValues(period_seconds=period, values=tuple(values))
+
+
+def newest_period_start(until: datetime, period_seconds: int) -> datetime:
+    """The start of the newest period of an alarm's default (sliding) window evaluated at
+    ``until``: the window ends at ``until`` rounded down to the minute."""
+    until_epoch = int(until.timestamp())
+    end_epoch = until_epoch - until_epoch % min(period_seconds, 60)
+    return datetime.fromtimestamp(end_epoch - period_seconds, UTC)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from modelwatch.alerts.context import (
     fetch_evaluated_datapoint,
     fetch_recent_values,
     latest_report,
+    newest_period_start,
 )
 from modelwatch.alerts.slack_message import RecentValues, build_slack_message, gather_links
 from modelwatch.alerts.webhook import DeliveryPolicy, post_to_slack, webhook_url_from_secret
@@ -176,6 +177,11 @@ class AlertNotifier:
         if current_value is None and recent is not None:
             # Without the alarm's own datapoint, the newest period it could have seen is the best stand-in.
             current_value = recent.latest
+            if recent.values and recent.values[-1] is not None:
+                # The newest period of the window the alarm judged at its state change has data:
+                # that datapoint is the one that moved it.
+                start = newest_period_start(alarm.state_change_time, metric.period_seconds)
+                evaluated = EvaluatedDatapoint(start, recent.values[-1])
         return recent, current_value, evaluated
 
 
