@@ -30,6 +30,17 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from modelwatch.batch_files import MISSING_TOKENS
 from modelwatch.errors import ActualsUnavailable, BatchRejected
+from modelwatch.parquet_files import (
+    BOOLEAN,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TEMPORAL,
+    ParquetColumn,
+    iter_frames,
+    open_parquet,
+)
 
 READ_BATCH_SIZE = 100  # BatchGetItem's maximum keys per request
 WRITE_BATCH_SIZE = 25  # BatchWriteItem's maximum items per request
@@ -366,8 +377,8 @@ def iter_actuals_file(
     max_bytes: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[ActualsChunk]:
-    """Read an actuals CSV (optionally .gz) chunk by chunk: the model's id and target
-    columns, or record_id/actual, and observed_at when present.
+    """Read an actuals CSV (optionally .gz) or Parquet file chunk by chunk: the model's id
+    and target columns, or record_id/actual, and observed_at when present.
 
     Memory stays at about one chunk whatever the file's size. ``max_bytes`` bounds the
     file and, for .gz, its content while it is inflated. Raises BatchRejected (see
@@ -375,8 +386,13 @@ def iter_actuals_file(
     late in the file have been yielded by then.
     """
     lowered = key.lower()
+    if lowered.endswith(".parquet"):
+        yield from _iter_parquet_actuals(stream, key, id_column, target, max_bytes)
+        return
     if not lowered.endswith((".csv", ".csv.gz")):
-        raise BatchRejected(f"actuals file {key!r} must be .csv or .csv.gz", code="unsupported_extension")
+        raise BatchRejected(
+            f"actuals file {key!r} must be .csv, .csv.gz or .parquet", code="unsupported_extension"
+        )
     raw = _BoundedReader(stream, key, max_bytes, "holds")
     source: _BoundedReader = raw
     if lowered.endswith(".gz"):
@@ -427,6 +443,63 @@ def iter_actuals_file(
             f"actuals file {key!r} has a header but no data rows: expected at least one row after the header",
             code="no_rows",
         )
+
+
+def _cell_text(value: Any) -> str | None:
+    """A Parquet cell as the CSV of the same row would hold it; None when it is missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    text = str(value).strip()
+    return text if text and text not in MISSING_TOKENS else None
+
+
+def _check_actuals_types(columns: dict[str, ParquetColumn], key: str, id_name: str, target_name: str) -> None:
+    expected = {
+        id_name: ({STRING, INTEGER}, "a string or integer column"),
+        target_name: ({STRING, INTEGER, FLOAT, DECIMAL, BOOLEAN}, "a number, string or boolean column"),
+        OBSERVED_AT_ATTRIBUTE: ({STRING, TEMPORAL}, "a string or timestamp column"),
+    }
+    for name, (kinds, wanted) in expected.items():
+        column = columns.get(name)
+        if column is not None and column.kind not in kinds:
+            raise BatchRejected(
+                f"actuals file {key!r} has column {name!r} (position {column.position}) of Parquet type "
+                f"{column.type_name}; expected {wanted}",
+                code="wrong_column_type",
+            )
+
+
+def _iter_parquet_actuals(
+    stream: IO[bytes], key: str, id_column: str, target: str, max_bytes: int | None
+) -> Iterator[ActualsChunk]:
+    """A Parquet file is read whole (its footer is at the end), then decoded one row group
+    at a time: memory is the file plus one row group of the two or three columns used."""
+    data = _BoundedReader(stream, key, max_bytes, "holds").read()
+    if not data:
+        raise BatchRejected(f"actuals file {key!r} is empty (0 bytes)", code="empty")
+    parquet = open_parquet(data, key, max_bytes, what="actuals file")
+    columns = {column.name: column for column in parquet.columns}
+    id_name, target_name = _columns(list(columns), key, id_column, target)
+    _check_actuals_types(columns, key, id_name, target_name)
+    wanted = [id_name, target_name] + ([OBSERVED_AT_ATTRIBUTE] if OBSERVED_AT_ATTRIBUTE in columns else [])
+    if parquet.rows == 0:
+        raise BatchRejected(f"actuals file {key!r} has columns but no rows", code="no_rows")
+    for frame in iter_frames(parquet, wanted):
+        ids = [_cell_text(value) for value in frame[id_name].tolist()]
+        actuals = [_cell_text(value) for value in frame[target_name].tolist()]
+        observed = (
+            [_cell_text(value) for value in frame[OBSERVED_AT_ATTRIBUTE].tolist()]
+            if OBSERVED_AT_ATTRIBUTE in frame.columns
+            else [None] * len(frame)
+        )
+        records = [
+            (record_id, actual, when)
+            for record_id, actual, when in zip(ids, actuals, observed, strict=True)
+            if record_id is not None and actual is not None
+        ]
+        yield ActualsChunk(records, len(frame))
 
 
 def _records(frame: pd.DataFrame, id_name: str, target_name: str) -> list[tuple[str, Any, str | None]]:

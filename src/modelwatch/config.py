@@ -72,6 +72,10 @@ class MonitorConfig:
     max_invalid_row_percent: float
     max_batch_megabytes: int
     drift_threshold: float
+    # QualityAlarm's condition, shown in report.html beside the metric; empty: not shown.
+    quality_metric: str = ""
+    quality_threshold: float | None = None
+    quality_comparison: str = ""
 
     @property
     def max_batch_bytes(self) -> int:
@@ -92,7 +96,20 @@ class MonitorConfig:
             max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0, environ=env),
             max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1, environ=env),
             drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2, environ=env),
+            quality_metric=env.get("QUALITY_METRIC", ""),
+            quality_threshold=_optional_number("QUALITY_THRESHOLD", env),
+            quality_comparison=env.get("QUALITY_COMPARISON", ""),
         )
+
+
+def _optional_number(name: str, environ: Environment) -> float | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 @dataclass(frozen=True)

@@ -274,8 +274,18 @@ class BatchMonitor:
                 estimated_performance=measured.estimation,
                 actuals_requests=actuals_requests,
                 outputs=outputs,
+                reference=self._reference(),
             ),
         )
+
+    def _reference(self) -> dict[str, Any]:
+        config = self.config
+        alarm = {"metric": config.quality_metric, "threshold": config.quality_threshold}
+        alarm["comparison"] = config.quality_comparison
+        reference: dict[str, Any] = {"metrics": self.bundle.baseline.get("reference_metrics", {})}
+        if config.quality_metric and config.quality_threshold is not None:
+            reference["quality_alarm"] = alarm
+        return reference
 
     def _unscored_report(
         self,

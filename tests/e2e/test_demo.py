@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from modelwatch.local.demo import run_demo
 
@@ -39,7 +40,22 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     flagged = {int(line[6:8]) for line in timeline if line.startswith("batch-") and "concept drift" in line}
     assert flagged and flagged <= {5, 6, 7, 8, 9}
 
+    # The Slack ALARM for QualityAlarm links the page of the batch whose datapoint moved it
+    quality_alarm = next(
+        message
+        for message in slack
+        if "ALARM: " in message["text"] and "ErrorRate" in json.dumps(message["attachments"][0]["blocks"][0])
+    )
+    moved_at = quality.index("ALARM")
+    moved_key = re.escape(batches[moved_at]["key"].removeprefix("incoming/"))
+    link = rf"results/{moved_key}/versions/[^/|]+/report\.html\|Report of the batch that moved the alarm>"
+    assert re.search(link, json.dumps(quality_alarm, ensure_ascii=False))
+
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # One report per batch version, and a copy as each key's newest report
-    assert len(list((out / "results").glob("*/versions/*/report.json"))) == 12
+    # One report per batch version (with its page), and a copy as each key's newest report
+    reports = list((out / "results").glob("*/versions/*/report.json"))
+    assert len(reports) == 12
     assert len(list((out / "results").glob("*/report.json"))) == 12
+    assert all(report.with_name("report.html").is_file() for report in reports)
+    # The sample's Parquet batch was scored like the CSV ones
+    assert batches[-1]["key"] == "incoming/batch-12.parquet" and batches[-1]["rows"] == 1000
