@@ -97,9 +97,11 @@ def batch_get_items(
     retry: RetryPolicy | None = None,
     stats: RequestStats | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    consistent: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """The items of ``table`` (hash key ``record_id``) for ``ids``, with only ``attributes``,
-    deserialised; ids without an item are absent. Numbers come back as Decimal."""
+    deserialised; ids without an item are absent. Numbers come back as Decimal.
+    ``consistent`` reads what every write before the call left (twice the read cost)."""
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else RequestStats()
     unique_ids = list(dict.fromkeys(ids))
@@ -114,6 +116,7 @@ def batch_get_items(
                 "Keys": [{ID_ATTRIBUTE: {"S": record_id}} for record_id in chunk],
                 "ProjectionExpression": ", ".join(names),
                 "ExpressionAttributeNames": names,
+                "ConsistentRead": consistent,
             }
         }
         for attempt in range(retry.max_attempts):

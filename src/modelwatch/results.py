@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,6 +151,14 @@ class ResultStore:
             "predictions": f"s3://{batch.bucket}/{batch.predictions_key}",
             "report": f"s3://{batch.bucket}/{batch.report_key}",
         }
+
+    def read_predictions(self, batch: BatchObject) -> pd.DataFrame:
+        """The predictions file of ``batch`` (record ids as text; actuals as written)."""
+        body = self.s3.get_object(Bucket=batch.bucket, Key=batch.predictions_key)["Body"].read()
+        return pd.read_csv(io.BytesIO(gzip.decompress(body)), dtype={0: str}, low_memory=False)
+
+    def read_report(self, batch: BatchObject) -> dict[str, Any] | None:
+        return self._read_json(batch.bucket, batch.report_key)
 
     def write_report(self, batch: BatchObject, report: dict[str, Any], *, newest: bool = True) -> None:
         """This version's report; then, unless ``newest`` is False (a duplicate), the key's

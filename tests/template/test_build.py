@@ -19,7 +19,7 @@ from .conftest import TEMPLATE, lambda_runtime_sdk_dir, sample_features
 # Lambda: a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 MIB = 1024 * 1024
-FUNCTIONS = ("BatchMonitorFunction", "ActualsLoaderFunction", "AlertNotifierFunction")
+FUNCTIONS = ("BatchMonitorFunction", "ActualsLoaderFunction", "AlertNotifierFunction", "LabelJoinFunction")
 
 
 def unzipped_bytes(directory: Path) -> int:
