@@ -151,6 +151,8 @@ def _arn(value: Any, names: Mapping[str, str], region: str) -> str:
         return value
     if "Fn::GetAtt" in value:
         logical_id, attribute = value["Fn::GetAtt"]
+        if attribute == "StreamArn":  # read by Lambda's event source mapping, not by the code
+            return _resource_arn(logical_id, names, region) + "/stream/*"
         assert attribute == "Arn", value
         return _resource_arn(logical_id, names, region)
     if "Fn::Sub" in value:
@@ -178,6 +180,8 @@ def _resource_arn(logical_id: str, names: Mapping[str, str], region: str) -> str
         return f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{names[logical_id]}"
     if kind == "AWS::S3::Bucket":
         return f"arn:aws:s3:::{names[logical_id]}"
+    if kind == "AWS::SQS::Queue":
+        return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{names.get(logical_id, '*')}"
     raise ValueError(f"{logical_id} ({kind}): teach tests/aws_calls.py its ARN")
 
 

@@ -97,3 +97,42 @@ def test_actuals_loader_is_granted_exactly_the_aws_actions_it_uses(stack):
     grants = policy_grants("ActualsLoaderFunction", resource_names(stack), REGION)
     assert ungranted(calls, grants, REGION) == []
     assert unused(calls, grants, REGION) == []
+
+
+def test_label_join_is_granted_exactly_the_aws_actions_it_uses(stack):
+    # Given a batch scored without its labels, then its labels written to the actuals table
+    from tests.integration.test_label_join import stream_event
+
+    frame = churn_frame(120, seed=33, id_prefix="j")
+    key = "incoming/2026/11/26/late.csv"
+    event = uploaded(stack, key, frame.drop(columns="churned").to_csv(index=False).encode())
+    load_handler("batch_monitor").lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    stack.put_actuals(labels)
+    handler = load_handler("label_join")
+
+    # When the join scores them (and meets the same labels again)
+    with recorded_aws_calls() as calls:
+        handler.lambda_handler(stream_event(list(labels)), LambdaContext.of("LabelJoinFunction"))
+        handler.lambda_handler(stream_event(list(labels)), LambdaContext.of("LabelJoinFunction"))
+
+    # Then every request is allowed, and every statement was needed
+    assert stack.report(key)["labeled_rows"] == 120
+    grants = policy_grants("LabelJoinFunction", resource_names(stack), REGION)
+    assert ungranted(calls, grants, REGION) == []
+    # except the ones Lambda itself uses with the function's role, and ListBucket (a
+    # missing report reads as 404 instead of 403; moto does not enforce IAM):
+    stream = f"arn:aws:dynamodb:{REGION}:123456789012:table/{stack.actuals_table}/stream/*"
+    assert unused(calls, grants, REGION) == [
+        *(
+            Grant(action, stream)
+            for action in (
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            )
+        ),
+        Grant("s3:ListBucket", f"arn:aws:s3:::{BUCKET}"),
+        Grant("sqs:SendMessage", f"arn:aws:sqs:{REGION}:123456789012:*"),
+    ]
