@@ -20,6 +20,7 @@ from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
 FEATURES = NUMERIC + CATEGORICAL
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/actuals/stream/2026-12-01T00:00:00"
 
 
 def stream_event(record_ids: list[str], name: str = "INSERT") -> dict[str, Any]:
@@ -37,7 +38,7 @@ def stream_event(record_ids: list[str], name: str = "INSERT") -> dict[str, Any]:
                     "SizeBytes": 40,
                     "StreamViewType": "KEYS_ONLY",
                 },
-                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/actuals/stream/2026-12-01T00:00:00",
+                "eventSourceARN": STREAM_ARN,
             }
             for number, record_id in enumerate(record_ids, start=1)
         ]
