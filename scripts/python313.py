@@ -90,9 +90,7 @@ def is_python313(command: list[str]) -> bool:
         result = subprocess.run(
             [*command, "-S", "-c", probe], capture_output=True, text=True, timeout=60, check=False
         )
-    except OSError:
-        return False
-    except subprocess.TimeoutExpired:
+    except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0 and result.stdout.split() == ["cpython", *map(str, VERSION)]
 
