@@ -39,6 +39,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 VERSION = (3, 13)
@@ -165,15 +166,19 @@ def fetch_debian_python(target: Path) -> None:
     if not KEYRING.is_file():
         raise Unavailable(f"{KEYRING} is missing (install debian-archive-keyring)")
     architecture = debian_architecture()
-    staging = target.with_name(target.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    # A staging directory of our own, renamed at the end: two builds fetching at once
+    # (an arm64 and an x86_64 layer) never see or remove each other's half.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.staging.", dir=target.parent))
     try:
         unpack_into(staging, architecture)
-    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except OSError as error:
+        if not (target / "root").is_dir():  # not another build's finished fetch
+            raise Unavailable(f"could not unpack into {target}: {error}") from error
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
     versions = (target / "versions.txt").read_text(encoding="utf-8").split()
     print(
         f"python313: unpacked Debian {DEBIAN_SUITE}'s",
