@@ -1,14 +1,18 @@
-"""`make bench`: a 20,000-row batch end to end against an embedded moto server.
+"""`make bench`: a 20,000-row batch end to end against an embedded moto server, and the
+cold start with and without the runtime layer's bytecode.
 
 Compares this implementation (BatchGetItem, 100 keys a request, 8 threads) with the
 naive first attempt (one GetItem per row) on the same server, data and model, and
 prints rows/s, DynamoDB requests and the ratio. Everything else in the pipeline is the
 same code, so the ratio is the actuals strategy's. Also prints what the performance
-estimate (CBPE) costs on the same batch, and the drift timing.
+estimate (CBPE) costs on the same batch, the drift timing, then the cold init of the
+batch monitor with and without bytecode and their ratio (scripts/bench_cold_start.py).
+`--cold-start` runs only that last part.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -88,6 +92,19 @@ def print_estimate_cost(bundle: Any, rows: pd.DataFrame, metadata: Any, report: 
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cold-start", action="store_true", help="only the cold-start comparison")
+    parser.add_argument("--repetitions", type=int, default=5, help="cold starts per layer (median)")
+    options = parser.parse_args()
+    if not options.cold_start:
+        bench_batch()
+    from bench_cold_start import print_cold_start  # beside this script, like bench_drift
+
+    print_cold_start(options.repetitions)
+    return 0
+
+
+def bench_batch() -> None:
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.config import MonitorConfig
     from modelwatch.ledger import BatchLedger
@@ -187,7 +204,6 @@ def main() -> int:
             )
     finally:
         aws.stop()
-    return 0
 
 
 if __name__ == "__main__":

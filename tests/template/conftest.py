@@ -150,7 +150,8 @@ def host_machine() -> str:
 
 @pytest.fixture(scope="session")
 def host_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The runtime layer, pruned exactly as for Lambda, but for this machine's Python."""
+    """The runtime layer, pruned and compiled exactly as for Lambda, but for this machine's
+    Python, whose bytecode it ships instead of the sources (BYTECODE_PYTHON)."""
     if sys.platform != "linux":
         pytest.skip("the runtime layer is built from manylinux wheels; this machine cannot run them")
     artifacts = tmp_path_factory.mktemp("host-runtime")
@@ -165,6 +166,7 @@ def host_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             f"PYTHON_VERSION={sys.version_info.major}.{sys.version_info.minor}",
             f"ARCH={host_machine()}",
             f"PYTHON={sys.executable}",
+            f"BYTECODE_PYTHON={sys.executable}",
         ],
         timeout_seconds=900,
         cwd=REPO_ROOT,

@@ -1,4 +1,5 @@
-"""`sam build` output fits Lambda, and the pruned runtime still imports and predicts."""
+"""`sam build` output fits Lambda, ships CPython 3.13 bytecode, and the pruned, compiled
+runtime still imports and predicts."""
 
 from __future__ import annotations
 
@@ -93,6 +94,29 @@ def test_runtime_layer_is_pruned_but_keeps_package_metadata(sam_build_dir):
     assert (site / "scikit_learn-1.9.1.dist-info" / "METADATA").is_file()
 
 
+# CPython 3.13's bytecode magic number (Lib/importlib/_bootstrap_external.py: 3571, then
+# b"\r\n"), written here rather than asked of a Python: the build machine's is another.
+CPYTHON_313_MAGIC = (3571).to_bytes(2, "little") + b"\r\n"
+
+
+def test_runtime_layer_ships_cpython_313_bytecode_in_place_of_the_sources(sam_build_dir):
+    site = sam_build_dir / "RuntimeLayer" / "python"
+    bytecode = list(site.rglob("*.pyc"))
+    sources = list(site.rglob("*.py"))
+    size = unzipped_bytes(site)
+    print(
+        f"\nRuntimeLayer with bytecode: {size / MIB:.1f} MiB unzipped, {len(bytecode):,} .pyc files "
+        f"({sum(path.stat().st_size for path in bytecode) / MIB:.1f} MiB), {len(sources)} .py files"
+    )
+    assert len(bytecode) > 1000, "the layer shipped without bytecode: was a CPython 3.13 found?"
+    foreign = [str(path.relative_to(site)) for path in bytecode if path.read_bytes()[:4] != CPYTHON_313_MAGIC]
+    assert not foreign, f"not CPython 3.13 bytecode: {foreign[:5]}"
+    # Legacy .pyc beside where the source was: imported only when there is no .py.
+    for package in ("sklearn", "pandas", "numpy", "scipy", "skops", "aws_lambda_powertools"):
+        assert (site / package / "__init__.pyc").is_file(), package
+    assert not sources, f"sources shipped beside their bytecode: {sources[:5]}"
+
+
 def test_model_layer_mounts_the_model_directory_at_opt_model(sam_build_dir, sample_model_dir):
     mounted = sam_build_dir / "ModelLayer" / "model"  # a layer's content appears under /opt
     assert sorted(path.name for path in mounted.iterdir()) == sorted(
@@ -117,6 +141,11 @@ IMPORT_CHECK = textwrap.dedent(
     for module in (aws_lambda_powertools, aws_xray_sdk, joblib, numpy, pandas, scipy, skops, sklearn,
                    cramjam, fastparquet, fsspec):
         assert Path(module.__file__).is_relative_to(runtime_dir), f"{module.__name__} from {module.__file__}"
+    # From the shipped bytecode alone: the layer has no sources to fall back to.
+    from_source = [name for name, module in list(sys.modules.items())
+                   if str(getattr(module, "__file__", None) or "").startswith(str(runtime_dir))
+                   and str(module.__file__).endswith(".py")]
+    assert not from_source, f"imported from source: {from_source[:5]}"
 
     import modelwatch
     assert Path(modelwatch.__file__).is_relative_to(function_dirs[0]), modelwatch.__file__
