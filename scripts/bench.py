@@ -95,7 +95,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold-start", action="store_true", help="only the cold-start comparison")
     parser.add_argument("--repetitions", type=int, default=5, help="cold starts per layer (median)")
+    parser.add_argument("--label-join", action="store_true", help="only the label join comparison")
     options = parser.parse_args()
+    if options.label_join:
+        bench_batch(label_join_only=True)
+        return 0
     if not options.cold_start:
         bench_batch()
     from bench_cold_start import print_cold_start  # beside this script, like bench_drift
@@ -104,13 +108,14 @@ def main() -> int:
     return 0
 
 
-def bench_batch() -> None:
+def bench_batch(label_join_only: bool = False) -> None:
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.config import MonitorConfig
     from modelwatch.ledger import BatchLedger
     from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
     from modelwatch.monitor import BatchMonitor, dynamodb_actuals
+    from modelwatch.prediction_log import PredictionLog
     from modelwatch.results import BatchObject, ResultStore
 
     build_model()
@@ -123,14 +128,15 @@ def bench_batch() -> None:
             "AWS_DEFAULT_REGION": "us-east-1",
             "ACTUALS_TABLE": "bench-actuals",
             "LEDGER_TABLE": "bench-ledger",
+            "PREDICTION_LOG_TABLE": "bench-prediction-log",
             "MODEL_DIR": str(MODEL_DIR),
         }
     )
     try:
         s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
         s3.create_bucket(Bucket=BUCKET)
-        for table in ("bench-actuals", "bench-ledger"):
-            key_name = "record_id" if table == "bench-actuals" else "id"
+        for table in ("bench-actuals", "bench-ledger", "bench-prediction-log"):
+            key_name = "id" if table == "bench-ledger" else "record_id"
             dynamodb.create_table(
                 TableName=table,
                 BillingMode="PAY_PER_REQUEST",
@@ -164,10 +170,19 @@ def bench_batch() -> None:
             "modelwatch": dynamodb_actuals(dynamodb, "bench-actuals"),
             "naive GetItem loop": naive_reader,
         }
+        if label_join_only:
+            bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records, metadata)
+            return
         results = {}
         for name, reader in readers.items():
             monitor = BatchMonitor(
-                config, bundle, store, reader, cloudwatch, BatchLedger(dynamodb, "bench-ledger")
+                config,
+                bundle,
+                store,
+                reader,
+                cloudwatch,
+                BatchLedger(dynamodb, "bench-ledger"),
+                PredictionLog(dynamodb, "bench-prediction-log", retention_days=1),
             )
             key = f"incoming/bench-{name.split()[0]}.csv"
             s3.put_object(Bucket=BUCKET, Key=key, Body=body)
@@ -202,8 +217,92 @@ def bench_batch() -> None:
                 f"drift: 100,000 rows x 20 features in {drift['median_ms']:.0f} ms (median); "
                 f"drift share of the {len(rows):,}-row batch above: {share:.1f}%"
             )
+        bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records, metadata)
     finally:
         aws.stop()
+
+
+LATE_ROWS = 5_000
+LATE_LABELS = 1_000
+
+
+def bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records, metadata) -> None:
+    """Late labels: a 5,000-row batch scored without labels, then 1,000 of its labels
+    joined by the label join vs the naive per-label lookup (GetItem on the prediction log
+    and on the actuals table for each label)."""
+    from modelwatch.actuals import write_actuals
+    from modelwatch.label_join import LabelJoin
+    from modelwatch.ledger import BatchLedger
+    from modelwatch.monitor import BatchMonitor, dynamodb_actuals
+    from modelwatch.prediction_log import PredictionLog
+    from modelwatch.results import BatchObject
+
+    id_column = metadata.id_column
+    late = rows.head(LATE_ROWS).assign(**{id_column: lambda frame: "late-" + frame[id_column]})
+    labels = {f"late-{record_id}": actual for record_id, actual, _ in records}
+    ledger = BatchLedger(dynamodb, "bench-ledger")
+    log = PredictionLog(dynamodb, "bench-prediction-log", retention_days=1)
+    monitor = BatchMonitor(
+        config, bundle, store, dynamodb_actuals(dynamodb, "bench-actuals"), cloudwatch, ledger, log
+    )
+    key = "incoming/bench-late.csv"
+    store.s3.put_object(Bucket=BUCKET, Key=key, Body=late.to_csv(index=False).encode())
+    started = time.perf_counter()
+    monitor.process(BatchObject(BUCKET, key))
+    log_seconds = time.perf_counter() - started
+    chosen = [record_id for record_id in late[id_column] if record_id in labels][:LATE_LABELS]
+    write_actuals(dynamodb, "bench-actuals", [(record_id, labels[record_id], None) for record_id in chosen])
+
+    calls = {"count": 0}
+
+    def count(**_: Any) -> None:
+        calls["count"] += 1
+
+    dynamodb.meta.events.register("before-call.dynamodb", count)
+    try:
+        join = LabelJoin(
+            metadata,
+            "bench",
+            "ModelWatchBench",
+            config.min_labeled_rows,
+            log,
+            ledger,
+            dynamodb,
+            "bench-actuals",
+            store,
+            cloudwatch,
+        )
+        started = time.perf_counter()
+        result = join.join(chosen)
+        join_seconds = time.perf_counter() - started
+        join_requests = calls["count"]
+
+        calls["count"] = 0
+        started = time.perf_counter()
+        for record_id in chosen:  # the naive join: two lookups per label
+            dynamodb.get_item(TableName="bench-prediction-log", Key={"record_id": {"S": record_id}})
+            dynamodb.get_item(TableName="bench-actuals", Key={"record_id": {"S": record_id}})
+        naive_seconds = time.perf_counter() - started
+        naive_requests = calls["count"]
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb", count)
+    assert result.batches and result.batches[0].newly_labeled == len(chosen), result
+    print(
+        f"\nlabel join: {len(chosen):,} labels of a {LATE_ROWS:,}-row batch (prediction log written "
+        f"at upload: the whole batch took {log_seconds:.2f} s)"
+    )
+    print(f"{'implementation':<22}{'seconds':>10}{'labels/s':>12}{'DynamoDB requests':>20}")
+    for name, seconds, requests in (
+        ("label join", join_seconds, join_requests),
+        ("naive per-label", naive_seconds, naive_requests),
+    ):
+        print(f"{name:<22}{seconds:>10.2f}{len(chosen) / seconds:>12,.0f}{requests:>20,}")
+    print(
+        f"per 1,000 labels: {join_requests * 1000 / len(chosen):,.0f} requests vs "
+        f"{naive_requests * 1000 / len(chosen):,.0f} (the join also reads the rest of the batch's "
+        f"actuals, {LATE_ROWS // 100} BatchGetItem requests, to recompute the batch exactly); "
+        f"throughput ratio {naive_seconds / join_seconds:.1f}x"
+    )
 
 
 if __name__ == "__main__":
