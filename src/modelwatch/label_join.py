@@ -32,6 +32,7 @@ are counted in LabelsArrived and its report is updated.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -44,6 +45,7 @@ import pandas as pd
 
 from modelwatch.actuals import ACTUAL_ATTRIBUTE, RequestStats, batch_get_items
 from modelwatch.config import JoinConfig
+from modelwatch.estimation import CALIBRATION_FILE, PerformanceEstimator, estimator_for
 from modelwatch.labels import LabelNormaliser
 from modelwatch.ledger import (
     BatchLedger,
@@ -113,8 +115,10 @@ class LabelJoin:
         store: ResultStore,
         cloudwatch: Any,
         clock: Callable[[], datetime] | None = None,
+        estimator: PerformanceEstimator | None = None,
     ):
         self.metadata = metadata
+        self.estimator = estimator
         self.model_name = model_name
         self.namespace = namespace
         self.min_labeled_rows = min_labeled_rows
@@ -136,6 +140,17 @@ class LabelJoin:
 
         metadata = load_metadata(config.model_dir)
         dynamodb = client("dynamodb")
+        calibration_path = config.model_dir / CALIBRATION_FILE
+        raw = json.loads(calibration_path.read_text(encoding="utf-8")) if calibration_path.is_file() else None
+        # Binary models only: the predictions file keeps the positive class's probability,
+        # which gives the whole probability matrix of a binary model and not of others.
+        estimator, _ = estimator_for(
+            metadata.task,
+            True,
+            metadata.classes,
+            metadata.positive_index,
+            raw if len(metadata.classes) == 2 else None,
+        )
         return cls(
             metadata,
             model_name=config.model_name or metadata.name,
@@ -147,6 +162,7 @@ class LabelJoin:
             actuals_table=config.actuals_table,
             store=ResultStore(client("s3")),
             cloudwatch=client("cloudwatch"),
+            estimator=estimator,
         )
 
     def join(self, record_ids: Iterable[str]) -> JoinResult:
@@ -199,7 +215,7 @@ class LabelJoin:
                 old is not None and new is not None and old != new
                 for old, new in zip(before, after, strict=True)
             )
-            quality = self._quality(table, after)
+            quality, probabilities = self._quality(table, after)
             totals = self._totals(state, quality)
             delta = {
                 name: (
@@ -217,7 +233,7 @@ class LabelJoin:
                 continue  # another invocation published for this batch meanwhile: read again
             if delta:
                 advanced.append((state, revision))
-            self._rewrite(state.batch, table, before, after, quality, now, newly, corrected)
+            self._rewrite(state.batch, table, before, after, quality, now, newly, corrected, probabilities)
             labeled = sum(value is not None for value in after)
             event_time = _parse_time(state.event_time)
             return BatchJoin(
@@ -244,25 +260,34 @@ class LabelJoin:
             return None
         return self.labels.normalise(value)
 
-    def _quality(self, table: pd.DataFrame, actuals: list[Any]) -> dict[str, MetricValue]:
+    def _quality(
+        self, table: pd.DataFrame, actuals: list[Any]
+    ) -> tuple[dict[str, MetricValue], np.ndarray | None]:
+        """The batch's quality metrics over its labeled rows (none below MinLabeledRows), and
+        every row's class probabilities when the predictions file gives them (binary models)."""
         labeled = np.array([value is not None for value in actuals], dtype=bool)
-        if labeled.sum() < max(1, self.min_labeled_rows):
-            return {}
-        y_true = np.array([value for value in actuals if value is not None], dtype=object)
-        predicted = table["prediction"][labeled]
-        if self.metadata.task == "regression":
-            return regression_metrics(y_true.astype(float), predicted.to_numpy(dtype=float))
-        y_pred = np.array([self.labels.normalise(value) for value in predicted], dtype=object)
         probabilities = None
         positive = self.metadata.positive_index
         if "probability" in table.columns and len(self.metadata.classes) == 2 and positive is not None:
             # The predictions file keeps the positive class's probability; a binary model's
             # other column is its complement.
-            p = table["probability"][labeled].to_numpy(dtype=float)
+            p = table["probability"].to_numpy(dtype=float)
             probabilities = np.column_stack([1 - p, p] if positive == 1 else [p, 1 - p])
-        return classification_metrics(
-            y_true, y_pred, probabilities, self.metadata.classes, self.metadata.positive_class
+        if labeled.sum() < max(1, self.min_labeled_rows):
+            return {}, probabilities
+        y_true = np.array([value for value in actuals if value is not None], dtype=object)
+        predicted = table["prediction"][labeled]
+        if self.metadata.task == "regression":
+            return regression_metrics(y_true.astype(float), predicted.to_numpy(dtype=float)), None
+        y_pred = np.array([self.labels.normalise(value) for value in predicted], dtype=object)
+        quality = classification_metrics(
+            y_true,
+            y_pred,
+            probabilities[labeled] if probabilities is not None else None,
+            self.metadata.classes,
+            self.metadata.positive_class,
         )
+        return quality, probabilities
 
     def _totals(self, state: BatchState, quality: dict[str, MetricValue]) -> Totals:
         """The row-additive totals to have published for the batch now. A metric whose row
@@ -287,8 +312,10 @@ class LabelJoin:
         now: datetime,
         newly: int,
         corrected: int,
+        probabilities: np.ndarray | None,
     ) -> None:
-        """The predictions file gets the actuals; report.json the metrics as of now."""
+        """The predictions file gets the actuals; report.json the metrics as of now, and the
+        estimate beside the realized values on the rows labeled so far."""
         stamp = now.isoformat()
         labeled_at = table["labeled_at"] if "labeled_at" in table.columns else pd.Series([None] * len(table))
         table = table.copy()
@@ -313,6 +340,13 @@ class LabelJoin:
         if quality:
             report["metrics"] = {**estimates, **plain_values(quality)}
             report["quality_metrics_withheld"] = None
+            if self.estimator is not None and probabilities is not None:
+                labeled_mask = np.array([value is not None for value in after], dtype=bool)
+                predicted = np.array(
+                    [self.labels.normalise(value) for value in table["prediction"]], dtype=object
+                )
+                estimate = self.estimator.estimate(probabilities, predicted, labeled_mask, quality)
+                report["estimated_performance"] = estimate.report
         event_time = _parse_time(str(report.get("event_time", "")))
         delays = [
             _seconds_between(event_time, str(at)) if isinstance(at, str) else 0.0

@@ -8,6 +8,7 @@ far, with the model loaded independently of the handler.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -171,3 +172,34 @@ def test_labels_for_rows_no_batch_scored_change_nothing(stack, unlabeled_batch):
     result = join(stack, {"nobody-1": 1, "nobody-2": 0})
     assert result == {"labels": 2, "logged": 0, "batches": [], "dynamodb_requests": 1}
     assert stack.statistic("ErrorRate") is None
+
+
+def test_late_labels_put_the_estimate_beside_the_realized_error_and_find_concept_drift(
+    stack, monkeypatch, sample_churn_model_dir
+):
+    # Given the sample model (calibrated) and its batch 6, whose input-target relation
+    # changed (samplefiles/README.md), scored before any of its labels existed
+    import pandas as pd
+
+    samples = Path(__file__).resolve().parents[2] / "samplefiles" / "classification"
+    monkeypatch.setenv("MODEL_DIR", str(sample_churn_model_dir))
+    key = "incoming/late/batch-06.csv"
+    stack.put(key, (samples / "batches" / "batch-06.csv").read_bytes())
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    assert stack.report(key)["estimated_performance"]["versus_realized"] is None
+
+    # When its labels arrive
+    actuals = pd.read_csv(samples / "actuals.csv", dtype={"record_id": str})
+    ids = set(stack.predictions(key)["record_id"])
+    labels = {row.record_id: int(row.churned) for row in actuals.itertuples() if row.record_id in ids}
+    join(stack, labels)
+
+    # Then the report sets the estimate beside the realized error on those rows, and says
+    # the relation changed
+    estimated = stack.report(key)["estimated_performance"]
+    versus = estimated["versus_realized"]
+    assert versus["labeled_rows"] == len(labels)
+    assert versus["metrics"]["ErrorRate"]["realized"] == pytest.approx(
+        stack.report(key)["metrics"]["ErrorRate"], abs=1e-12
+    )
+    assert [finding["finding"] for finding in estimated["findings"]] == ["concept_drift"]
