@@ -7,6 +7,7 @@ its description to the dead-letter queue; joining again is harmless (modelwatch.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -33,13 +34,19 @@ def label_join() -> LabelJoin:
 @event_source(data_class=DynamoDBStreamEvent)
 def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[str, Any]:
     ids = []
+    written: list[int] = []
     for record in event.records:
         if record.event_name is None or record.event_name.name == "REMOVE" or record.dynamodb is None:
             continue  # a deleted label takes nothing back: CloudWatch cannot
         keys = record.dynamodb.keys or {}
         if "record_id" in keys:
             ids.append(str(keys["record_id"]))
-    result = label_join().join(ids)
+        if record.dynamodb.approximate_creation_date_time is not None:
+            written.append(record.dynamodb.approximate_creation_date_time)
+    # The labels arrived when the newest of them was written (DynamoDB's own clock), not
+    # when this invocation runs: a retried batch keeps its time.
+    arrived = datetime.fromtimestamp(max(written), UTC) if written else None
+    result = label_join().join(ids, arrived_at=arrived)
     summary = {
         "labels": result.labels,
         "logged": result.logged,

@@ -16,9 +16,10 @@ that scored one of the changed record ids (the prediction log says which):
 3. the ledger's totals advance with a revision check before publishing (and go back if
    PutMetricData fails), then the predictions file and report.json are rewritten.
 
-Time: the differences are stamped when the labels arrived, not with the batch's event
-time, so QualityAlarm (which only evaluates recent periods) reacts within one period
-of the labels, however late they are. The batch's report keeps the error by event time.
+Time: the differences are stamped when the labels arrived (the stream records' creation
+time, DynamoDB's clock), not with the batch's event time, so QualityAlarm (which only
+evaluates recent periods) reacts within one period of the labels, however late they
+are. The batch's report keeps the error by event time.
 
 What is not published late: the non-additive metrics (ROCAUC, F1, Precision, Recall,
 R2, RMSE, LogLoss) are recomputed in the batch's report only, because a batch-level
@@ -165,11 +166,13 @@ class LabelJoin:
             estimator=estimator,
         )
 
-    def join(self, record_ids: Iterable[str]) -> JoinResult:
+    def join(self, record_ids: Iterable[str], arrived_at: datetime | None = None) -> JoinResult:
+        """Join the labels of ``record_ids``, written to the actuals table at ``arrived_at``
+        (the stream records' time; the clock when unknown), which stamps what is published."""
         ids = list(dict.fromkeys(record_ids))
         stats = RequestStats()
         grouped = self.log.batches_of(ids, stats)
-        now = self.clock()
+        now = arrived_at or self.clock()
         joined: list[BatchJoin] = []
         advanced: list[tuple[BatchState, int]] = []
         try:
