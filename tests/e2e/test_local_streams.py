@@ -7,6 +7,7 @@ invocation's records, so what Lambda would have handed over is checked where it 
 
 from __future__ import annotations
 
+import base64
 import json
 import textwrap
 import time
@@ -106,10 +107,22 @@ def test_each_change_reaches_the_function_once_in_order_with_its_images(stack_di
     with local_cloud(stack_dir, classifier_dir, VirtualClock(moment)) as cloud:
         table = cloud.stack.name_of("LabelsTable")
         dynamodb = cloud.clients.dynamodb
-        # Given three labels written, one corrected and one withdrawn (any writer: here the SDK)
-        for number in range(1, 4):
-            dynamodb.put_item(TableName=table, Item={"record_id": {"S": f"r{number}"}, "actual": {"N": "0"}})
-        dynamodb.put_item(TableName=table, Item={"record_id": {"S": "r2"}, "actual": {"N": "1"}})
+        # Given three labels written in one BatchWriteItem (as the actuals loader writes), one
+        # corrected and one withdrawn (any writer: here the SDK)
+        dynamodb.batch_write_item(
+            RequestItems={
+                table: [
+                    {"PutRequest": {"Item": {"record_id": {"S": f"r{number}"}, "actual": {"N": "0"}}}}
+                    for number in range(1, 4)
+                ]
+            }
+        )
+        dynamodb.update_item(
+            TableName=table,
+            Key={"record_id": {"S": "r2"}},
+            UpdateExpression="SET actual = :label, payload = :payload",
+            ExpressionAttributeValues={":label": {"N": "1"}, ":payload": {"B": b"\x00\xff"}},
+        )
         dynamodb.delete_item(TableName=table, Key={"record_id": {"S": "r3"}})
 
         # When the streams are drained (twice: the second finds nothing new)
@@ -133,7 +146,12 @@ def test_each_change_reaches_the_function_once_in_order_with_its_images(stack_di
         stream_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
         modify, remove = records[3], records[4]
         assert modify["dynamodb"]["OldImage"] == {"record_id": {"S": "r2"}, "actual": {"N": "0"}}
-        assert modify["dynamodb"]["NewImage"] == {"record_id": {"S": "r2"}, "actual": {"N": "1"}}
+        # (binary values base64-encoded, as in Lambda's JSON event)
+        assert modify["dynamodb"]["NewImage"] == {
+            "record_id": {"S": "r2"},
+            "actual": {"N": "1"},
+            "payload": {"B": base64.b64encode(b"\x00\xff").decode()},
+        }
         assert "NewImage" not in remove["dynamodb"]
         assert remove["dynamodb"]["OldImage"]["record_id"] == {"S": "r3"}
         for record in records:

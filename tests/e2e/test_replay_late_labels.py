@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from modelwatch.cli.main import main
 from modelwatch.local.backtest import Backtest, PeriodResult
 from modelwatch.local.cloud import LocalCloud, VirtualClock
 from tests.model_fixtures import churn_frame
+from tests.template_resources import TEMPLATE_PATH, load_template
 
 ROWS = 200
 UNBATCHED = 20
@@ -119,3 +121,94 @@ def test_replay_cli_refuses_a_negative_labels_delay(tmp_path, classifier_dir, ca
             ]
         )
     assert "number of alarm periods" in capsys.readouterr().err
+
+
+# Writes down the ids and creation time of every actuals-table change it is handed.
+LABEL_RECORDER = """\
+import json
+import os
+from pathlib import Path
+
+
+def lambda_handler(event, context):
+    with (Path(os.environ["LAMBDA_TASK_ROOT"]) / "received.jsonl").open("a") as log:
+        for record in event["Records"]:
+            change = record["dynamodb"]
+            entry = {"id": change["Keys"]["record_id"]["S"], "created": change["ApproximateCreationDateTime"]}
+            log.write(json.dumps(entry) + "\\n")
+"""
+
+
+def template_with_a_label_recorder(directory: Path) -> Path:
+    """template.yaml, plus a stream on the actuals table and a function that records its records
+    (where the label join will be): the stack's own code is linked in, the recorder written here."""
+    template = load_template()
+    template["Resources"]["ActualsTable"]["Properties"]["StreamSpecification"] = {
+        "StreamViewType": "NEW_AND_OLD_IMAGES"
+    }
+    template["Resources"]["LabelRecorderFunction"] = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "CodeUri": "label_recorder",
+            "Handler": "app.lambda_handler",
+            "Events": {
+                "NewActuals": {
+                    "Type": "DynamoDB",
+                    "Properties": {
+                        "Stream": {"Fn::GetAtt": ["ActualsTable", "StreamArn"]},
+                        "StartingPosition": "TRIM_HORIZON",
+                        "BatchSize": 1000,
+                        "MaximumBatchingWindowInSeconds": 5,
+                    },
+                }
+            },
+        },
+    }
+    for shared in ("functions", "layers"):
+        (directory / shared).symlink_to(TEMPLATE_PATH.parent / shared)
+    (directory / "label_recorder").mkdir()
+    (directory / "label_recorder" / "app.py").write_text(LABEL_RECORDER)
+    path = directory / "template.yaml"
+    path.write_text(yaml.safe_dump(template, sort_keys=False))
+    return path
+
+
+def test_delayed_labels_reach_the_actuals_tables_stream_in_their_period_stamped_with_its_time(
+    tmp_path, classifier_dir
+):
+    # Given a stack whose actuals table has a stream-triggered function, and a one-period delay
+    stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    template = template_with_a_label_recorder(stack_dir)
+    actuals_path, batches = write_history(tmp_path)
+    cloud = LocalCloud(
+        out_dir=tmp_path / "out",
+        template_path=template,
+        model_dir=classifier_dir,
+        clock=VirtualClock(datetime.now(UTC)),
+    )
+    with cloud:
+        backtest = Backtest(cloud)
+
+        # When the three batches are replayed
+        backtest.run(batches, actuals=[actuals_path], labels_delay_periods=1)
+        document = backtest.document()
+
+    # Then the function got every label once, each stamped with the start of the period it
+    # was loaded in: the rows of no batch in the first, each batch's labels one period after it
+    received = [json.loads(line) for line in (stack_dir / "label_recorder" / "received.jsonl").open()]
+    starts = [datetime.fromisoformat(period["start"]).timestamp() for period in document["periods"]]
+    by_period = {start: {entry["id"] for entry in received if entry["created"] == start} for start in starts}
+    assert len(received) == UNBATCHED + 3 * ROWS == sum(len(ids) for ids in by_period.values())
+    assert by_period[starts[0]] == {f"orphan-{i}" for i in range(UNBATCHED)}
+    for batch, start in zip(batches, starts[1:], strict=True):
+        assert by_period[start] == set(pd.read_csv(batch)["record_id"])
+    # and the periods say so
+    stream_events = [[e for e in p["events"] if "LabelRecorderFunction" in e] for p in document["periods"]]
+    assert stream_events == [
+        [
+            f"LabelRecorderFunction got {count} stream record(s) of {cloud.stack.name_of('ActualsTable')} "
+            "(1 invocation(s))"
+        ]
+        for count in (UNBATCHED, ROWS, ROWS, ROWS)
+    ]
