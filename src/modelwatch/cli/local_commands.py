@@ -22,7 +22,7 @@ _PARAM_HELP = "override a template parameter, e.g. --param QualityThreshold=0.25
 def _demo(args: argparse.Namespace) -> int:
     from modelwatch.local.demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, labels_delay_periods=args.labels_delay)
 
 
 def _print(text: str) -> None:
@@ -196,6 +196,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="the sample churn story end to end on the local cloud (make demo)"
     )
     demo.add_argument("--out", type=Path, help="output folder (default: ./out/demo-<timestamp>/)")
+    demo.add_argument(
+        "--labels-delay",
+        type=_periods,
+        default=0,
+        metavar="N",
+        help="each batch's labels arrive N alarm periods after it (default 0: all before the first batch)",
+    )
     demo.set_defaults(func=_demo)
 
     local = subparsers.add_parser("local", help="the local cloud: template.yaml on an embedded AWS")

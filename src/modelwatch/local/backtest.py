@@ -129,6 +129,7 @@ class Backtest:
         on_batch: Callable[[BatchResult], None] | None = None,
         on_processed: Callable[[BatchResult], None] | None = None,
         on_period: Callable[[PeriodResult], None] | None = None,
+        on_event: Callable[[PeriodResult, str], None] | None = None,
     ):
         if not isinstance(cloud.clock, VirtualClock):
             raise TypeError("a backtest needs the local cloud on a VirtualClock")
@@ -137,6 +138,7 @@ class Backtest:
         self.on_batch = on_batch or (lambda result: None)  # after the alarms were evaluated
         self.on_processed = on_processed or (lambda result: None)  # before: the batch's own numbers
         self.on_period = on_period or (lambda period: None)  # when a period's alarms were evaluated
+        self.on_event = on_event or (lambda period, event: None)  # as each event happens
         self.results: list[BatchResult] = []
         self.periods: list[PeriodResult] = []
 
@@ -147,8 +149,8 @@ class Backtest:
     def _load_labels(self, part: LabelFile, *, source: Path | None = None, event: str | None = None) -> None:
         key = ACTUALS_PREFIX + part.name
         dispatch = self.cloud.upload(key, part.body)
-        if event and self.periods:
-            self.periods[-1].events.append(event)
+        if event:
+            self._event(event)
         if not dispatch.invocations:
             raise UserError(f"no function of the template takes {key!r}: it has no actuals trigger")
         failed = [i for i in dispatch.invocations if not i.ok]
@@ -162,8 +164,14 @@ class Backtest:
     def _drain_streams(self) -> None:
         """Deliver every pending stream record; say in the period's events what that did."""
         deliveries = self.cloud.drain_streams()
+        for event in stream_events(deliveries):
+            self._event(event)
+
+    def _event(self, text: str) -> None:
+        """Something that happened in the current period (none before the first: demo's preload)."""
         if self.periods:
-            self.periods[-1].events.extend(stream_events(deliveries))
+            self.periods[-1].events.append(text)
+            self.on_event(self.periods[-1], text)
 
     def run(
         self,
@@ -215,7 +223,7 @@ class Backtest:
         started = time.perf_counter()
         dispatch = self.cloud.upload(key, path.read_bytes(), metadata={"batch-time": batch_time.isoformat()})
         seconds = time.perf_counter() - started
-        self.periods[-1].events.append(f"uploaded {path.name}")
+        self._event(f"uploaded {path.name}")
         self._drain_streams()
         report = self._report(dispatch.bucket, key, dispatch)
         result = BatchResult(
@@ -247,7 +255,7 @@ class Backtest:
         for run in runs:
             if run.changed:
                 name = self.cloud.stack.alarm_logical_id(run.alarm.name) or run.alarm.name
-                current.events.append(f"{name} {run.evaluation.previous_state} -> {run.evaluation.state}")
+                self._event(f"{name} {run.evaluation.previous_state} -> {run.evaluation.state}")
         if result is not None:
             result.alarms = states
             result.alerts = self.cloud.alerts[alerts_before:]
