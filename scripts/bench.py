@@ -34,8 +34,13 @@ def build_model() -> None:
 def bench_data(id_column: str, actuals: list[tuple[str, Any, str | None]]) -> tuple[pd.DataFrame, list[Any]]:
     """ROWS batch rows and their actuals: the sample batches, repeated under suffixed ids
     (-0, -1, ...) until there are ROWS of them (the samples hold 12,000)."""
+    import fastparquet
+
     frames = [
-        pd.read_csv(path, dtype={id_column: str}) for path in sorted((SAMPLES / "batches").glob("*.csv"))
+        fastparquet.ParquetFile(path).to_pandas()
+        if path.suffix == ".parquet"
+        else pd.read_csv(path, dtype={id_column: str})
+        for path in sorted((SAMPLES / "batches").glob("batch-*"))
     ]
     sample = pd.concat(frames, ignore_index=True)
     copies = -(-ROWS // len(sample))

@@ -8,7 +8,9 @@ samplefiles/README.md for the scenario in words.
 
 Everything comes from one seeded numpy Generator per scenario, values are rounded
 before they are written, and the CSV writer is given a fixed line terminator, so the
-same numpy version produces byte-identical files on any machine. (numpy does not
+same numpy version produces byte-identical files on any machine. The one Parquet batch
+is written by DuckDB (a dev dependency, pinned), whose output is byte-identical for the
+same rows and version. (numpy does not
 promise identical Generator streams across versions; if a numpy upgrade changes the
 files, regenerate them and commit them with the upgrade.)
 """
@@ -51,6 +53,9 @@ PAYMENT_EFFECT = {"card": 0.0, "bank_transfer": -0.4, "invoice": 0.6}
 CHANNELS = ("web", "app", "store", "partner")
 # Batches where a few rows lose data_usage_gb (a flaky upstream meter).
 CHURN_MISSING_USAGE_BATCHES = (3, 7, 11)
+# Batches the upstream exports as Parquet instead of CSV (its new export, after the fix):
+# the same rows a CSV would hold, with their types, so the demo and the tests read both.
+CHURN_PARQUET_BATCHES = (12,)
 # Scales the whole logit so the relation is strong enough for a ~10-15% error rate.
 CHURN_LOGIT_SCALE = 1.6
 
@@ -135,7 +140,10 @@ def generate_classification(out_dir: Path) -> None:
         features.insert(0, "record_id", record_ids)
         # An extra column the model does not use; it passes through to the predictions.
         features["channel"] = rng.choice(CHANNELS, size=CHURN_BATCH_ROWS, p=(0.45, 0.35, 0.15, 0.05))
-        _write_csv(features, out_dir / "batches" / f"batch-{batch:02d}.csv")
+        if batch in CHURN_PARQUET_BATCHES:
+            _write_parquet(features, out_dir / "batches" / f"batch-{batch:02d}.parquet")
+        else:
+            _write_csv(features, out_dir / "batches" / f"batch-{batch:02d}.csv")
         actuals.append(pd.DataFrame({"record_id": record_ids, "churned": labels}))
     _write_actuals(rng, pd.concat(actuals, ignore_index=True), out_dir / "actuals.csv")
 
@@ -229,6 +237,30 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, lineterminator="\n")
 
 
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    import duckdb
+
+    connection = duckdb.connect()
+    try:
+        connection.register("frame", frame)
+        connection.execute(f"COPY frame TO '{path}' (FORMAT PARQUET, COMPRESSION snappy)")
+    finally:
+        connection.close()
+
+
+def batch_paths(folder: Path) -> list[Path]:
+    """A scenario's batch files, CSV and Parquet, in batch order."""
+    return sorted([*folder.glob("batches/batch-*.csv"), *folder.glob("batches/batch-*.parquet")])
+
+
+def read_batch_file(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        import fastparquet
+
+        return fastparquet.ParquetFile(path).to_pandas()
+    return pd.read_csv(path)
+
+
 # --- samplefiles/README.md's figures ---------------------------------------------------
 
 README_BEGIN = "<!-- figures: written by scripts/generate_samples.py from the files; do not edit -->"
@@ -236,9 +268,7 @@ README_END = "<!-- end of figures -->"
 
 
 def _batch_figures(folder: Path, target: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
-    batches = {
-        int(path.stem.split("-")[1]): pd.read_csv(path) for path in sorted(folder.glob("batches/*.csv"))
-    }
+    batches = {int(path.stem.split("-")[1]): read_batch_file(path) for path in batch_paths(folder)}
     return batches, pd.read_csv(folder / "actuals.csv")
 
 
@@ -253,9 +283,8 @@ def _numbers(values: list[int]) -> str:
 def _scenario_figures(folder: Path, target: str, id_example: str, gap_column: str) -> list[str]:
     """The file table and the coverage and gap figures of one scenario, measured on its files."""
     train = pd.read_csv(folder / "train.csv")
-    batches = {
-        int(path.stem.split("-")[1]): pd.read_csv(path) for path in sorted(folder.glob("batches/*.csv"))
-    }
+    paths = batch_paths(folder)
+    batches = {int(path.stem.split("-")[1]): read_batch_file(path) for path in paths}
     actuals = pd.read_csv(folder / "actuals.csv")
     features = [column for column in train.columns if column not in ("record_id", target)]
     numeric = [column for column in features if pd.api.types.is_numeric_dtype(train[column])]
@@ -273,13 +302,15 @@ def _scenario_figures(folder: Path, target: str, id_example: str, gap_column: st
     extra_text = (
         f", and {', '.join(f'`{c}`' for c in extra)} (extra columns that pass through)" if extra else ""
     )
-    last = max(batches)
+    csv_names = [path.name for path in paths if path.suffix == ".csv"]
+    parquet_names = [path.name for path in paths if path.suffix == ".parquet"]
+    names = f"`batches/{csv_names[0]}` … `{csv_names[-1]}`" + "".join(f", `{name}`" for name in parquet_names)
     return [
         "| file | rows | columns |",
         "|---|---|---|",
         f"| `train.csv` | {len(train):,} | `record_id`, {len(numeric)} numeric and "
         f"{len(features) - len(numeric)} categorical features, {target_text} |",
-        f"| `batches/batch-01.csv` … `batch-{last:02d}.csv` | {'–'.join(f'{n:,}' for n in sizes)} each | "
+        f"| {names} | {'–'.join(f'{n:,}' for n in sizes)} each | "
         f"`record_id` (`{id_example}`), the features{extra_text}; no target |",
         f"| `actuals.csv` | {len(actuals):,} | `record_id`, `{target}` for the batch rows; "
         f"{1 - len(actuals) / batch_rows:.1%} of ids are missing (labels that have not arrived yet) |",

@@ -1,8 +1,8 @@
 """What every tier shares: the tier marker each test gets from its directory, and the models
 trained once per test session.
 
-A test's tier is where it lives (tests/unit, tests/integration, tests/template, tests/e2e),
-so `make unit` and friends select by directory and a file cannot claim a tier its
+A test's tier is where it lives (tests/unit, tests/integration, tests/template, tests/e2e,
+tests/browser), so `make unit` and friends select by directory and a file cannot claim a tier its
 directory contradicts. A test that starts a server process is not a unit test: it
 belongs in tests/integration (handlers and servers on this machine) or tests/e2e.
 """
@@ -17,7 +17,8 @@ from tests.model_fixtures import write_classifier
 from tests.template_resources import TEMPLATE_PATH
 
 TESTS_DIR = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "template", "e2e")
+# browser: a real chromium (`make browser-test` installs it); `make test` leaves it out.
+TIERS = ("unit", "integration", "template", "e2e", "browser")
 
 
 def tier_of(path: Path) -> str | None:

@@ -31,11 +31,15 @@ def resource(logical_id: str) -> dict[str, Any]:
 def create_table(dynamodb: Any, logical_id: str, table_name: str) -> str:
     """Create a DynamoDB table with the key schema and attributes the template declares."""
     properties = resource(logical_id)["Properties"]
+    extra = {}
+    if "StreamSpecification" in properties:
+        extra["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
     dynamodb.create_table(
         TableName=table_name,
         KeySchema=properties["KeySchema"],
         AttributeDefinitions=properties["AttributeDefinitions"],
         BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+        **extra,
     )
     return table_name
 

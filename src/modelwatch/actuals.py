@@ -30,6 +30,17 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from modelwatch.batch_files import MISSING_TOKENS
 from modelwatch.errors import ActualsUnavailable, BatchRejected
+from modelwatch.parquet_files import (
+    BOOLEAN,
+    DECIMAL,
+    FLOAT,
+    INTEGER,
+    STRING,
+    TEMPORAL,
+    ParquetColumn,
+    iter_frames,
+    open_parquet,
+)
 
 READ_BATCH_SIZE = 100  # BatchGetItem's maximum keys per request
 WRITE_BATCH_SIZE = 25  # BatchWriteItem's maximum items per request
@@ -77,6 +88,68 @@ _deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
 
 
+def batch_get_items(
+    client: Any,
+    table: str,
+    ids: Iterable[str],
+    attributes: Sequence[str],
+    threads: int = 8,
+    retry: RetryPolicy | None = None,
+    stats: RequestStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    consistent: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """The items of ``table`` (hash key ``record_id``) for ``ids``, with only ``attributes``,
+    deserialised; ids without an item are absent. Numbers come back as Decimal.
+    ``consistent`` reads what every write before the call left (twice the read cost)."""
+    retry = retry or RetryPolicy()
+    stats = stats if stats is not None else RequestStats()
+    unique_ids = list(dict.fromkeys(ids))
+    if not unique_ids:
+        return {}
+    names = {f"#a{position}": name for position, name in enumerate([ID_ATTRIBUTE, *attributes])}
+
+    def fetch_chunk(chunk: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        request: dict[str, Any] = {
+            table: {
+                "Keys": [{ID_ATTRIBUTE: {"S": record_id}} for record_id in chunk],
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+                "ConsistentRead": consistent,
+            }
+        }
+        for attempt in range(retry.max_attempts):
+            if attempt:
+                sleep(retry.delay_seconds(attempt))
+            stats.count(retry=attempt > 0)
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found[item[ID_ATTRIBUTE]["S"]] = {
+                    name: _deserializer.deserialize(value)
+                    for name, value in item.items()
+                    if name != ID_ATTRIBUTE
+                }
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise ActualsUnavailable(
+            f"DynamoDB left {len(request[table]['Keys'])} keys of table {table!r} unprocessed after "
+            f"{retry.max_attempts} attempts; the table is throttled — the batch will be retried"
+        )
+
+    chunks = _chunks(unique_ids, READ_BATCH_SIZE)
+    items: dict[str, dict[str, Any]] = {}
+    if len(chunks) == 1 or threads == 1:
+        for chunk in chunks:
+            items.update(fetch_chunk(chunk))
+        return items
+    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
+        for found in pool.map(fetch_chunk, chunks):
+            items.update(found)
+    return items
+
+
 def fetch_actuals(
     client: Any,
     table: str,
@@ -90,47 +163,10 @@ def fetch_actuals(
 
     Numbers come back as Decimal; modelwatch.labels compares them by value.
     """
-    retry = retry or RetryPolicy()
-    stats = stats if stats is not None else RequestStats()
-    unique_ids = list(dict.fromkeys(ids))
-    if not unique_ids:
-        return {}
-
-    def fetch_chunk(chunk: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{ID_ATTRIBUTE: {"S": record_id}} for record_id in chunk],
-                "ProjectionExpression": "#id, #actual",
-                "ExpressionAttributeNames": {"#id": ID_ATTRIBUTE, "#actual": ACTUAL_ATTRIBUTE},
-            }
-        }
-        for attempt in range(retry.max_attempts):
-            if attempt:
-                sleep(retry.delay_seconds(attempt))
-            stats.count(retry=attempt > 0)
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                if ACTUAL_ATTRIBUTE in item:
-                    found[item[ID_ATTRIBUTE]["S"]] = _deserializer.deserialize(item[ACTUAL_ATTRIBUTE])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                return found
-        raise ActualsUnavailable(
-            f"DynamoDB left {len(request[table]['Keys'])} keys of table {table!r} unprocessed after "
-            f"{retry.max_attempts} attempts; the table is throttled — the batch will be retried"
-        )
-
-    chunks = _chunks(unique_ids, READ_BATCH_SIZE)
-    actuals: dict[str, Any] = {}
-    if len(chunks) == 1 or threads == 1:
-        for chunk in chunks:
-            actuals.update(fetch_chunk(chunk))
-        return actuals
-    with ThreadPoolExecutor(max_workers=min(threads, len(chunks))) as pool:
-        for found in pool.map(fetch_chunk, chunks):
-            actuals.update(found)
-    return actuals
+    items = batch_get_items(client, table, ids, [ACTUAL_ATTRIBUTE], threads, retry, stats, sleep)
+    return {
+        record_id: item[ACTUAL_ATTRIBUTE] for record_id, item in items.items() if ACTUAL_ATTRIBUTE in item
+    }
 
 
 def _attribute_value(value: Any) -> Any:
@@ -151,6 +187,47 @@ def _attribute_value(value: Any) -> Any:
     return number if number.is_finite() else text
 
 
+def batch_write_items(
+    client: Any,
+    table: str,
+    items: Sequence[dict[str, Any]],
+    threads: int = 4,
+    retry: RetryPolicy | None = None,
+    stats: RequestStats | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Put plain-Python ``items`` (no two with the same key), 25 per BatchWriteItem request,
+    unprocessed items retried with backoff; returns how many were written."""
+    retry = retry or RetryPolicy()
+    stats = stats if stats is not None else RequestStats()
+
+    def write_chunk(chunk: Sequence[dict[str, Any]]) -> int:
+        pending = {
+            table: [
+                {"PutRequest": {"Item": {name: _serializer.serialize(value) for name, value in item.items()}}}
+                for item in chunk
+            ]
+        }
+        for attempt in range(retry.max_attempts):
+            if attempt:
+                sleep(retry.delay_seconds(attempt))
+            stats.count(retry=attempt > 0)
+            response = client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return len(chunk)
+        raise ActualsUnavailable(
+            f"DynamoDB left {len(pending[table])} writes to table {table!r} unprocessed after "
+            f"{retry.max_attempts} attempts; the table is throttled — try again"
+        )
+
+    chunks = _chunks(list(items), WRITE_BATCH_SIZE)
+    if not chunks:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
+        return sum(pool.map(write_chunk, chunks))
+
+
 def write_actuals(
     client: Any,
     table: str,
@@ -165,44 +242,13 @@ def write_actuals(
     A later duplicate of an id in ``records`` wins: BatchWriteItem refuses two writes to one
     key in one request, so duplicates are collapsed first.
     """
-    retry = retry or RetryPolicy()
-    stats = stats if stats is not None else RequestStats()
-    latest: dict[str, tuple[Any, str | None]] = {}
+    latest: dict[str, dict[str, Any]] = {}
     for record_id, actual, observed_at in records:
-        latest[record_id] = (actual, observed_at)
-
-    def put_requests(chunk: Sequence[str]) -> list[dict[str, Any]]:
-        requests = []
-        for record_id in chunk:
-            actual, observed_at = latest[record_id]
-            item = {ID_ATTRIBUTE: record_id, ACTUAL_ATTRIBUTE: _attribute_value(actual)}
-            if observed_at:
-                item[OBSERVED_AT_ATTRIBUTE] = observed_at
-            requests.append(
-                {"PutRequest": {"Item": {name: _serializer.serialize(value) for name, value in item.items()}}}
-            )
-        return requests
-
-    def write_chunk(chunk: Sequence[str]) -> int:
-        pending = {table: put_requests(chunk)}
-        for attempt in range(retry.max_attempts):
-            if attempt:
-                sleep(retry.delay_seconds(attempt))
-            stats.count(retry=attempt > 0)
-            response = client.batch_write_item(RequestItems=pending)
-            pending = response.get("UnprocessedItems") or {}
-            if not pending:
-                return len(chunk)
-        raise ActualsUnavailable(
-            f"DynamoDB left {len(pending[table])} writes to table {table!r} unprocessed after "
-            f"{retry.max_attempts} attempts; the table is throttled — try again"
-        )
-
-    chunks = _chunks(list(latest), WRITE_BATCH_SIZE)
-    if not chunks:
-        return 0
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
-        return sum(pool.map(write_chunk, chunks))
+        item = {ID_ATTRIBUTE: record_id, ACTUAL_ATTRIBUTE: _attribute_value(actual)}
+        if observed_at:
+            item[OBSERVED_AT_ATTRIBUTE] = observed_at
+        latest[record_id] = item
+    return batch_write_items(client, table, list(latest.values()), threads, retry, stats, sleep)
 
 
 @dataclass
@@ -334,8 +380,8 @@ def iter_actuals_file(
     max_bytes: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[ActualsChunk]:
-    """Read an actuals CSV (optionally .gz) chunk by chunk: the model's id and target
-    columns, or record_id/actual, and observed_at when present.
+    """Read an actuals CSV (optionally .gz) or Parquet file chunk by chunk: the model's id
+    and target columns, or record_id/actual, and observed_at when present.
 
     Memory stays at about one chunk whatever the file's size. ``max_bytes`` bounds the
     file and, for .gz, its content while it is inflated. Raises BatchRejected (see
@@ -343,8 +389,13 @@ def iter_actuals_file(
     late in the file have been yielded by then.
     """
     lowered = key.lower()
+    if lowered.endswith(".parquet"):
+        yield from _iter_parquet_actuals(stream, key, id_column, target, max_bytes)
+        return
     if not lowered.endswith((".csv", ".csv.gz")):
-        raise BatchRejected(f"actuals file {key!r} must be .csv or .csv.gz", code="unsupported_extension")
+        raise BatchRejected(
+            f"actuals file {key!r} must be .csv, .csv.gz or .parquet", code="unsupported_extension"
+        )
     raw = _BoundedReader(stream, key, max_bytes, "holds")
     source: _BoundedReader = raw
     if lowered.endswith(".gz"):
@@ -395,6 +446,63 @@ def iter_actuals_file(
             f"actuals file {key!r} has a header but no data rows: expected at least one row after the header",
             code="no_rows",
         )
+
+
+def _cell_text(value: Any) -> str | None:
+    """A Parquet cell as the CSV of the same row would hold it; None when it is missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    text = str(value).strip()
+    return text if text and text not in MISSING_TOKENS else None
+
+
+def _check_actuals_types(columns: dict[str, ParquetColumn], key: str, id_name: str, target_name: str) -> None:
+    expected = {
+        id_name: ({STRING, INTEGER}, "a string or integer column"),
+        target_name: ({STRING, INTEGER, FLOAT, DECIMAL, BOOLEAN}, "a number, string or boolean column"),
+        OBSERVED_AT_ATTRIBUTE: ({STRING, TEMPORAL}, "a string or timestamp column"),
+    }
+    for name, (kinds, wanted) in expected.items():
+        column = columns.get(name)
+        if column is not None and column.kind not in kinds:
+            raise BatchRejected(
+                f"actuals file {key!r} has column {name!r} (position {column.position}) of Parquet type "
+                f"{column.type_name}; expected {wanted}",
+                code="wrong_column_type",
+            )
+
+
+def _iter_parquet_actuals(
+    stream: IO[bytes], key: str, id_column: str, target: str, max_bytes: int | None
+) -> Iterator[ActualsChunk]:
+    """A Parquet file is read whole (its footer is at the end), then decoded one row group
+    at a time: memory is the file plus one row group of the two or three columns used."""
+    data = _BoundedReader(stream, key, max_bytes, "holds").read()
+    if not data:
+        raise BatchRejected(f"actuals file {key!r} is empty (0 bytes)", code="empty")
+    parquet = open_parquet(data, key, max_bytes, what="actuals file")
+    columns = {column.name: column for column in parquet.columns}
+    id_name, target_name = _columns(list(columns), key, id_column, target)
+    _check_actuals_types(columns, key, id_name, target_name)
+    wanted = [id_name, target_name] + ([OBSERVED_AT_ATTRIBUTE] if OBSERVED_AT_ATTRIBUTE in columns else [])
+    if parquet.rows == 0:
+        raise BatchRejected(f"actuals file {key!r} has columns but no rows", code="no_rows")
+    for frame in iter_frames(parquet, wanted):
+        ids = [_cell_text(value) for value in frame[id_name].tolist()]
+        actuals = [_cell_text(value) for value in frame[target_name].tolist()]
+        observed = (
+            [_cell_text(value) for value in frame[OBSERVED_AT_ATTRIBUTE].tolist()]
+            if OBSERVED_AT_ATTRIBUTE in frame.columns
+            else [None] * len(frame)
+        )
+        records = [
+            (record_id, actual, when)
+            for record_id, actual, when in zip(ids, actuals, observed, strict=True)
+            if record_id is not None and actual is not None
+        ]
+        yield ActualsChunk(records, len(frame))
 
 
 def _records(frame: pd.DataFrame, id_name: str, target_name: str) -> list[tuple[str, Any, str | None]]:

@@ -1,13 +1,15 @@
-"""Reading a batch file (CSV, CSV.gz, JSONL, JSONL.gz) into a DataFrame of raw values.
+"""Reading a batch file (CSV, CSV.gz, JSONL, JSONL.gz, Parquet) into a DataFrame of raw values.
 
 Every problem that makes the whole file unreadable raises BatchRejected with a reason a
 person can act on: what is wrong, where (line, byte, column), and what was expected, and
 a log_safe text that quotes nothing from the file. Cells are kept as read (text for CSV,
-JSON values for JSONL); typing happens in modelwatch.validation so that a bad cell, or a
-CSV row with too few or too many fields, rejects one row, not the batch.
+JSON values for JSONL, the declared types for Parquet: see modelwatch.parquet_files);
+typing happens in modelwatch.validation so that a bad cell, or a CSV row with too few or
+too many fields, rejects one row, not the batch.
 
 Memory: the file is decoded a few kilobytes at a time and parsed into columns as it is
-read, so a batch at the size limit costs its bytes plus the DataFrame, nothing per line.
+read, so a batch at the size limit costs its bytes plus the DataFrame, nothing per line
+(a Parquet file: its bytes plus the frame, filled one row group at a time).
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ import numpy as np
 import pandas as pd
 
 from modelwatch.errors import BatchRejected
+from modelwatch.parquet_files import open_parquet, read_frame
 
-SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz")
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
 # Text a CSV cell may hold to mean "no value".
 MISSING_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 
 
 @dataclass(frozen=True)
 class BatchFormat:
-    kind: str  # "csv" or "jsonl"
+    kind: str  # "csv", "jsonl" or "parquet"
     compressed: bool
 
 
@@ -117,6 +120,7 @@ class MisalignedRows:
 # alone cannot show (attrs keeps read_batch's return type a plain DataFrame).
 MISALIGNED_ROWS = "misaligned_rows"  # a MisalignedRows (CSV; JSONL rows have no field count)
 DELIMITER = "delimiter"  # the CSV delimiter the header was read with
+COLUMN_TYPES = "column_types"  # Parquet: {column name: ParquetColumn}, the types the file declares
 CSV_DELIMITERS = ",;\t|"
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # Enough of the header line for the sniffer; a longer one would only make it slower.
@@ -353,9 +357,21 @@ def _json_object(line: str, line_number: int, key: str) -> dict[str, Any]:
     return record
 
 
+def _read_parquet(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
+    parquet = open_parquet(body, key, max_bytes)
+    if parquet.rows == 0:
+        reason = f"{key!r} has columns but no rows: expected at least one row"
+        raise BatchRejected(reason, code="no_rows", log_safe=reason)
+    frame = read_frame(parquet)
+    frame.attrs[COLUMN_TYPES] = {column.name: column for column in parquet.columns}
+    return frame
+
+
 def read_batch(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
     """Parse a batch file's bytes; the key's suffix says the format.
 
+    For Parquet, ``frame.attrs[COLUMN_TYPES]`` holds the declared column types, which
+    modelwatch.validation checks against the model's features.
     For CSV, ``frame.attrs[MISALIGNED_ROWS]`` lists the rows whose field count is not the
     header's (their cells are blank) and ``frame.attrs[DELIMITER]`` the delimiter used.
     """
@@ -369,6 +385,8 @@ def read_batch(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
     if not body:
         reason = f"{key!r} is empty (0 bytes): expected a header row and data rows"
         raise BatchRejected(reason, code="empty", log_safe=reason)
+    if batch_format.kind == "parquet":
+        return _read_parquet(body, key, max_bytes)
     data = _decompress(body, key, max_bytes) if batch_format.compressed else body
     # removeprefix copies only when there is a BOM; isspace stops at the first other byte.
     content = data.removeprefix(codecs.BOM_UTF8)

@@ -66,12 +66,18 @@ class MonitorConfig:
     model_dir: Path
     actuals_table: str
     ledger_table: str
+    prediction_log_table: str
     model_name: str  # the CloudWatch ModelName dimension; empty means metadata.json's name
     metrics_namespace: str
     min_labeled_rows: int
     max_invalid_row_percent: float
     max_batch_megabytes: int
     drift_threshold: float
+    prediction_log_days: int = 90
+    # QualityAlarm's condition, shown in report.html beside the metric; empty: not shown.
+    quality_metric: str = ""
+    quality_threshold: float | None = None
+    quality_comparison: str = ""
 
     @property
     def max_batch_bytes(self) -> int:
@@ -86,13 +92,32 @@ class MonitorConfig:
             ledger_table=required_setting(
                 "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
             ),
+            prediction_log_table=required_setting(
+                "PREDICTION_LOG_TABLE",
+                "the DynamoDB table of logged predictions (modelwatch.prediction_log)",
+                env,
+            ),
+            prediction_log_days=int_setting("PREDICTION_LOG_DAYS", 90, minimum=1, environ=env),
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
             min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1, environ=env),
             max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0, environ=env),
             max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1, environ=env),
             drift_threshold=float_setting("DRIFT_THRESHOLD", 0.2, environ=env),
+            quality_metric=env.get("QUALITY_METRIC", ""),
+            quality_threshold=_optional_number("QUALITY_THRESHOLD", env),
+            quality_comparison=env.get("QUALITY_COMPARISON", ""),
         )
+
+
+def _optional_number(name: str, environ: Environment) -> float | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,38 @@ class LoaderConfig:
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
             max_actuals_megabytes=int_setting("MAX_ACTUALS_MEGABYTES", 64, minimum=1, environ=env),
+        )
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """Settings of the label-join function (late labels)."""
+
+    actuals_table: str
+    ledger_table: str
+    prediction_log_table: str
+    model_dir: Path
+    model_name: str
+    metrics_namespace: str
+    min_labeled_rows: int
+
+    @classmethod
+    def from_env(cls, environ: Environment | None = None) -> JoinConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
+            ledger_table=required_setting(
+                "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
+            ),
+            prediction_log_table=required_setting(
+                "PREDICTION_LOG_TABLE",
+                "the DynamoDB table of logged predictions (modelwatch.prediction_log)",
+                env,
+            ),
+            model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+            model_name=env.get("MODEL_NAME", ""),
+            metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
+            min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1, environ=env),
         )
 
 

@@ -17,6 +17,10 @@ records which object version owns it and whether its metrics went out:
   and PutMetricData, and the batch's datapoints are lost rather than counted twice (the
   report is complete either way).
 
+The item also carries what the label join needs (modelwatch.label_join): where the
+batch's results are, its event time, and the row-additive totals (rows, sum of per-row
+values) published for it so far; the join advances them with a revision check.
+
 A changed file on the same key is other content, so it is a new batch with its own
 claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL): an
 identical re-upload after that counts again.
@@ -27,11 +31,15 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from modelwatch.results import BatchObject
+
+_serializer, _deserializer = TypeSerializer(), TypeDeserializer()
 
 RETENTION_DAYS = 90
 # Longer than a Lambda invocation can run (15 minutes): a claim this old whose metrics
@@ -94,18 +102,39 @@ class BatchLedger:
             )
         return Claim(item_id, version)
 
-    def mark_published(self, claim: Claim) -> bool:
-        """False when this batch's metrics were already published (by an earlier attempt)."""
+    def mark_published(
+        self,
+        claim: Claim,
+        batch: BatchObject | None = None,
+        event_time: str = "",
+        totals: Totals | None = None,
+        live: bool = True,
+    ) -> bool:
+        """False when this batch's metrics were already published (by an earlier attempt).
+
+        ``batch``, ``event_time`` and ``totals`` (the row-additive metrics published) are
+        kept for the label join."""
+        values: dict[str, Any] = {":now": {"N": str(int(self.clock()))}, ":version": {"S": claim.version_id}}
+        update = "SET published_at = :now"
+        if batch is not None:
+            update += ", s3_bucket = :bucket, s3_key = :key, batch_event_time = :event_time"
+            update += ", published_totals = :totals, is_live = :live"
+            values.update(
+                {
+                    ":bucket": {"S": batch.bucket},
+                    ":key": {"S": batch.key},
+                    ":event_time": {"S": event_time},
+                    ":totals": _serializer.serialize(_encode_totals(totals or {})),
+                    ":live": {"BOOL": live},
+                }
+            )
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
                 Key={"id": {"S": claim.item_id}},
-                UpdateExpression="SET published_at = :now",
+                UpdateExpression=update,
                 ConditionExpression="version_id = :version AND attribute_not_exists(published_at)",
-                ExpressionAttributeValues={
-                    ":now": {"N": str(int(self.clock()))},
-                    ":version": {"S": claim.version_id},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as problem:
             if _condition_failed(problem):
@@ -130,3 +159,99 @@ class BatchLedger:
 
 def _condition_failed(problem: ClientError) -> bool:
     return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+# -- the label join's view of a batch -----------------------------------------------------
+
+Totals = dict[str, tuple[int, float]]  # row-additive metric -> (rows, sum of per-row values)
+
+
+@dataclass(frozen=True)
+class BatchState:
+    item_id: str
+    batch: BatchObject
+    event_time: str
+    published: bool
+    totals: Totals
+    revision: int
+    live: bool  # false for a backfill CloudWatch could not take: its labels publish nothing
+
+
+class RevisionConflict(Exception):
+    """Another invocation advanced the batch's totals first: read again and redo."""
+
+
+def _encode_totals(totals: Totals) -> dict[str, Any]:
+    return {
+        name: {"n": Decimal(rows), "s": Decimal(repr(float(total)))} for name, (rows, total) in totals.items()
+    }
+
+
+def _decode_totals(raw: dict[str, Any]) -> Totals:
+    return {name: (int(value["n"]), float(value["s"])) for name, value in raw.items()}
+
+
+def batch_state(ledger: BatchLedger, item_id: str) -> BatchState | None:
+    """The batch as its last publication left it (a strongly consistent read)."""
+    item = ledger.dynamodb.get_item(
+        TableName=ledger.table, Key={"id": {"S": item_id}}, ConsistentRead=True
+    ).get("Item")
+    if not item:
+        return None
+    plain = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    return BatchState(
+        item_id=item_id,
+        batch=BatchObject(
+            str(plain.get("s3_bucket", "")),
+            str(plain.get("s3_key", "")),
+            version_id=str(plain["version_id"]),
+        ),
+        event_time=str(plain.get("batch_event_time", "")),
+        published="published_at" in plain and "s3_bucket" in plain,
+        totals=_decode_totals(plain.get("published_totals", {})),
+        revision=int(plain.get("totals_revision", 0)),
+        live=bool(plain.get("is_live", True)),
+    )
+
+
+def advance_totals(ledger: BatchLedger, state: BatchState, totals: Totals) -> int:
+    """Record ``totals`` as published for the batch, if nobody did since ``state`` was read;
+    returns the new revision."""
+    seen = {":seen": {"N": str(state.revision)}} if state.revision else {}
+    try:
+        ledger.dynamodb.update_item(
+            TableName=ledger.table,
+            Key={"id": {"S": state.item_id}},
+            UpdateExpression="SET published_totals = :totals, totals_revision = :next",
+            ConditionExpression="attribute_exists(published_at) AND "
+            + ("totals_revision = :seen" if seen else "attribute_not_exists(totals_revision)"),
+            ExpressionAttributeValues={
+                ":totals": _serializer.serialize(_encode_totals(totals)),
+                ":next": {"N": str(state.revision + 1)},
+                **seen,
+            },
+        )
+    except ClientError as problem:
+        if _condition_failed(problem):
+            raise RevisionConflict(state.item_id) from None
+        raise
+    return state.revision + 1
+
+
+def restore_totals(ledger: BatchLedger, state: BatchState, revision: int) -> None:
+    """Undo ``advance_totals`` (publishing failed), unless someone advanced them again."""
+    try:
+        ledger.dynamodb.update_item(
+            TableName=ledger.table,
+            Key={"id": {"S": state.item_id}},
+            UpdateExpression="SET published_totals = :totals, totals_revision = :next",
+            ConditionExpression="totals_revision = :seen",
+            ExpressionAttributeValues={
+                ":totals": _serializer.serialize(_encode_totals(state.totals)),
+                ":next": {"N": str(revision + 1)},
+                ":seen": {"N": str(revision)},
+            },
+        )
+    except ClientError as problem:
+        if not _condition_failed(problem):
+            raise

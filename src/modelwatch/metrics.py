@@ -19,6 +19,8 @@ REGRESSION_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "MeanError", "R2")
 # Metrics whose batch value is the mean of a per-row value.
 PER_ROW_METRICS = frozenset({"ErrorRate", "Accuracy", "MAE", "MSE", "MAPE", "MeanError", "LabelCoverage"})
 QUALITY_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# The quality metrics a late label adds to row by row (modelwatch.label_join).
+ROW_ADDITIVE_METRICS = ("ErrorRate", "Accuracy", "MAE", "MSE", "MAPE", "MeanError")
 
 
 @dataclass(frozen=True)

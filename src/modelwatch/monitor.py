@@ -38,8 +38,9 @@ from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, resolve_event_time
 from modelwatch.ledger import BatchLedger, Claim, content_digest
-from modelwatch.metrics import MetricValue, plain_values
+from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
+from modelwatch.prediction_log import PredictionLog
 from modelwatch.publishing import cloudwatch_accepts, metric_data, publish_metrics
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore
@@ -83,6 +84,7 @@ class BatchMonitor:
         read_actuals: ActualsReader,
         cloudwatch: Any,
         ledger: BatchLedger,
+        prediction_log: PredictionLog,
         clock: Callable[[], datetime] | None = None,
     ):
         self.config = config
@@ -91,6 +93,7 @@ class BatchMonitor:
         self.read_actuals = read_actuals
         self.cloudwatch = cloudwatch
         self.ledger = ledger
+        self.prediction_log = prediction_log
         self.clock = clock or (lambda: datetime.now(UTC))
         self.scorer = Scorer(bundle, config.min_labeled_rows, config.drift_threshold)
         self.model = ModelIdentity(config.model_name or bundle.metadata.name, bundle.metadata.version)
@@ -108,6 +111,9 @@ class BatchMonitor:
             read_actuals=dynamodb_actuals(client("dynamodb"), config.actuals_table),
             cloudwatch=client("cloudwatch"),
             ledger=BatchLedger(client("dynamodb"), config.ledger_table),
+            prediction_log=PredictionLog(
+                client("dynamodb"), config.prediction_log_table, config.prediction_log_days
+            ),
         )
 
     def process(self, batch: BatchObject) -> BatchReport:
@@ -138,8 +144,11 @@ class BatchMonitor:
             watch.lap("actuals")
             measured = self.scorer.measure(validated, predictions, actuals)
             watch.lap("measure")
-            outputs = self.store.write_predictions(
-                batch, self.scorer.predictions_table(validated, predictions, measured.actual_values)
+            table = self.scorer.predictions_table(validated, predictions, measured.actual_values)
+            outputs = self.store.write_predictions(batch, table)
+            # So a label that arrives later finds this batch (modelwatch.label_join).
+            self.prediction_log.record(
+                claim.item_id, event_time.moment.isoformat(), table, self.bundle.metadata.id_column
             )
             watch.lap("write")
             report = self._scored_report(batch, validated, event_time, measured, stats.requests, outputs)
@@ -172,8 +181,19 @@ class BatchMonitor:
         return report
 
     def _publish_once(self, claim: Claim, report: BatchReport) -> None:
-        if not report.published or not self.ledger.mark_published(claim):
-            return  # nothing to publish, or an earlier attempt published it
+        # The mark also settles the batch for the label join: where it is, when, and the
+        # row-additive totals it published (a batch publishing nothing is settled too).
+        totals = {
+            name: (value.rows, value.row_sum)
+            for name, value in report.published.items()
+            if name in ROW_ADDITIVE_METRICS and value.rows is not None and value.row_sum is not None
+        }
+        live = report.scored.live if report.scored else True
+        if (
+            not self.ledger.mark_published(claim, report.batch, report.event_time, totals, live)
+            or not report.published
+        ):
+            return  # an earlier attempt published it, or nothing to publish
         try:
             publish_metrics(
                 self.cloudwatch,
@@ -274,8 +294,18 @@ class BatchMonitor:
                 estimated_performance=measured.estimation,
                 actuals_requests=actuals_requests,
                 outputs=outputs,
+                reference=self._reference(),
             ),
         )
+
+    def _reference(self) -> dict[str, Any]:
+        config = self.config
+        alarm = {"metric": config.quality_metric, "threshold": config.quality_threshold}
+        alarm["comparison"] = config.quality_comparison
+        reference: dict[str, Any] = {"metrics": self.bundle.baseline.get("reference_metrics", {})}
+        if config.quality_metric and config.quality_threshold is not None:
+            reference["quality_alarm"] = alarm
+        return reference
 
     def _unscored_report(
         self,

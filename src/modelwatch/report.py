@@ -55,6 +55,9 @@ class Scored:
     estimated_performance: dict[str, Any]
     actuals_requests: int
     outputs: dict[str, str]
+    # What report.html measures the batch against: the baseline's reference metrics and
+    # QualityAlarm's metric, threshold and comparison (when the function knows them).
+    reference: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ function again)::
 
     incoming/<path>                                   the batch (read at the version announced)
     results/<path>/versions/<version>/report.json     see modelwatch.report
+    results/<path>/versions/<version>/report.html     the same report for people (modelwatch.report_html)
     results/<path>/versions/<version>/predictions.csv.gz
                                                       id, prediction, probability, actual, pass-through
     results/<path>/report.json                        a copy of the newest version's report
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from botocore.exceptions import ClientError
 
 from modelwatch.config import INCOMING_PREFIX, LATEST_REPORT_POINTER, RESULTS_PREFIX
 from modelwatch.errors import BatchRejected
+from modelwatch.report_html import render_report_html
 
 # S3 error codes for an object (or version) deleted between the event and the read.
 MISSING_OBJECT_CODES = ("NoSuchKey", "404", "NoSuchVersion")
@@ -73,6 +76,10 @@ class BatchObject:
     def report_key(self) -> str:
         """This version's report."""
         return self.version_prefix + "report.json"
+
+    @property
+    def report_html_key(self) -> str:
+        return self.version_prefix + "report.html"
 
     @property
     def predictions_key(self) -> str:
@@ -145,10 +152,25 @@ class ResultStore:
             "report": f"s3://{batch.bucket}/{batch.report_key}",
         }
 
+    def read_predictions(self, batch: BatchObject) -> pd.DataFrame:
+        """The predictions file of ``batch`` (record ids as text; actuals as written)."""
+        body = self.s3.get_object(Bucket=batch.bucket, Key=batch.predictions_key)["Body"].read()
+        return pd.read_csv(io.BytesIO(gzip.decompress(body)), dtype={0: str}, low_memory=False)
+
+    def read_report(self, batch: BatchObject) -> dict[str, Any] | None:
+        return self._read_json(batch.bucket, batch.report_key)
+
     def write_report(self, batch: BatchObject, report: dict[str, Any], *, newest: bool = True) -> None:
         """This version's report; then, unless ``newest`` is False (a duplicate), the key's
         report and ``results/latest.json`` if no newer upload holds them already."""
         self._put_json(batch.bucket, batch.report_key, report)
+        # The content type makes S3 (and the console's Open) show the page, not download it.
+        self.s3.put_object(
+            Bucket=batch.bucket,
+            Key=batch.report_html_key,
+            ContentType="text/html; charset=utf-8",
+            Body=render_report_html(report).encode("utf-8"),
+        )
         if not newest:
             return
         order = (str(report.get("uploaded_at", "")), batch.sequencer)

@@ -18,9 +18,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelwatch.batch_files import DELIMITER, DELIMITER_NAMES, MISALIGNED_ROWS, MISSING_TOKENS, MisalignedRows
+from modelwatch.batch_files import (
+    COLUMN_TYPES,
+    DELIMITER,
+    DELIMITER_NAMES,
+    MISALIGNED_ROWS,
+    MISSING_TOKENS,
+    MisalignedRows,
+)
 from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import ModelMetadata
+from modelwatch.parquet_files import BOOLEAN, INTEGER, NUMERIC_KINDS, STRING, ParquetColumn
 
 # The report lists at most this many invalid rows one by one (all are counted).
 MAX_LISTED_INVALID_ROWS = 100
@@ -81,11 +89,51 @@ def _is_missing(series: pd.Series) -> np.ndarray:
     return missing
 
 
+# What a typed (Parquet) column may hold for each role. A number stored as text, a time
+# where a number belongs or a bare byte string is a schema error of the export, so the
+# whole file is rejected rather than every row of it.
+_ID_KINDS = frozenset({STRING, INTEGER})
+_CATEGORICAL_KINDS = frozenset({STRING, INTEGER, BOOLEAN})
+_EXPECTED = {
+    "id": "a string or integer column",
+    "numeric": "an integer, floating-point or decimal column (a number, not text)",
+    "categorical": "a string, integer or boolean column",
+}
+
+
+def _check_column_types(types: dict[str, ParquetColumn], metadata: ModelMetadata, key: str) -> None:
+    roles = [(metadata.id_column, "id", _ID_KINDS)] + [
+        (feature.name, feature.type, NUMERIC_KINDS if feature.type == "numeric" else _CATEGORICAL_KINDS)
+        for feature in metadata.features
+    ]
+    wrong = [
+        (name, role, types[name])
+        for name, role, kinds in roles
+        if name in types and types[name].kind not in kinds
+    ]
+    if not wrong:
+        return
+    described = "; ".join(
+        f"column {name!r} (position {column.position}) is {column.type_name}, and the model's "
+        f"{'id column' if role == 'id' else f'{role} feature'} needs {_EXPECTED[role]}"
+        for name, role, column in wrong
+    )
+    # Column names here are the model's (id column, features), never only the file's.
+    reason = (
+        f"{key!r} has {len(wrong)} column(s) of the wrong Parquet type: {described}; write those columns "
+        "with the expected types (pandas: astype before to_parquet)"
+    )
+    raise BatchRejected(
+        reason, code="wrong_column_type", log_safe=reason, columns=[name for name, _, _ in wrong]
+    )
+
+
 def validate_batch(
     frame: pd.DataFrame, metadata: ModelMetadata, key: str, max_invalid_row_percent: float
 ) -> ValidatedBatch:
     misaligned = _misaligned(frame)
     delimiter = frame.attrs.get(DELIMITER, ",")
+    column_types = frame.attrs.get(COLUMN_TYPES)
     columns = [str(column) for column in frame.columns]
     frame = frame.set_axis(columns, axis=1)
     # The slices below would each deep-copy read_batch's notes; they are read already.
@@ -116,6 +164,8 @@ def validate_batch(
             log_safe=f"{key!r} has duplicate column names at positions {positions[:20]} (1 = first): "
             "each column must appear once",
         )
+    if isinstance(column_types, dict):
+        _check_column_types(column_types, metadata, key)
 
     rows = len(frame)
     row_numbers = np.arange(1, rows + 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from modelwatch.local.demo import run_demo
 
@@ -39,10 +40,25 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     flagged = {int(line[6:8]) for line in timeline if line.startswith("batch-") and "concept drift" in line}
     assert flagged and flagged <= {5, 6, 7, 8, 9}
 
+    # The Slack ALARM for QualityAlarm links the page of the batch whose datapoint moved it
+    quality_alarm = next(
+        message
+        for message in slack
+        if "ALARM: " in message["text"] and "ErrorRate" in json.dumps(message["attachments"][0]["blocks"][0])
+    )
+    moved_at = quality.index("ALARM")
+    moved_key = re.escape(batches[moved_at]["key"].removeprefix("incoming/"))
+    link = rf"results/{moved_key}/versions/[^/|]+/report\.html\|Report of the batch that moved the alarm>"
+    assert re.search(link, json.dumps(quality_alarm, ensure_ascii=False))
+
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # One report per batch version, and a copy as each key's newest report
-    assert len(list((out / "results").glob("*/versions/*/report.json"))) == 12
+    # One report per batch version (with its page), and a copy as each key's newest report
+    reports = list((out / "results").glob("*/versions/*/report.json"))
+    assert len(reports) == 12
     assert len(list((out / "results").glob("*/report.json"))) == 12
+    assert all(report.with_name("report.html").is_file() for report in reports)
+    # The sample's Parquet batch was scored like the CSV ones
+    assert batches[-1]["key"] == "incoming/batch-12.parquet" and batches[-1]["rows"] == 1000
 
 
 def test_demo_with_late_labels_scores_each_batch_before_its_labels_and_loads_them_a_period_later(
@@ -60,8 +76,9 @@ def test_demo_with_late_labels_scores_each_batch_before_its_labels_and_loads_the
         assert "EstimatedErrorRate" in batch["metrics"] and "ErrorRate" not in batch["metrics"]
     # and its labels went through the actuals function one period later; one period more for the last
     assert len(periods) == 13
-    for number in range(1, 13):
+    for number, batch in enumerate(batches, start=1):
         loads = [event for event in periods[number]["events"] if event.startswith("loaded labels of batch")]
-        assert [event.split(" (")[0] for event in loads] == [f"loaded labels of batch-{number:02d}.csv"]
+        name = batch["key"].removeprefix("incoming/")
+        assert [event.split(" (")[0] for event in loads] == [f"loaded labels of {name}"]
     assert "labels of batch-01.csv" in printed and "the error counts when the labels come" in printed
     assert "(final)" in (out / "timeline.txt").read_text()

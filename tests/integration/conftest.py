@@ -49,6 +49,7 @@ class Stack:
     model_dir: Path
     actuals_table: str
     ledger_table: str
+    prediction_log_table: str = ""
 
     def put(self, key: str, body: bytes | str, **extra: Any) -> None:
         self.s3.put_object(
@@ -134,16 +135,23 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
     dynamodb = boto3.client("dynamodb")
     actuals = create_table(dynamodb, "ActualsTable", "modelwatch-actuals")
     ledger = create_table(dynamodb, "BatchLedgerTable", "modelwatch-ledger")
+    prediction_log = create_table(dynamodb, "PredictionLogTable", "modelwatch-prediction-log")
     # The batch monitor's environment as template.yaml declares it (Globals merged, parameter
     # defaults), the table references resolved to the moto tables above, plus the actuals
     # loader's own; where both functions set a variable, they set the same value.
     environment = handler_environment(
-        "BatchMonitorFunction", {"ActualsTable": actuals, "BatchLedgerTable": ledger}
+        "BatchMonitorFunction",
+        {"ActualsTable": actuals, "BatchLedgerTable": ledger, "PredictionLogTable": prediction_log},
     )
     loader = handler_environment("ActualsLoaderFunction", {"ActualsTable": actuals})
-    shared = loader.keys() & environment.keys()
-    assert all(loader[name] == environment[name] for name in shared), "the functions' environments differ"
-    environment.update(loader)
+    join = handler_environment(
+        "LabelJoinFunction",
+        {"ActualsTable": actuals, "BatchLedgerTable": ledger, "PredictionLogTable": prediction_log},
+    )
+    for other in (loader, join):
+        shared = other.keys() & environment.keys()
+        assert all(other[name] == environment[name] for name in shared), "the functions' environments differ"
+        environment.update(other)
     # The model layer's mount point (/opt/model) is the session's test model.
     environment["MODEL_DIR"] = str(classifier_dir)
     # Empty, so metrics and reports carry the test model's own name (churn-test), which the
@@ -158,4 +166,5 @@ def stack(aws, monkeypatch, classifier_dir) -> Stack:
         model_dir=classifier_dir,
         actuals_table=actuals,
         ledger_table=ledger,
+        prediction_log_table=prediction_log,
     )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import boto3
+import pandas as pd
 import pytest
 
 from modelwatch.actuals import iter_actuals_file
@@ -17,6 +18,7 @@ from modelwatch.actuals_loading import load_actuals_file
 from modelwatch.errors import ActualsFileRejected, BatchRejected
 from modelwatch.labels import LabelNormaliser
 from tests.integration.conftest import LambdaContext, load_handler, s3_event
+from tests.parquet_writer import parquet_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +225,88 @@ def test_requests_are_ceil_rows_over_25_per_chunk(stack):
 
     assert summary.written == 260
     assert summary.stats.requests == 2 * math.ceil(100 / 25) + math.ceil(60 / 25)
+
+
+def test_a_parquet_actuals_file_loads_the_same_items_as_its_csv(yes_no_model):
+    # Given the same 100 actuals as CSV and as Parquet (integer-free ids, text labels, a timestamp)
+    ids = [f"p-{i}" for i in range(100)]
+    labels = ["yes" if i % 3 else "no" for i in range(100)]
+    observed = [datetime(2026, 11, 26, 10, 0, tzinfo=UTC) + timedelta(minutes=i) for i in range(100)]
+    csv_body = "record_id,answer,observed_at\n" + "".join(
+        f"{i},{label},{when.isoformat()}\n" for i, label, when in zip(ids, labels, observed, strict=True)
+    )
+    frame = pd.DataFrame({"record_id": ids, "answer": labels, "observed_at": observed})
+    dynamo = boto3.resource("dynamodb").Table(yes_no_model.actuals_table)
+
+    yes_no_model.put("actuals/a.csv", csv_body.encode())
+    assert run_loader("actuals/a.csv")["written"] == 100
+    from_csv = {item["record_id"]: item for item in dynamo.scan()["Items"]}
+    for item in from_csv.values():
+        dynamo.delete_item(Key={"record_id": item["record_id"]})
+
+    yes_no_model.put("actuals/a.parquet", parquet_bytes(frame))
+    result = run_loader("actuals/a.parquet")
+    from_parquet = {item["record_id"]: item for item in dynamo.scan()["Items"]}
+
+    # Then the items are identical
+    assert (result["rows"], result["written"], result["unknown_labels"]) == (100, 100, 0)
+    assert from_parquet == from_csv
+
+
+def test_integer_ids_and_numeric_labels_in_parquet_read_as_the_csv_would():
+    body = parquet_bytes(
+        select="SELECT * FROM (VALUES (1, 1.0::DOUBLE), (2, 0.0), (NULL, 1.0), (3, 1.0)) "
+        "AS t(record_id, actual)",
+        row_group_size=2048,
+    )
+    chunks = list(iter_actuals_file(io.BytesIO(body), "a.parquet", "record_id", "actual"))
+    records = [record for chunk in chunks for record in chunk.records]
+    assert records == [("1", "1.0", None), ("2", "0.0", None), ("3", "1.0", None)]
+    assert sum(chunk.rows for chunk in chunks) == 4
+
+
+def test_a_parquet_actuals_file_is_written_a_row_group_at_a_time():
+    body = parquet_bytes(
+        select="SELECT 'r-' || i AS record_id, i % 2 AS actual FROM range(5000) t(i)", row_group_size=2048
+    )
+    chunks = list(iter_actuals_file(io.BytesIO(body), "a.parquet", "record_id", "actual"))
+    assert [chunk.rows for chunk in chunks] == [2048, 2048, 904]
+    assert chunks[2].records[-1] == ("r-4999", "1", None)
+
+
+_GOOD_PARQUET = parquet_bytes(select="SELECT 'a' AS record_id, 1 AS actual")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_GOOD_PARQUET[: len(_GOOD_PARQUET) - 10], "is truncated"),
+        (b"record_id,actual\nr,1\n", "is not a Parquet file"),
+        (
+            parquet_bytes(select="SELECT 'a' AS record_id, [1] AS actual"),
+            "has a nested LIST column 'actual' (position 2)",
+        ),
+        (
+            parquet_bytes(select="SELECT 1.5::DOUBLE AS record_id, 1 AS actual"),
+            "column 'record_id' (position 1) of Parquet type DOUBLE; expected a string or integer column",
+        ),
+        (
+            parquet_bytes(select="SELECT 'a' AS id, 1 AS actual"),
+            "its columns are ['id', 'actual']",
+        ),
+    ],
+    ids=["truncated", "not-parquet", "nested", "wrong-type", "missing-column"],
+)
+def test_unreadable_parquet_actuals_are_rejected_with_what_and_where(body, message):
+    with pytest.raises(BatchRejected) as rejection:
+        list(iter_actuals_file(io.BytesIO(body), "bad.parquet", "record_id", "actual"))
+    assert message in rejection.value.reason
+    assert "bad.parquet" in rejection.value.reason
+
+
+def test_a_parquet_actuals_file_over_the_limit_is_refused_while_it_is_read():
+    body = parquet_bytes(select="SELECT 'r-' || i AS record_id, 1 AS actual FROM range(5000) t(i)")
+    stream = ReadCounter(body)
+    with pytest.raises(BatchRejected, match="over the actuals file size limit"):
+        list(iter_actuals_file(stream, "big.parquet", "record_id", "actual", max_bytes=1000))
+    assert stream.furthest <= 1001

@@ -251,11 +251,12 @@ def publish_error_rate(cloudwatch: Any, model: str, hour: int, rows: int, errors
     )
 
 
-def put_report(s3: Any, key: str, *, latest: bool = False) -> None:
+def put_report(s3: Any, key: str, *, latest: bool = False, event_time: str | None = None) -> None:
     """A batch report, and with ``latest`` the pointer the batch monitor writes next to it."""
     s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"status": "ok"}')
     if latest:
-        s3.put_object(Bucket=BUCKET, Key="results/latest.json", Body=json.dumps({"report": key}).encode())
+        pointer = {"report": key} if event_time is None else {"report": key, "event_time": event_time}
+        s3.put_object(Bucket=BUCKET, Key="results/latest.json", Body=json.dumps(pointer).encode())
 
 
 def with_message(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -354,7 +355,7 @@ def test_alarm_posts_the_exact_message_with_recent_values_and_links(notifier: No
                                 f"<{console}/cloudwatch/home?region=eu-west-1#dashboards/dashboard/"
                                 "modelwatch-prod|Dashboard> · "
                                 f"<{console}/s3/object/modelwatch-prod-ingest?region=eu-west-1&prefix="
-                                "results/incoming/2026/11/26/aa-late.csv/report.json|Latest batch report>"
+                                "results/incoming/2026/11/26/aa-late.csv/report.html|Latest batch report>"
                             ),
                         },
                     },
@@ -409,9 +410,8 @@ def test_ok_posts_green_with_the_value_back_under_the_threshold(notifier: Notifi
     assert WEBHOOK_TOKEN not in raw_logs
 
 
-def test_value_shown_is_the_datapoint_the_alarm_evaluated(notifier: Notifier) -> None:
-    # Given: CloudWatch moved the alarm to ALARM on a datapoint of 0.298, while the newest
-    # period in the metric (a later batch) already reads 0.312.
+def alarm_moved_at_nine(notifier: Notifier) -> dict[str, Any]:
+    """QualityAlarm moved to ALARM on the 09:00-10:00 datapoint (0.298); the notification."""
     cloudwatch = notifier.cloudwatch
     alarm_name = "modelwatch-prod-quality-churn-classifier"
     cloudwatch.put_metric_alarm(
@@ -442,12 +442,18 @@ def test_value_shown_is_the_datapoint_the_alarm_evaluated(notifier: Notifier) ->
     changed_at = cloudwatch.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0][
         "StateUpdatedTimestamp"
     ]
-    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=500, errors=156)
     # CloudWatch's notification carries the time of that same state change.
-    event = with_message(
+    return with_message(
         load_event("alert-notifier-alarm"),
         StateChangeTime=changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
     )
+
+
+def test_value_shown_is_the_datapoint_the_alarm_evaluated(notifier: Notifier) -> None:
+    # Given: CloudWatch moved the alarm to ALARM on a datapoint of 0.298, while the newest
+    # period in the metric (a later batch) already reads 0.312.
+    event = alarm_moved_at_nine(notifier)
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=500, errors=156)
 
     notifier.invoke(event)
 
@@ -475,6 +481,50 @@ def test_alert_notifier_is_granted_exactly_the_aws_actions_it_uses(notifier: Not
     grants = policy_grants("AlertNotifierFunction", names, REGION)
     assert ungranted(calls, grants, REGION) == []
     assert unused(calls, grants, REGION) == []
+
+
+@pytest.mark.parametrize(
+    ("event_time", "label"),
+    [
+        ("2026-11-26T09:30:00+00:00", "Report of the batch that moved the alarm"),
+        ("2026-11-26T10:05:00+00:00", "Latest batch report"),  # a later batch, in a period not judged
+        (None, "Latest batch report"),  # a pointer from before event times were recorded
+    ],
+)
+def test_the_report_link_names_the_batch_that_moved_the_alarm_only_when_it_did(
+    notifier: Notifier, event_time: str | None, label: str
+) -> None:
+    # Given the newest report's batch, stamped inside or after the period that moved the alarm
+    event = alarm_moved_at_nine(notifier)
+    put_report(notifier.s3, "results/incoming/b.parquet/report.json", latest=True, event_time=event_time)
+
+    notifier.invoke(event)
+
+    [request] = notifier.slack.requests
+    links = request.json()["attachments"][0]["blocks"][-2]["text"]["text"]
+    assert f"prefix=results/incoming/b.parquet/report.html|{label}>" in links
+
+
+@pytest.mark.parametrize(
+    ("event_time", "label"),
+    [
+        ("2026-11-26T10:05:00+00:00", "Report of the batch that moved the alarm"),
+        ("2026-11-26T09:05:00+00:00", "Latest batch report"),  # an older period's batch
+    ],
+)
+def test_without_the_alarms_own_datapoint_the_newest_period_of_its_window_decides(
+    notifier: Notifier, event_time: str, label: str
+) -> None:
+    # Given no StateReasonData to read (the alarm is not described), and a batch at 10:05 in
+    # the newest period of the window the alarm judged at 10:15:42 ([09:15, 10:15))
+    publish_error_rate(notifier.cloudwatch, "churn-classifier", 10, rows=500, errors=156)
+    put_report(notifier.s3, "results/incoming/c.csv/report.json", latest=True, event_time=event_time)
+
+    notifier.invoke(load_event("alert-notifier-alarm"))
+
+    [request] = notifier.slack.requests
+    links = request.json()["attachments"][0]["blocks"][-2]["text"]["text"]
+    assert f"prefix=results/incoming/c.csv/report.html|{label}>" in links
 
 
 def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) -> None:

@@ -25,6 +25,7 @@ def resource_names(stack: Stack) -> dict[str, str]:
         "IngestBucket": BUCKET,
         "ActualsTable": stack.actuals_table,
         "BatchLedgerTable": stack.ledger_table,
+        "PredictionLogTable": stack.prediction_log_table,
     }
 
 

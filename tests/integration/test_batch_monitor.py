@@ -11,6 +11,7 @@ from urllib.parse import quote_plus, unquote_plus
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
@@ -18,6 +19,7 @@ from tests.events import load_event
 from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
+from tests.parquet_writer import parquet_bytes
 
 FEATURES = NUMERIC + CATEGORICAL
 
@@ -100,6 +102,59 @@ def test_gzip_batch(stack):
     assert stack.report(key)["rows_scored"] == 300
 
 
+def test_parquet_batch_measures_exactly_as_its_csv(stack):
+    # Given the same 5,000 rows uploaded as CSV and as Parquet (three row groups, written by DuckDB)
+    key = event_key("batch-monitor-s3-put-parquet")
+    body, frame, labeled_ids = labeled_batch(stack, 5000, seed=15, prefix="q")
+    stack.put("incoming/same-rows.csv", body)
+    stack.put(key, parquet_bytes(frame.drop(columns=["churned"]), row_group_size=2048))
+    handler = load_handler("batch_monitor")
+    # When both events arrive
+    handler.lambda_handler(s3_event("incoming/same-rows.csv"), LambdaContext())
+    handler.lambda_handler(load_event("batch-monitor-s3-put-parquet"), LambdaContext())
+    # Then every metric agrees with the CSV's and with scikit-learn's, to 1e-9
+    from_csv, from_parquet = stack.report("incoming/same-rows.csv"), stack.report(key)
+    assert from_parquet["status"] == "ok"
+    assert from_parquet["metrics"].keys() == from_csv["metrics"].keys()
+    for name, value in from_csv["metrics"].items():
+        assert from_parquet["metrics"][name] == pytest.approx(value, abs=1e-9), name
+    error_rate, labeled, _, _ = expected_error_rate(stack, frame, labeled_ids)
+    assert from_parquet["metrics"]["ErrorRate"] == pytest.approx(error_rate, abs=1e-9)
+    assert from_parquet["labeled_rows"] == labeled
+    assert from_parquet["drift"] == from_csv["drift"]  # the same typed values, so the same numbers
+    pd.testing.assert_frame_equal(stack.predictions(key), stack.predictions("incoming/same-rows.csv"))
+
+
+def test_parquet_batch_with_a_number_stored_as_text_is_rejected_naming_the_column(stack):
+    key = "incoming/typed.parquet"
+    frame = churn_frame(50, seed=16, id_prefix="t").drop(columns=["churned"])
+    frame["monthly_charges"] = frame["monthly_charges"].astype(str)
+    stack.put(key, parquet_bytes(frame))
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    report = stack.report(key)
+    assert (report["status"], report["code"]) == ("rejected", "wrong_column_type")
+    assert "column 'monthly_charges' (position 3) is BYTE_ARRAY (STRING)" in report["reason"]
+    assert stack.statistic("BatchesRejected")["Sum"] == 1
+
+
+def test_report_html_is_written_beside_report_json_as_a_page_a_browser_shows(stack):
+    key = event_key("batch-monitor-s3-put-parquet")
+    body, frame, _ = labeled_batch(stack, 300, seed=17, prefix="h")
+    stack.put(key, parquet_bytes(frame.drop(columns=["churned"])))
+    stack.put("incoming/cut.parquet", parquet_bytes(frame.drop(columns=["churned"]))[:-20])
+    handler = load_handler("batch_monitor")
+    handler.lambda_handler(load_event("batch-monitor-s3-put-parquet"), LambdaContext())
+    handler.lambda_handler(s3_event("incoming/cut.parquet"), LambdaContext())
+    for batch_key, status in ((key, "ok"), ("incoming/cut.parquet", "rejected")):
+        version = stack.report(batch_key)["batch"]["version_id"]
+        page_key = f"results/{batch_key.removeprefix('incoming/')}/versions/{version}/report.html"
+        page = stack.s3.get_object(Bucket=BUCKET, Key=page_key)
+        assert page["ContentType"] == "text/html; charset=utf-8"
+        html = page["Body"].read().decode("utf-8")
+        assert f"<title>modelwatch {status}: {batch_key}</title>" in html
+    assert "is truncated" in html  # the rejected one says why
+
+
 def test_redelivered_event_publishes_nothing_twice(stack):
     key = event_key("batch-monitor-s3-put")
     body, _, _ = labeled_batch(stack, 500, seed=14, prefix="d")
@@ -107,7 +162,7 @@ def test_redelivered_event_publishes_nothing_twice(stack):
     handler = load_handler("batch_monitor")
     first = handler.lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
     second = handler.lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
-    # A cold start of a second instance sees the same idempotency record.
+    # A cold start of a second instance sees the same ledger item.
     third = load_handler("batch_monitor").lambda_handler(load_event("batch-monitor-s3-put"), LambdaContext())
     assert first == second == third
     assert stack.statistic("BatchesProcessed")["Sum"] == 1
@@ -219,6 +274,18 @@ BAD_BATCHES = [
         b'{"record_id": "r1", "plan": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n",
         "invalid_json",
     ),
+    (
+        "incoming/bad/cut-short.parquet",
+        parquet_bytes(select="SELECT 'r' || i AS record_id, i AS tenure_months FROM range(100) t(i)")[:-30],
+        "truncated_parquet",
+    ),
+    (
+        "incoming/bad/nested.parquet",
+        parquet_bytes(
+            select="SELECT 'r1' AS record_id, 3 AS tenure_months, 70.0 AS monthly_charges, ['basic'] AS plan"
+        ),
+        "nested_column",
+    ),
 ]
 
 
@@ -234,12 +301,14 @@ def test_bad_batch_gets_one_rejected_report_and_no_quality_metrics(stack, key, b
     for metric in ("ErrorRate", "RowsScored", "BatchesProcessed", "LabelCoverage"):
         assert stack.statistic(metric) is None, metric
     objects = stack.s3.list_objects_v2(Bucket=stack_bucket(), Prefix="results/")["Contents"]
-    # This version's report, its copy as the key's newest, and the pointer: no predictions
+    # This version's report and its page, the copy as the key's newest report, and the
+    # pointer: no predictions
     version = stack.s3.head_object(Bucket=stack_bucket(), Key=key)["VersionId"]
     results = f"results/{key.removeprefix('incoming/')}"
     report_key = f"{results}/versions/{version}/report.json"
+    page_key = report_key.removesuffix(".json") + ".html"
     assert sorted(item["Key"] for item in objects) == sorted(
-        [report_key, f"{results}/report.json", "results/latest.json"]
+        [report_key, page_key, f"{results}/report.json", "results/latest.json"]
     )
     latest = json.loads(stack.s3.get_object(Bucket=stack_bucket(), Key="results/latest.json")["Body"].read())
     assert latest == {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,3 +100,44 @@ def test_sample_batches_publish_exactly_scikit_learns_numbers(stack, monkeypatch
     assert drift_scores[6] > threshold
     # samplefiles/README.md: batch 6's inputs moved and its input-target relation changed
     assert concept_drift == {1: [], 6: ["concept_drift"], 11: []}
+
+
+def test_the_sample_parquet_batch_publishes_what_its_csv_would(
+    stack, monkeypatch, sample_churn_model_dir, tmp_path
+):
+    # Given batch 12 as committed (Parquet) and the same rows as CSV, written by DuckDB
+    monkeypatch.setenv("MODEL_DIR", str(sample_churn_model_dir))
+    monkeypatch.setenv("MODEL_NAME", "churn-classifier")
+    actuals = pd.read_csv(SAMPLES / "classification" / "actuals.csv", dtype={"record_id": str})
+    stack.put_actuals({row.record_id: int(row.churned) for row in actuals.itertuples()})
+    truth = actuals.set_index("record_id")["churned"]
+    parquet = SAMPLES / "classification" / "batches" / "batch-12.parquet"
+    as_csv = tmp_path / "batch-12.csv"
+    duckdb.sql(f"COPY (SELECT * FROM read_parquet('{parquet}')) TO '{as_csv}' (HEADER, DELIMITER ',')")
+    handler = load_handler("batch_monitor")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    values = {}
+    for hour, (key, body) in enumerate(
+        (
+            ("incoming/sample/batch-12.parquet", parquet.read_bytes()),
+            ("incoming/sample/batch-12.csv", as_csv.read_bytes()),
+        )
+    ):
+        at = start + timedelta(hours=hour)
+        stack.put(key, body, Metadata={"batch-time": at.isoformat()})
+        # When each is processed
+        handler.lambda_handler(s3_event(key), LambdaContext())
+        assert stack.report(key)["status"] == "ok"
+        expected = independent_classification_metrics(stack.predictions(key), truth)
+        values[key] = {
+            metric: published(stack, metric, at) for metric in (*expected, "DriftScore", "PredictionDrift")
+        }
+        # Then each publishes scikit-learn's numbers on its matched rows
+        for metric, value in expected.items():
+            assert values[key][metric] == pytest.approx(value, abs=1e-9), (key, metric)
+    # And the Parquet batch's every metric equals the CSV's, drift included
+    from_parquet, from_csv = values.values()
+    assert from_parquet.keys() == from_csv.keys()
+    for metric, value in from_csv.items():
+        assert from_parquet[metric] == pytest.approx(value, abs=1e-9), metric
+    assert from_parquet["RowsScored"] == 1000

@@ -181,6 +181,7 @@ def function_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         ("BatchMonitorFunction", "batch_monitor"),
         ("ActualsLoaderFunction", "actuals_loader"),
         ("AlertNotifierFunction", "alert_notifier"),
+        ("LabelJoinFunction", "label_join"),
     ):
         target = tmp_path_factory.mktemp(folder)
         run(

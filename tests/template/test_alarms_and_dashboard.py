@@ -247,6 +247,15 @@ def test_dashboard_shows_the_model_metrics_the_spec_asks_for(template):
     # tests/integration/test_published_metrics.py.
 
 
+def test_dashboard_links_the_pointer_to_the_newest_report_page(template):
+    body = dashboard_body(template)
+    (text,) = [widget["properties"]["markdown"] for widget in body["widgets"] if widget["type"] == "text"]
+    bucket = Resolver(template).ref("IngestBucket")
+    pointer = f"https://{REGION}.console.aws.amazon.com/s3/object/{bucket}?region={REGION}&prefix=results/latest.json"
+    assert f"[results/latest.json]({pointer})" in text
+    assert "`report.html`" in text
+
+
 def test_dashboard_url_output_opens_the_dashboard_in_its_region(template):
     resolver = Resolver(template)
     url = resolver.resolve(template["Outputs"]["DashboardUrl"]["Value"])

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
+from tests.parquet_writer import parquet_bytes
+
 from .conftest import TEMPLATE, lambda_runtime_sdk_dir, sample_features
 
 # Lambda: a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 MIB = 1024 * 1024
-FUNCTIONS = ("BatchMonitorFunction", "ActualsLoaderFunction", "AlertNotifierFunction")
+FUNCTIONS = ("BatchMonitorFunction", "ActualsLoaderFunction", "AlertNotifierFunction", "LabelJoinFunction")
 
 
 def unzipped_bytes(directory: Path) -> int:
@@ -111,7 +113,9 @@ IMPORT_CHECK = textwrap.dedent(
 
     import aws_lambda_powertools, aws_xray_sdk.core, joblib, numpy, pandas, scipy, skops.io, sklearn
     import sklearn.ensemble, sklearn.linear_model, sklearn.metrics
-    for module in (aws_lambda_powertools, aws_xray_sdk, joblib, numpy, pandas, scipy, skops, sklearn):
+    import cramjam, fastparquet, fsspec
+    for module in (aws_lambda_powertools, aws_xray_sdk, joblib, numpy, pandas, scipy, skops, sklearn,
+                   cramjam, fastparquet, fsspec):
         assert Path(module.__file__).is_relative_to(runtime_dir), f"{module.__name__} from {module.__file__}"
 
     import modelwatch
@@ -131,8 +135,15 @@ IMPORT_CHECK = textwrap.dedent(
     from modelwatch.model_bundle import load_bundle
     bundle = load_bundle(Path(model_dir))
     features = pandas.read_json(sys.stdin, orient="split")[bundle.metadata.feature_names]
+    # The same rows as a Parquet batch (snappy pages), through the shipped reader and validation.
+    from modelwatch.batch_files import read_batch
+    from modelwatch.validation import validate_batch
+    key = "incoming/features.parquet"
+    batch = read_batch(Path(model_dir).parent.joinpath("features.parquet").read_bytes(), key, 10**8)
+    from_parquet = validate_batch(batch, bundle.metadata, key, 0.0).features
     print(json.dumps({
         "probabilities": bundle.estimator.predict_proba(features)[:, 1].tolist(),
+        "parquet_probabilities": bundle.estimator.predict_proba(from_parquet)[:, 1].tolist(),
         "versions": {"sklearn": sklearn.__version__, "numpy": numpy.__version__},
     }))
     """
@@ -146,6 +157,10 @@ def test_pruned_runtime_imports_everything_and_predicts_like_the_unpruned_instal
     sdk_dir = lambda_runtime_sdk_dir(tmp_path / "var-runtime")
     batch_monitor = function_artifacts["BatchMonitorFunction"]
     features = sample_features(rows=50, seed=3)
+    # Beside the model directory: the check finds it there without another argument.
+    (sample_model_dir.parent / "features.parquet").write_bytes(
+        parquet_bytes(features.assign(record_id=[f"r-{index}" for index in range(len(features))]))
+    )
     environment = {
         "PATH": os.environ.get("PATH", ""),
         # Lambda's order: /var/task, /opt/python, /var/runtime
@@ -182,4 +197,5 @@ def test_pruned_runtime_imports_everything_and_predicts_like_the_unpruned_instal
     bundle = load_bundle(sample_model_dir)
     expected = bundle.estimator.predict_proba(features[bundle.metadata.feature_names])[:, 1]
     assert scored["probabilities"] == pytest.approx(expected.tolist(), abs=1e-12)
+    assert scored["parquet_probabilities"] == pytest.approx(expected.tolist(), abs=1e-12)
     assert scored["versions"]["sklearn"] == "1.9.1"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from modelwatch.config import AlertConfig, LoaderConfig, MonitorConfig
+from modelwatch.config import AlertConfig, JoinConfig, LoaderConfig, MonitorConfig
 from tests.template_resources import function_environment, load_template
 
 # Read by Powertools itself (Logger), not by modelwatch's config.
@@ -21,6 +21,7 @@ CONFIG_OF_FUNCTION = {
     "BatchMonitorFunction": MonitorConfig,
     "ActualsLoaderFunction": LoaderConfig,
     "AlertNotifierFunction": AlertConfig,
+    "LabelJoinFunction": JoinConfig,
 }
 
 
@@ -70,6 +71,8 @@ def test_the_config_reads_exactly_the_variables_the_template_sets(function):
 
 def test_a_recording_environment_notices_an_unread_variable():
     # The check above must be able to fail: a variable nobody reads is caught.
-    environment = RecordingEnvironment({"ACTUALS_TABLE": "t", "LEDGER_TABLE": "i", "UNUSED": "x"})
+    environment = RecordingEnvironment(
+        {"ACTUALS_TABLE": "t", "LEDGER_TABLE": "i", "PREDICTION_LOG_TABLE": "p", "UNUSED": "x"}
+    )
     MonitorConfig.from_env(environment)
     assert "UNUSED" not in environment.read and "ACTUALS_TABLE" in environment.read

@@ -19,6 +19,7 @@ FUNCTIONS = {
     "BatchMonitorFunction": "functions/batch_monitor",
     "ActualsLoaderFunction": "functions/actuals_loader",
     "AlertNotifierFunction": "functions/alert_notifier",
+    "LabelJoinFunction": "functions/label_join",
 }
 
 

@@ -150,7 +150,7 @@ def test_console_link_follows_another_region_and_encodes_the_alarm_name(settings
 
 def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: AlertConfig) -> None:
     alarm = alarm_from("alert-notifier-alarm")
-    report = "results/incoming/2026/11/26/batch-0930.csv/report.json"
+    report = "results/incoming/2026/11/26/batch-0930.csv/report.html"
 
     payload = build_slack_message(
         alarm, current_value=0.312, recent=None, links=gather_links(alarm, settings, report)
@@ -163,7 +163,7 @@ def test_message_links_the_alarm_the_dashboard_and_the_latest_report(settings: A
     ) in links_text
     assert (
         "<https://eu-west-1.console.aws.amazon.com/s3/object/modelwatch-prod-ingest?region=eu-west-1"
-        "&prefix=results/incoming/2026/11/26/batch-0930.csv/report.json|Latest batch report>"
+        "&prefix=results/incoming/2026/11/26/batch-0930.csv/report.html|Latest batch report>"
     ) in links_text
     assert "#alarmsV2:alarm/modelwatch-prod-quality-churn-classifier|Alarm in CloudWatch>" in links_text
 

@@ -52,7 +52,7 @@ def test_jsonl_and_jsonl_gz():
         ("a.csv", b"record_id,plan\nr1,caf\xe9\n", "not_utf8", "line 2"),
         ("a.csv.gz", b"\x1f\x8b\x08\x00garbage", "corrupt_gzip", "not a valid gzip"),
         ("a.csv.gz", b"plain text, not gzip", "corrupt_gzip", "not a valid gzip"),
-        ("a.parquet", b"PAR1", "unsupported_extension", ".csv, .csv.gz, .jsonl, .jsonl.gz"),
+        ("a.xlsx", b"PK", "unsupported_extension", ".csv, .csv.gz, .jsonl, .jsonl.gz, .parquet"),
         # mtime=0: the same test id in every process (pytest-xdist compares the ids its workers collect)
         ("a.csv.gz", gzip.compress(CSV.encode(), mtime=0)[:-12], "corrupt_gzip", "not a valid gzip"),
     ],

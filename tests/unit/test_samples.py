@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,10 +29,12 @@ ALARM_THRESHOLD = 0.2
 
 
 def sample_files(root: Path) -> list[str]:
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*.csv"))
+    return sorted(
+        str(path.relative_to(root)) for pattern in ("*.csv", "*.parquet") for path in root.rglob(pattern)
+    )
 
 
-def test_committed_csvs_are_exactly_what_the_seeded_script_generates(tmp_path):
+def test_committed_files_are_exactly_what_the_seeded_script_generates(tmp_path):
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "generate_samples.py"), "--out", str(tmp_path)],
         check=True,
@@ -40,6 +43,7 @@ def test_committed_csvs_are_exactly_what_the_seeded_script_generates(tmp_path):
     committed = sample_files(SAMPLES)
     assert committed == sample_files(tmp_path)
     assert len(committed) == 2 * 2 + 12 + 6  # train + actuals per scenario, and the batches
+    assert "classification/batches/batch-12.parquet" in committed  # the upstream's new export
     different = [
         name for name in committed if (SAMPLES / name).read_bytes() != (tmp_path / name).read_bytes()
     ]
@@ -69,9 +73,15 @@ def readme_story(metric_header: str) -> dict[int, str]:
     return figures
 
 
+def read_batch_file(path: Path) -> pd.DataFrame:
+    # DuckDB reads the Parquet batch here: another reader than the pipeline's fastparquet.
+    return duckdb.read_parquet(str(path)).df() if path.suffix == ".parquet" else pd.read_csv(path)
+
+
 def read_batches(scenario: str) -> dict[int, pd.DataFrame]:
     folder = SAMPLES / scenario / "batches"
-    return {int(path.stem.split("-")[1]): pd.read_csv(path) for path in sorted(folder.glob("batch-*.csv"))}
+    paths = sorted([*folder.glob("batch-*.csv"), *folder.glob("batch-*.parquet")])
+    return {int(path.stem.split("-")[1]): read_batch_file(path) for path in paths}
 
 
 def test_churn_batches_follow_the_data_contract():

@@ -1,5 +1,6 @@
 """Context for an alert, fetched from AWS: the metric's recent values, the datapoint the
-alarm evaluated, and the newest batch report.
+alarm evaluated, and the newest batch report (and whether its batch is the one that
+moved the alarm).
 
 Each fetch raises botocore's errors; the notifier decides that context is best effort.
 """
@@ -7,7 +8,8 @@ Each fetch raises botocore's errors; the notifier decides that context is best e
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,8 +34,7 @@ def fetch_recent_values(
     rounds down to the minute for data under 15 days old.)
     """
     period = metric.period_seconds
-    until_epoch = int(until.timestamp())
-    end_epoch = until_epoch - until_epoch % min(period, 60)
+    end_epoch = int(newest_period_start(until, period).timestamp()) + period
     start_epoch = end_epoch - periods * period
     query: dict[str, Any] = {
         "Id": "recent",
@@ -65,7 +66,28 @@ def fetch_recent_values(
     return RecentValues(period_seconds=period, values=tuple(values))
 
 
+def newest_period_start(until: datetime, period_seconds: int) -> datetime:
+    """The start of the newest period of an alarm's default (sliding) window evaluated at
+    ``until``: the window ends at ``until`` rounded down to the minute."""
+    until_epoch = int(until.timestamp())
+    end_epoch = until_epoch - until_epoch % min(period_seconds, 60)
+    return datetime.fromtimestamp(end_epoch - period_seconds, UTC)
+
+
+@dataclass(frozen=True)
+class EvaluatedDatapoint:
+    """The newest datapoint the alarm evaluated: its period's start and its value."""
+
+    timestamp: datetime
+    value: float
+
+
 def fetch_evaluated_value(cloudwatch: Any, alarm: AlarmNotification) -> float | None:
+    datapoint = fetch_evaluated_datapoint(cloudwatch, alarm)
+    return None if datapoint is None else datapoint.value
+
+
+def fetch_evaluated_datapoint(cloudwatch: Any, alarm: AlarmNotification) -> EvaluatedDatapoint | None:
     """The newest datapoint the alarm evaluated for this transition, from its StateReasonData.
 
     Used only while the alarm still holds this very state change (same state, same
@@ -85,11 +107,40 @@ def fetch_evaluated_value(cloudwatch: Any, alarm: AlarmNotification) -> float | 
         points = [p for p in reason_data.get("evaluatedDatapoints", []) if "value" in p]
         if points:
             newest = max(points, key=lambda point: parse_alarm_time(str(point.get("timestamp", ""))))
-            return float(newest["value"])
+            return EvaluatedDatapoint(
+                parse_alarm_time(str(newest.get("timestamp", ""))), float(newest["value"])
+            )
     return None
 
 
+@dataclass(frozen=True)
+class LatestReport:
+    """The newest report, as results/latest.json names it, and its batch's event time."""
+
+    key: str  # report.json
+    event_time: datetime | None
+
+    @property
+    def page_key(self) -> str:
+        """report.html, which the batch monitor writes beside report.json."""
+        return self.key.removesuffix(".json") + ".html"
+
+    def moved(self, datapoint: EvaluatedDatapoint | None, period_seconds: int) -> bool:
+        """Whether this batch's metrics are in the datapoint that moved the alarm: its event
+        time (the time its metrics are stamped with) falls in that datapoint's period."""
+        if datapoint is None or self.event_time is None:
+            return False
+        return (
+            datapoint.timestamp <= self.event_time < datapoint.timestamp + timedelta(seconds=period_seconds)
+        )
+
+
 def latest_report_key(s3: Any, bucket: str, prefix: str) -> str | None:
+    found = latest_report(s3, bucket, prefix)
+    return None if found is None else found.key
+
+
+def latest_report(s3: Any, bucket: str, prefix: str) -> LatestReport | None:
     """The newest report, as named by the batch monitor's ``<prefix>latest.json`` pointer.
 
     None until the first batch wrote the pointer, or when it is unreadable; the alert then
@@ -103,7 +154,16 @@ def latest_report_key(s3: Any, bucket: str, prefix: str) -> str | None:
             return None
         raise
     try:
-        report = json.loads(body).get("report")
+        pointer = json.loads(body)
+        report = pointer.get("report")
     except (ValueError, AttributeError):
         return None
-    return report if isinstance(report, str) and report.startswith(prefix) else None
+    if not (isinstance(report, str) and report.startswith(prefix)):
+        return None
+    try:
+        event_time: datetime | None = datetime.fromisoformat(str(pointer.get("event_time")))
+    except ValueError:
+        event_time = None
+    if event_time is not None and event_time.tzinfo is None:
+        event_time = event_time.replace(tzinfo=UTC)
+    return LatestReport(report, event_time)

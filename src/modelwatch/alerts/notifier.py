@@ -19,7 +19,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from modelwatch import aws
 from modelwatch.alerts.alarm_message import AlarmNotification, should_post
-from modelwatch.alerts.context import fetch_evaluated_value, fetch_recent_values, latest_report_key
+from modelwatch.alerts.context import (
+    EvaluatedDatapoint,
+    fetch_evaluated_datapoint,
+    fetch_recent_values,
+    latest_report,
+    newest_period_start,
+)
 from modelwatch.alerts.slack_message import RecentValues, build_slack_message, gather_links
 from modelwatch.alerts.webhook import DeliveryPolicy, post_to_slack, webhook_url_from_secret
 from modelwatch.config import RESULTS_PREFIX, AlertConfig
@@ -111,18 +117,23 @@ class AlertNotifier:
             )
             return False
 
-        recent, current_value = self._metric_context(alarm)
+        recent, current_value, evaluated = self._metric_context(alarm)
         report = None
         if self.config.ingest_bucket:
             report = _best_effort(
                 "the latest batch report",
-                lambda: latest_report_key(self.s3, self.config.ingest_bucket, RESULTS_PREFIX),
+                lambda: latest_report(self.s3, self.config.ingest_bucket, RESULTS_PREFIX),
             )
+        # The page (report.html), labelled as the batch that moved the alarm only when its
+        # event time lies in the period of the datapoint the alarm evaluated.
+        moved = False
+        if report is not None and alarm.metric is not None:
+            moved = report.moved(evaluated, alarm.metric.period_seconds)
         payload = build_slack_message(
             alarm,
             current_value=current_value,
             recent=recent,
-            links=gather_links(alarm, self.config, report),
+            links=gather_links(alarm, self.config, report.page_key if report else None, moved),
         )
         url = self.webhook_url()
         policy = DeliveryPolicy(
@@ -146,10 +157,13 @@ class AlertNotifier:
             raise
         return True
 
-    def _metric_context(self, alarm: AlarmNotification) -> tuple[RecentValues | None, float | None]:
-        """The recent values and the value the alarm evaluated (None where CloudWatch failed)."""
+    def _metric_context(
+        self, alarm: AlarmNotification
+    ) -> tuple[RecentValues | None, float | None, EvaluatedDatapoint | None]:
+        """The recent values, the value the alarm evaluated and its datapoint (None where
+        CloudWatch failed)."""
         if alarm.metric is None:
-            return None, None
+            return None, None, None
         cloudwatch = self.cloudwatch_in(alarm.region)
         metric = alarm.metric
         recent = _best_effort(
@@ -158,11 +172,17 @@ class AlertNotifier:
                 cloudwatch, metric, until=alarm.state_change_time, periods=self.config.recent_periods
             ),
         )
-        current_value = _best_effort("the evaluated value", lambda: fetch_evaluated_value(cloudwatch, alarm))
+        evaluated = _best_effort("the evaluated value", lambda: fetch_evaluated_datapoint(cloudwatch, alarm))
+        current_value = None if evaluated is None else evaluated.value
         if current_value is None and recent is not None:
             # Without the alarm's own datapoint, the newest period it could have seen is the best stand-in.
             current_value = recent.latest
-        return recent, current_value
+            if recent.values and recent.values[-1] is not None:
+                # The newest period of the window the alarm judged at its state change has data:
+                # that datapoint is the one that moved it.
+                start = newest_period_start(alarm.state_change_time, metric.period_seconds)
+                evaluated = EvaluatedDatapoint(start, recent.values[-1])
+        return recent, current_value, evaluated
 
 
 def _best_effort(what: str, call: Callable[[], T]) -> T | None:

@@ -243,8 +243,11 @@ def _mrkdwn(text: str, limit: int) -> dict[str, str]:
     return {"type": "mrkdwn", "text": _truncate(text, limit)}
 
 
-def gather_links(alarm: AlarmNotification, config: AlertConfig, latest_report: str | None) -> list[Link]:
-    """The alarm, the dashboard and the newest report (or, without one, where reports appear)."""
+def gather_links(
+    alarm: AlarmNotification, config: AlertConfig, latest_report: str | None, moved_the_alarm: bool = False
+) -> list[Link]:
+    """The alarm, the dashboard and the newest report page (or, without one, where reports
+    appear). ``moved_the_alarm``: the report's batch is in the datapoint that moved the alarm."""
     links = [Link("Alarm in CloudWatch", alarm_console_url(alarm))]
     if config.dashboard_name:
         links.append(
@@ -253,7 +256,12 @@ def gather_links(alarm: AlarmNotification, config: AlertConfig, latest_report: s
     if config.ingest_bucket:
         if latest_report:
             url = s3_object_console_url(alarm.partition, alarm.region, config.ingest_bucket, latest_report)
-            links.append(Link("Latest batch report", url))
+            links.append(
+                Link(
+                    "Report of the batch that moved the alarm" if moved_the_alarm else "Latest batch report",
+                    url,
+                )
+            )
         else:
             url = s3_prefix_console_url(alarm.partition, alarm.region, config.ingest_bucket, RESULTS_PREFIX)
             links.append(Link("Batch reports", url))

@@ -255,7 +255,10 @@ def run_demo(
     out_dir = (out_dir or Path("out") / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     ensure_sample_model(model_dir, template_path)
-    batches = sorted((samples / "batches").glob("*.csv"))
+    # Batch 12 is Parquet (the upstream's new export): every format goes through one pipeline.
+    batches = sorted(
+        path for path in (samples / "batches").glob("batch-*") if path.suffix in (".csv", ".parquet")
+    )
 
     def listener(kind: str, payload: Any) -> None:
         if kind == "alarm":

@@ -1,0 +1,379 @@
+"""Late labels: actuals that arrive after their batch are joined to its logged predictions.
+
+The trigger is the actuals table's stream, so every way labels arrive (an actuals/ file,
+``modelwatch actuals load``, any other writer) is joined the same way. For each batch
+that scored one of the changed record ids (the prediction log says which):
+
+1. the batch's predictions file (S3) and the current actuals of *all* its rows
+   (DynamoDB, strongly consistent) give its metrics as of now, computed with
+   scikit-learn exactly as the batch monitor does. The actuals table is the truth, not
+   the stream records: a redelivered record, a file loaded twice or a label written
+   twice changes nothing, and a corrected label simply replaces the old one;
+2. the row-additive metrics (ErrorRate, Accuracy, MAE, MSE, MAPE, MeanError) have
+   totals (rows, sum of per-row values); the ledger keeps the totals already published
+   for the batch, and only the difference is published, so CloudWatch's Average over
+   every datapoint is the metric over every labeled row, each counted once;
+3. the ledger's totals advance with a revision check before publishing (and go back if
+   PutMetricData fails), then the predictions file and report.json are rewritten.
+
+Time: the differences are stamped when the labels arrived, not with the batch's event
+time, so QualityAlarm (which only evaluates recent periods) reacts within one period
+of the labels, however late they are. The batch's report keeps the error by event time.
+
+What is not published late: the non-additive metrics (ROCAUC, F1, Precision, Recall,
+R2, RMSE, LogLoss) are recomputed in the batch's report only, because a batch-level
+value published again would weigh that batch twice. A corrected label with no new label
+in the same batch changes the sums but not the row count; CloudWatch refuses a
+datapoint of zero samples, so that correction waits in the ledger and goes out with
+the batch's next new labels (the report shows it at once). A batch that was a backfill
+CloudWatch could not take publishes nothing late either (issue 10's rule): its labels
+are counted in LabelsArrived and its report is updated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelwatch.actuals import ACTUAL_ATTRIBUTE, RequestStats, batch_get_items
+from modelwatch.config import JoinConfig
+from modelwatch.labels import LabelNormaliser
+from modelwatch.ledger import (
+    BatchLedger,
+    BatchState,
+    RevisionConflict,
+    Totals,
+    advance_totals,
+    batch_state,
+    restore_totals,
+)
+from modelwatch.metrics import (
+    ROW_ADDITIVE_METRICS,
+    MetricValue,
+    classification_metrics,
+    plain_values,
+    regression_metrics,
+)
+from modelwatch.model_bundle import ModelMetadata
+from modelwatch.prediction_log import PredictionLog
+from modelwatch.publishing import metric_data, publish_metrics
+from modelwatch.results import BatchObject, ResultStore
+
+logger = logging.getLogger(__name__)
+
+REVISION_ATTEMPTS = 5
+
+
+class BatchNotSettled(Exception):
+    """A logged batch has not finished publishing yet: the stream batch is retried."""
+
+
+@dataclass
+class BatchJoin:
+    """What one batch gained from the labels that came."""
+
+    key: str
+    version_id: str
+    newly_labeled: int
+    corrected: int
+    labeled_rows: int
+    rows: int
+    metrics: dict[str, float]
+    delay_seconds: float  # from the batch's event time to the labels' arrival
+    # Row-additive metric -> (rows, sum, smallest and largest per-row value) to publish.
+    published: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class JoinResult:
+    labels: int  # record ids in the stream records
+    logged: int  # of those, rows some batch scored
+    batches: list[BatchJoin]
+    requests: int  # DynamoDB requests made for the join
+
+
+class LabelJoin:
+    def __init__(
+        self,
+        metadata: ModelMetadata,
+        model_name: str,
+        namespace: str,
+        min_labeled_rows: int,
+        log: PredictionLog,
+        ledger: BatchLedger,
+        dynamodb: Any,
+        actuals_table: str,
+        store: ResultStore,
+        cloudwatch: Any,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        self.metadata = metadata
+        self.model_name = model_name
+        self.namespace = namespace
+        self.min_labeled_rows = min_labeled_rows
+        self.log = log
+        self.ledger = ledger
+        self.dynamodb = dynamodb
+        self.actuals_table = actuals_table
+        self.store = store
+        self.cloudwatch = cloudwatch
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
+
+    @classmethod
+    def from_config(cls, config: JoinConfig) -> LabelJoin:
+        """The label-join function's warm state: the model's metadata (not the estimator:
+        nothing is predicted here), one client per service."""
+        from modelwatch.aws import client
+        from modelwatch.model_bundle import load_metadata
+
+        metadata = load_metadata(config.model_dir)
+        dynamodb = client("dynamodb")
+        return cls(
+            metadata,
+            model_name=config.model_name or metadata.name,
+            namespace=config.metrics_namespace,
+            min_labeled_rows=config.min_labeled_rows,
+            log=PredictionLog(dynamodb, config.prediction_log_table, retention_days=1),
+            ledger=BatchLedger(dynamodb, config.ledger_table),
+            dynamodb=dynamodb,
+            actuals_table=config.actuals_table,
+            store=ResultStore(client("s3")),
+            cloudwatch=client("cloudwatch"),
+        )
+
+    def join(self, record_ids: Iterable[str]) -> JoinResult:
+        ids = list(dict.fromkeys(record_ids))
+        stats = RequestStats()
+        grouped = self.log.batches_of(ids, stats)
+        now = self.clock()
+        joined: list[BatchJoin] = []
+        advanced: list[tuple[BatchState, int]] = []
+        try:
+            for batch_id in sorted(grouped):
+                outcome = self._join_batch(batch_id, now, stats, advanced)
+                if outcome is not None:
+                    joined.append(outcome)
+            self._publish(joined, now)
+        except Exception:
+            for state, revision in advanced:
+                restore_totals(self.ledger, state, revision)
+            raise
+        return JoinResult(len(ids), sum(len(rows) for rows in grouped.values()), joined, stats.requests)
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def _join_batch(
+        self, batch_id: str, now: datetime, stats: RequestStats, advanced: list[tuple[BatchState, int]]
+    ) -> BatchJoin | None:
+        for _ in range(REVISION_ATTEMPTS):
+            state = batch_state(self.ledger, batch_id)
+            if state is None:
+                return None  # expired from the ledger: too old to join
+            if not state.published:
+                raise BatchNotSettled(f"batch {batch_id} is still being processed; retrying its labels")
+            table = self.store.read_predictions(state.batch)
+            id_column = self.metadata.id_column
+            raw = batch_get_items(
+                self.dynamodb,
+                self.actuals_table,
+                table[id_column].astype(str).tolist(),
+                [ACTUAL_ATTRIBUTE],
+                stats=stats,
+                consistent=True,
+            )
+            before = [self._label(value) for value in table["actual"]]
+            after = [
+                self._label(raw.get(str(record_id), {}).get(ACTUAL_ATTRIBUTE))
+                for record_id in table[id_column]
+            ]
+            newly = sum(old is None and new is not None for old, new in zip(before, after, strict=True))
+            corrected = sum(
+                old is not None and new is not None and old != new
+                for old, new in zip(before, after, strict=True)
+            )
+            quality = self._quality(table, after)
+            totals = self._totals(state, quality)
+            delta = {
+                name: (
+                    rows - state.totals.get(name, (0, 0.0))[0],
+                    total - state.totals.get(name, (0, 0.0))[1],
+                )
+                for name, (rows, total) in totals.items()
+                if (rows, total) != state.totals.get(name, (0, 0.0))
+            }
+            if not newly and not corrected and not delta:
+                return None  # nothing new for this batch (a redelivery, a label written twice)
+            try:
+                revision = advance_totals(self.ledger, state, totals) if delta else state.revision
+            except RevisionConflict:
+                continue  # another invocation published for this batch meanwhile: read again
+            if delta:
+                advanced.append((state, revision))
+            self._rewrite(state.batch, table, before, after, quality, now, newly, corrected)
+            labeled = sum(value is not None for value in after)
+            event_time = _parse_time(state.event_time)
+            return BatchJoin(
+                key=state.batch.key,
+                version_id=state.batch.version_id,
+                newly_labeled=newly,
+                corrected=corrected,
+                labeled_rows=labeled,
+                rows=len(after),
+                metrics=plain_values(quality),
+                delay_seconds=(now - event_time).total_seconds() if event_time else 0.0,
+                published={
+                    name: (rows, total, _row_bound(quality, name, min), _row_bound(quality, name, max))
+                    for name, (rows, total) in delta.items()
+                    if rows > 0
+                }
+                if state.live
+                else {},
+            )
+        raise RevisionConflict(batch_id)
+
+    def _label(self, value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return self.labels.normalise(value)
+
+    def _quality(self, table: pd.DataFrame, actuals: list[Any]) -> dict[str, MetricValue]:
+        labeled = np.array([value is not None for value in actuals], dtype=bool)
+        if labeled.sum() < max(1, self.min_labeled_rows):
+            return {}
+        y_true = np.array([value for value in actuals if value is not None], dtype=object)
+        predicted = table["prediction"][labeled]
+        if self.metadata.task == "regression":
+            return regression_metrics(y_true.astype(float), predicted.to_numpy(dtype=float))
+        y_pred = np.array([self.labels.normalise(value) for value in predicted], dtype=object)
+        probabilities = None
+        positive = self.metadata.positive_index
+        if "probability" in table.columns and len(self.metadata.classes) == 2 and positive is not None:
+            # The predictions file keeps the positive class's probability; a binary model's
+            # other column is its complement.
+            p = table["probability"][labeled].to_numpy(dtype=float)
+            probabilities = np.column_stack([1 - p, p] if positive == 1 else [p, 1 - p])
+        return classification_metrics(
+            y_true, y_pred, probabilities, self.metadata.classes, self.metadata.positive_class
+        )
+
+    def _totals(self, state: BatchState, quality: dict[str, MetricValue]) -> Totals:
+        """The row-additive totals to have published for the batch now. A metric whose row
+        count did not grow keeps its published totals (see the module's note on corrections)."""
+        totals = dict(state.totals)
+        for name in ROW_ADDITIVE_METRICS:
+            value = quality.get(name)
+            if value is None or value.rows is None or value.row_sum is None:
+                continue
+            published_rows = state.totals.get(name, (0, 0.0))[0]
+            if value.rows > published_rows:
+                totals[name] = (value.rows, value.row_sum)
+        return totals
+
+    def _rewrite(
+        self,
+        batch: BatchObject,
+        table: pd.DataFrame,
+        before: list[Any],
+        after: list[Any],
+        quality: dict[str, MetricValue],
+        now: datetime,
+        newly: int,
+        corrected: int,
+    ) -> None:
+        """The predictions file gets the actuals; report.json the metrics as of now."""
+        stamp = now.isoformat()
+        labeled_at = table["labeled_at"] if "labeled_at" in table.columns else pd.Series([None] * len(table))
+        table = table.copy()
+        table["actual"] = pd.Series(after, dtype=object)
+        table["labeled_at"] = [
+            stamp if old != new and new is not None else (None if pd.isna(previous) else previous)
+            for old, new, previous in zip(before, after, labeled_at, strict=True)
+        ]
+        self.store.write_predictions(batch, table)
+        report = self.store.read_report(batch)
+        if report is None:
+            return
+        labeled = sum(value is not None for value in after)
+        rows = len(after)
+        estimates = {
+            name: value
+            for name, value in (report.get("metrics") or {}).items()
+            if name.startswith("Estimated")
+        }
+        report["labeled_rows"] = labeled
+        report["label_coverage"] = labeled / rows if rows else 0.0
+        if quality:
+            report["metrics"] = {**estimates, **plain_values(quality)}
+            report["quality_metrics_withheld"] = None
+        event_time = _parse_time(str(report.get("event_time", "")))
+        delays = [
+            _seconds_between(event_time, str(at)) if isinstance(at, str) else 0.0
+            for at, value in zip(table["labeled_at"], after, strict=True)
+            if value is not None
+        ]
+        labels = dict(report.get("labels") or {})
+        arrivals = list(labels.get("arrivals") or [])
+        if newly or corrected:
+            arrivals.append({"at": stamp, "new": newly, "corrected": corrected})
+        report["labels"] = {
+            "arrivals": arrivals,
+            "awaiting_rows": rows - labeled,
+            "median_delay_seconds": float(np.median(delays)) if delays else None,
+            "metrics_as_of": stamp,
+        }
+        self.store.write_report(batch, report)
+
+    def _publish(self, joined: list[BatchJoin], now: datetime) -> None:
+        """One datapoint per metric for the whole invocation, stamped with the arrival time."""
+        sums: dict[str, list[float]] = {}
+        for batch in joined:
+            for name, (rows, total, smallest, largest) in batch.published.items():
+                current = sums.setdefault(name, [0, 0.0, smallest, largest])
+                current[0] += rows
+                current[1] += total
+                current[2], current[3] = min(current[2], smallest), max(current[3], largest)
+        metrics = {
+            name: MetricValue(total / rows, row_sum=total, rows=int(rows), row_min=smallest, row_max=largest)
+            for name, (rows, total, smallest, largest) in sums.items()
+        }
+        arrived = [batch for batch in joined if batch.newly_labeled]
+        if arrived:
+            count = sum(batch.newly_labeled for batch in arrived)
+            delays = [batch.delay_seconds for batch in arrived]
+            metrics["LabelsArrived"] = MetricValue(float(count))
+            metrics["LabelDelaySeconds"] = MetricValue(
+                sum(batch.newly_labeled * batch.delay_seconds for batch in arrived) / count,
+                row_sum=sum(batch.newly_labeled * batch.delay_seconds for batch in arrived),
+                rows=count,
+                row_min=min(delays),
+                row_max=max(delays),
+            )
+        if metrics:
+            publish_metrics(self.cloudwatch, self.namespace, metric_data(metrics, self.model_name, now))
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _seconds_between(start: datetime | None, end: str) -> float:
+    finish = _parse_time(end)
+    return (finish - start).total_seconds() if start and finish else 0.0
+
+
+def _row_bound(quality: dict[str, MetricValue], name: str, pick: Callable[..., float]) -> float:
+    value = quality[name]
+    bound = value.row_min if pick is min else value.row_max
+    return float(bound if bound is not None else value.value)
