@@ -55,7 +55,7 @@ class ValidatedBatch:
     findings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _id_text(value: Any) -> str | None:
+def id_text(value: Any) -> str | None:
     """Ids are strings in DynamoDB; JSON numbers like 42 or 42.0 become "42"."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -195,7 +195,7 @@ def validate_batch(
             )
         invalid |= shifted
 
-    ids = frame[metadata.id_column].map(_id_text)
+    ids = frame[metadata.id_column].map(id_text)
     missing_id = ids.isna().to_numpy() & ~shifted
     for index in np.flatnonzero(missing_id):
         problems.append((int(index), metadata.id_column, None, "missing id", "missing id"))

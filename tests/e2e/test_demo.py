@@ -59,3 +59,26 @@ def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_sla
     assert all(report.with_name("report.html").is_file() for report in reports)
     # The sample's Parquet batch was scored like the CSV ones
     assert batches[-1]["key"] == "incoming/batch-12.parquet" and batches[-1]["rows"] == 1000
+
+
+def test_demo_with_late_labels_scores_each_batch_before_its_labels_and_loads_them_a_period_later(
+    tmp_path, capfd, sample_churn_model_dir
+):
+    out = tmp_path / "demo"
+    assert run_demo(out, model_dir=sample_churn_model_dir, labels_delay_periods=1) == 0
+    printed = capfd.readouterr().out
+
+    document = json.loads((out / "timeline.json").read_text())
+    batches, periods = document["batches"], document["periods"]
+    # Each batch was scored before any of its labels existed: its error is only estimated then
+    assert [batch["labeled_rows"] for batch in batches] == [0] * 12
+    for batch in batches:
+        assert "EstimatedErrorRate" in batch["metrics"] and "ErrorRate" not in batch["metrics"]
+    # and its labels went through the actuals function one period later; one period more for the last
+    assert len(periods) == 13
+    for number, batch in enumerate(batches, start=1):
+        loads = [event for event in periods[number]["events"] if event.startswith("loaded labels of batch")]
+        name = batch["key"].removeprefix("incoming/")
+        assert [event.split(" (")[0] for event in loads] == [f"loaded labels of {name}"]
+    assert "labels of batch-01.csv" in printed and "the error counts when the labels come" in printed
+    assert "(final)" in (out / "timeline.txt").read_text()

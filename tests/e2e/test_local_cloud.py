@@ -184,8 +184,14 @@ def test_local_up_processes_a_file_dropped_by_an_outside_client(tmp_path, model_
         assert b'"status": "ok"' in report and b'"labeled_rows": 300' in report
         # The report is written before the metrics, so the invocation may still be running;
         # it is recorded when it returns.
-        wait_for(lambda: len(cloud.runtime.invocations) >= 2)
-        assert len(cloud.runtime.invocations) == 2  # one actuals load, one batch; no repeats
+        wait_for(lambda: any(i.function == "BatchMonitorFunction" for i in cloud.runtime.invocations))
+        by_s3 = [i.function for i in cloud.runtime.invocations if i.function != "LabelJoinFunction"]
+        assert by_s3 == ["ActualsLoaderFunction", "BatchMonitorFunction"]  # no repeats
+        # Each label written reached the actuals table's stream consumers once (when the template has any)
+        for mapping in cloud.stack.stream_mappings:
+            handed = [d for d in cloud.streams.deliveries if d.mapping == mapping]
+            assert all(d.invocation.ok for d in handed)
+            assert sum(len(d.sequence_numbers) for d in handed) == 1200
 
 
 def test_local_up_delivers_one_event_per_version_of_a_key_overwritten_within_a_second(tmp_path, model_dir):

@@ -22,7 +22,7 @@ _PARAM_HELP = "override a template parameter, e.g. --param QualityThreshold=0.25
 def _demo(args: argparse.Namespace) -> int:
     from modelwatch.local.demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, labels_delay_periods=args.labels_delay)
 
 
 def _print(text: str) -> None:
@@ -151,10 +151,15 @@ def _replay(args: argparse.Namespace) -> int:
                 + " alarms="
                 + ",".join(f"{k}:{v}" for k, v in r.alarms.items())
             ),
+            on_period=lambda p: (
+                _print(f"period {p.index + 1} ({p.start:%Y-%m-%d %H:%M}Z): " + "; ".join(p.events))
+                if p.events
+                else None
+            ),
         )
-        for actuals in args.actuals:
-            backtest.load_actuals(actuals)
-        results = backtest.run(list(args.batches))
+        results = backtest.run(
+            list(args.batches), actuals=list(args.actuals), labels_delay_periods=args.labels_delay
+        )
         document = backtest.document()
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
@@ -174,11 +179,30 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _periods(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of alarm periods (0 or more), got {text!r}"
+        )
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo", help="the sample churn story end to end on the local cloud (make demo)"
     )
     demo.add_argument("--out", type=Path, help="output folder (default: ./out/demo-<timestamp>/)")
+    demo.add_argument(
+        "--labels-delay",
+        type=_periods,
+        default=0,
+        metavar="N",
+        help="each batch's labels arrive N alarm periods after it (default 0: all before the first batch)",
+    )
     demo.set_defaults(func=_demo)
 
     local = subparsers.add_parser("local", help="the local cloud: template.yaml on an embedded AWS")
@@ -198,6 +222,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     replay.add_argument("--model-dir", type=Path, required=True, help="the model directory to monitor")
     replay.add_argument("--actuals", type=Path, action="append", default=[], help="actuals CSV (repeatable)")
+    replay.add_argument(
+        "--labels-delay",
+        type=_periods,
+        default=0,
+        metavar="N",
+        help="load each batch's actuals (the rows whose ids it holds) N alarm periods after the batch "
+        "(default 0: with the batch); rows of no batch are loaded at the start",
+    )
     replay.add_argument("--param", action="append", metavar="KEY=VALUE", help=_PARAM_HELP)
     replay.add_argument("--results", type=Path, help="copy everything written under results/ to this folder")
     replay.add_argument(

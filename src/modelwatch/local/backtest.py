@@ -6,6 +6,13 @@ alarm period and CloudWatch's M-out-of-N logic plays out over the sequence exact
 would over that many real periods. The start is aligned to a period boundary and chosen
 so the last period has ended by now: every stamp is in the past and within CloudWatch's
 two-week window, so the batch monitor keeps it instead of falling back to upload time.
+
+Labels over time: the actuals of batch i (the rows of the actuals files whose ids batch i
+holds) are uploaded under actuals/ at the start of period i + labels delay, before that
+period's batch; the rows of no batch at the start of the first period. With a delay the
+periods go on after the last batch until every load has happened. After each upload
+the DynamoDB streams are drained, so whatever the new labels trigger has run before the
+period's alarms are evaluated. Each period's events and alarm states are recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from typing import Any
 from modelwatch.config import INCOMING_PREFIX, RESULTS_PREFIX
 from modelwatch.errors import UserError
 from modelwatch.local.cloud import Alert, LocalCloud, VirtualClock
+from modelwatch.local.label_files import LabelFile, LabelSchedule, split_actuals
+from modelwatch.local.streams import StreamDelivery
+from modelwatch.model_bundle import load_metadata
 from modelwatch.results import BatchObject
 
 ACTUALS_PREFIX = "actuals/"
@@ -42,6 +52,8 @@ class BatchResult:
     report: dict[str, Any]
     seconds: float
     alerts: list[Alert] = field(default_factory=list)
+    # Over every label received by the end of the replay (late labels update the batch's report).
+    final_metrics: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -50,11 +62,25 @@ class BatchResult:
             "rows": self.rows,
             "labeled_rows": self.labeled_rows,
             "metrics": self.metrics,
+            "final_metrics": self.final_metrics,
             "drift": self.drift,
             "alarms": self.alarms,
             "batch_time": self.batch_time.isoformat(),
             "evaluated_at": self.evaluated_at.isoformat(),
         }
+
+
+@dataclass
+class PeriodResult:
+    """One alarm period of a replay: what happened in it, and the alarms' states at its end."""
+
+    index: int
+    start: datetime
+    events: list[str] = field(default_factory=list)
+    alarms: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "events": self.events, "alarms": self.alarms}
 
 
 # Said (printed and in the replay file) when no subscription of the stack reaches a person.
@@ -102,6 +128,8 @@ class Backtest:
         *,
         on_batch: Callable[[BatchResult], None] | None = None,
         on_processed: Callable[[BatchResult], None] | None = None,
+        on_period: Callable[[PeriodResult], None] | None = None,
+        on_event: Callable[[PeriodResult, str], None] | None = None,
     ):
         if not isinstance(cloud.clock, VirtualClock):
             raise TypeError("a backtest needs the local cloud on a VirtualClock")
@@ -109,43 +137,100 @@ class Backtest:
         self.clock: VirtualClock = cloud.clock
         self.on_batch = on_batch or (lambda result: None)  # after the alarms were evaluated
         self.on_processed = on_processed or (lambda result: None)  # before: the batch's own numbers
+        self.on_period = on_period or (lambda period: None)  # when a period's alarms were evaluated
+        self.on_event = on_event or (lambda period, event: None)  # as each event happens
         self.results: list[BatchResult] = []
+        self.periods: list[PeriodResult] = []
 
     def load_actuals(self, path: Path) -> None:
-        key = ACTUALS_PREFIX + path.name
-        dispatch = self.cloud.upload(key, path.read_bytes())
+        """Upload a whole actuals file under actuals/ (as it is named) through the actuals loader."""
+        self._load_labels(LabelFile(path.name, path.read_bytes(), 0), source=path)
+
+    def _load_labels(self, part: LabelFile, *, source: Path | None = None, event: str | None = None) -> None:
+        key = ACTUALS_PREFIX + part.name
+        dispatch = self.cloud.upload(key, part.body)
+        if event:
+            self._event(event)
         if not dispatch.invocations:
             raise UserError(f"no function of the template takes {key!r}: it has no actuals trigger")
         failed = [i for i in dispatch.invocations if not i.ok]
         if failed:
             raise UserError(
-                f"loading {path} failed: {failed[0].error} (see the function log under "
+                f"loading {source or key} failed: {failed[0].error} (see the function log under "
                 f"{self.cloud.runtime.log_dir})"
             )
+        self._drain_streams()
 
-    def run(self, batch_paths: list[Path], *, start: datetime | None = None) -> list[BatchResult]:
+    def _drain_streams(self) -> None:
+        """Deliver every pending stream record; say in the period's events what that did."""
+        deliveries = self.cloud.drain_streams()
+        for event in stream_events(deliveries):
+            self._event(event)
+
+    def _event(self, text: str) -> None:
+        """Something that happened in the current period (none before the first: demo's preload)."""
+        if self.periods:
+            self.periods[-1].events.append(text)
+            self.on_event(self.periods[-1], text)
+
+    def run(
+        self,
+        batch_paths: list[Path],
+        *,
+        actuals: list[Path] | None = None,
+        labels_delay_periods: int = 0,
+        start: datetime | None = None,
+    ) -> list[BatchResult]:
+        """Replay the batches one per alarm period, loading ``actuals`` ``labels_delay_periods`` late."""
+        if labels_delay_periods < 0:
+            raise UserError("the labels delay is a number of alarm periods, 0 or more")
         period = alarm_period_seconds(self.cloud)
-        start = start or virtual_start(period, len(batch_paths))
-        for index, (path, key) in enumerate(zip(batch_paths, incoming_keys(batch_paths), strict=True)):
-            self.results.append(self.run_batch(index, path, key, start, period))
-            self.on_batch(self.results[-1])
+        keys = incoming_keys(batch_paths)
+        schedule = LabelSchedule([], {})
+        if actuals:
+            metadata = load_metadata(self.cloud.model_dir)
+            schedule = split_actuals(list(actuals), list(zip(batch_paths, keys, strict=True)), metadata)
+        due: dict[int, list[tuple[str, LabelFile]]] = {}
+        for index, parts in sorted(schedule.by_batch.items()):
+            name = Path(batch_paths[index]).name
+            due.setdefault(index + labels_delay_periods, []).extend((name, part) for part in parts)
+        count = max([len(batch_paths), *(p + 1 for p in due)])
+        start = start or virtual_start(period, count)
+        for index in range(count):
+            moment = start + timedelta(seconds=index * period)
+            self.clock.set(moment)
+            self.periods.append(PeriodResult(index, moment))
+            if index == 0:
+                for part in schedule.unbatched:
+                    self._load_labels(
+                        part, event=f"loaded labels of no batch from {part.name} ({part.rows} rows)"
+                    )
+            for batch_name, part in due.get(index, []):
+                self._load_labels(part, event=f"loaded labels of {batch_name} ({part.rows} rows)")
+            result = None
+            if index < len(batch_paths):
+                result = self._upload_batch(index, batch_paths[index], keys[index], moment, period)
+                self.results.append(result)
+            self._end_period(moment + timedelta(seconds=period), result)
+        self._read_final_metrics()
         return self.results
 
-    def run_batch(self, index: int, path: Path, key: str, start: datetime, period: int) -> BatchResult:
+    def _upload_batch(
+        self, index: int, path: Path, key: str, batch_time: datetime, period: int
+    ) -> BatchResult:
         import time
 
-        batch_time = start + timedelta(seconds=index * period)
-        evaluated_at = batch_time + timedelta(seconds=period)
-        self.clock.set(batch_time)
         started = time.perf_counter()
         dispatch = self.cloud.upload(key, path.read_bytes(), metadata={"batch-time": batch_time.isoformat()})
         seconds = time.perf_counter() - started
+        self._event(f"uploaded {path.name}")
+        self._drain_streams()
         report = self._report(dispatch.bucket, key, dispatch)
         result = BatchResult(
             index=index,
             key=key,
             batch_time=batch_time,
-            evaluated_at=evaluated_at,
+            evaluated_at=batch_time + timedelta(seconds=period),
             status=str(report.get("status", "error")),
             rows=report.get("rows"),
             labeled_rows=report.get("labeled_rows"),
@@ -156,12 +241,40 @@ class Backtest:
             seconds=seconds,
         )
         self.on_processed(result)
-        self.clock.set(evaluated_at)
-        alerts_before = len(self.cloud.alerts)
-        self.cloud.evaluate_alarms(evaluated_at)
-        result.alarms = self.cloud.alarm_states()
-        result.alerts = self.cloud.alerts[alerts_before:]
         return result
+
+    def _end_period(self, end: datetime, result: BatchResult | None) -> None:
+        """Evaluate the alarms as the period ends; the period's batch (if any) gets their states."""
+        self.clock.set(end)
+        self._drain_streams()  # whatever was written without a drain (a function's own writes)
+        alerts_before = len(self.cloud.alerts)
+        runs = self.cloud.evaluate_alarms(end)
+        states = self.cloud.alarm_states()
+        current = self.periods[-1]
+        current.alarms = states
+        for run in runs:
+            if run.changed:
+                name = self.cloud.stack.alarm_logical_id(run.alarm.name) or run.alarm.name
+                self._event(f"{name} {run.evaluation.previous_state} -> {run.evaluation.state}")
+        if result is not None:
+            result.alarms = states
+            result.alerts = self.cloud.alerts[alerts_before:]
+            self.on_batch(result)
+        self.on_period(current)
+
+    def _read_final_metrics(self) -> None:
+        """Each batch's metrics over every label received by now: its newest report, which the
+        functions keep current as labels arrive; what was published beside the report stays."""
+        for result in self.results:
+            if result.status != "ok":
+                continue
+            bucket = self.cloud.bucket_for(result.key)
+            report_key = BatchObject(bucket, result.key).newest_report_key
+            body = self.cloud.clients.s3.get_object(Bucket=bucket, Key=report_key)["Body"].read()
+            published = {
+                k: v for k, v in result.metrics.items() if k not in (result.report.get("metrics") or {})
+            }
+            result.final_metrics = {**published, **(json.loads(body).get("metrics") or {})}
 
     def _report(self, bucket: str, key: str, dispatch: Any) -> dict[str, Any]:
         failed = [i for i in dispatch.invocations if not i.ok]
@@ -209,7 +322,7 @@ class Backtest:
         """
         channels = self.cloud.alert_channels()
         return {
-            **replay_document(self.results, self.cloud.alerts),
+            **replay_document(self.results, self.cloud.alerts, self.periods),
             "channels": [channel.as_json() for channel in channels],
             "no_channel": None if channels else NO_CHANNEL,
         }
@@ -228,8 +341,27 @@ class Backtest:
         return copied
 
 
-def replay_document(results: list[BatchResult], alerts: list[Alert]) -> dict[str, Any]:
+def replay_document(
+    results: list[BatchResult], alerts: list[Alert], periods: list[PeriodResult] | None = None
+) -> dict[str, Any]:
     return {
         "batches": [result.as_json() for result in results],
+        "periods": [period.as_json() for period in periods or []],
         "alerts": [alert.as_json() for alert in alerts],
     }
+
+
+def stream_events(deliveries: list[StreamDelivery]) -> list[str]:
+    """What stream deliveries did, one line per function: records handed over, records given up on."""
+    events = []
+    functions = dict.fromkeys(d.mapping.function_logical_id for d in deliveries)
+    for function in functions:
+        mine = [d for d in deliveries if d.mapping.function_logical_id == function]
+        delivered = sum(len(d.sequence_numbers) for d in mine if d.invocation.ok)
+        discarded = sum(len(d.sequence_numbers) for d in mine if d.discarded)
+        table = mine[0].mapping.table_name
+        line = f"{function} got {delivered} stream record(s) of {table} ({len(mine)} invocation(s))"
+        if discarded:
+            line += f"; failed on {discarded}, sent to the on-failure destination"
+        events.append(line)
+    return events

@@ -4,11 +4,13 @@
 the end-to-end tests drive. Two clocks:
 
 - virtual (replay, demo): the caller sets the time; uploads are dispatched to their
-  functions right away and alarms are evaluated when the caller says so, so a day of
+  functions right away, DynamoDB stream records when the caller drains the streams
+  (``drain_streams``), and alarms are evaluated when the caller says so, so a day of
   hourly batches runs in seconds and gives the same result every time;
 - real (`local up`): a background loop lists the buckets' object versions every second
   (the AWS CLI talks to moto directly, so polling is how uploads are noticed), delivers
-  one event per new version as S3 does, and evaluates the alarms every few seconds.
+  one event per new version as S3 does, hands new stream records to their functions
+  (modelwatch.local.streams), and evaluates the alarms every few seconds.
 
 Longer than the package's usual ~450 lines on purpose: it is the one place that wires
 the local cloud's parts together (server, stack, runtime, alarms, SNS receivers, the
@@ -49,6 +51,7 @@ from modelwatch.local.runtime import (
     sns_event,
 )
 from modelwatch.local.stack import LocalStack, StackBuilder
+from modelwatch.local.streams import StreamDelivery, StreamPoller, destination_sender
 from modelwatch.local.template import DEFAULT_STACK_NAME, LOCAL_REGION, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -157,6 +160,7 @@ class AwsClients:
     cloudwatch: Any
     secretsmanager: Any
     logs: Any
+    dynamodbstreams: Any
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
@@ -222,6 +226,7 @@ class LocalCloud:
         self.clients: AwsClients
         self.runtime: LambdaRuntime
         self.evaluator: CloudWatchAlarmEvaluator
+        self.streams: StreamPoller
         self.outbox = EmailOutbox(out_dir / "outbox")
         self.webhook: WebhookReceiver | None = None
         self.alerts: list[Alert] = []
@@ -281,6 +286,17 @@ class LocalCloud:
                 log_dir=self.out_dir / "logs",
                 sqs=self.clients.sqs,
             )
+            self.streams = StreamPoller(
+                self.stack.stream_mappings,
+                streams=self.clients.dynamodbstreams,
+                runtime=self.runtime,
+                region=self.stack.region,
+                destinations=destination_sender(self.clients.sqs, self.clients.sns),
+                now=self.clock.now,
+                stamp=isinstance(self.clock, VirtualClock),
+                listener=self.listener,
+            )
+            self.streams.start()  # before anything writes: TRIM_HORIZON and LATEST alike
             self.evaluator = CloudWatchAlarmEvaluator(
                 self.clients.cloudwatch,
                 self.clients.sns,
@@ -389,6 +405,19 @@ class LocalCloud:
                 dispatch.invocations.append(invocation)
                 self.listener("invocation", (key, invocation))
         return dispatch
+
+    # -- DynamoDB streams -> Lambda -------------------------------------------------------------
+
+    def drain_streams(self) -> list[StreamDelivery]:
+        """Hand every stream record written so far to its function (and what those functions
+        wrote in turn); a replay calls it after each write so alarms see the consequences."""
+        with self._work_lock:
+            return self.streams.drain()
+
+    def poll_streams(self) -> list[StreamDelivery]:
+        """One pass over the streams, as Lambda's poller makes between two reads."""
+        with self._work_lock:
+            return self.streams.poll()
 
     # -- alarms and SNS -------------------------------------------------------------------------
 
@@ -551,6 +580,13 @@ class LocalCloud:
         last_failure = ""
         while not self._stop.is_set():
             self.poll_uploads(seen)
+            try:
+                self.poll_streams()
+            except Exception as problem:  # keep serving uploads; say so once per distinct failure
+                failure = f"reading the DynamoDB streams failed: {type(problem).__name__}: {problem}"
+                if failure != last_failure:
+                    self.listener("warning", failure)
+                last_failure = failure
             if time.monotonic() >= next_evaluation:
                 try:
                     self.evaluate_alarms()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from modelwatch.local.backtest import Backtest, BatchResult
+from modelwatch.local.backtest import Backtest, BatchResult, PeriodResult
 from modelwatch.local.cloud import (
     DEFAULT_MODEL_DIR,
     DEFAULT_TEMPLATE,
@@ -54,7 +54,7 @@ def ensure_sample_model(model_dir: Path, template_path: Path) -> bool:
 
 def quality_alarm(cloud: LocalCloud, results: list[BatchResult]) -> tuple[str, Any] | None:
     """The alarm whose metric the batches report (the quality alarm), by logical id."""
-    reported = {name for result in results for name in result.metrics}
+    reported = {name for result in results for name in [*result.metrics, *result.final_metrics]}
     for logical_id, alarm in cloud.stack.alarms.items():
         if alarm.metric_name in reported:
             return logical_id, alarm
@@ -63,7 +63,7 @@ def quality_alarm(cloud: LocalCloud, results: list[BatchResult]) -> tuple[str, A
 
 def shown_alarms(cloud: LocalCloud, results: list[BatchResult]) -> list[str]:
     """Alarms on what the batches report (quality, drift) get a column; the rest share one."""
-    reported = {name for result in results for name in result.metrics}
+    reported = {name for result in results for name in [*result.metrics, *result.final_metrics]}
     return [lid for lid, alarm in cloud.stack.alarms.items() if alarm.metric_name in reported]
 
 
@@ -79,7 +79,8 @@ def concept_drift(result: BatchResult) -> bool:
     return any(finding.get("finding") == "concept_drift" for finding in estimated.get("findings") or [])
 
 
-def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
+def timeline_text(cloud: LocalCloud, results: list[BatchResult], *, final: bool = False) -> str:
+    """One line per batch; with ``final`` the quality metric over every label received by the end too."""
     watched = quality_alarm(cloud, results)
     metric = watched[1].metric_name if watched else None
     estimated = (
@@ -91,6 +92,8 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
     header = f"{'batch':<16}{'rows':>6}{'labeled':>9}"
     if metric:
         header += f"{metric:>11}"
+    if metric and final:
+        header += f"{'(final)':>9}"
     if estimated:
         header += f"{'(estimated)':>12}"
     if has_drift:
@@ -105,6 +108,9 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
         if metric:
             value = result.metrics.get(metric)
             line += f"{value:>11.3f}" if value is not None else f"{'-':>11}"
+        if metric and final:
+            value = result.final_metrics.get(metric)
+            line += f"{value:>9.3f}" if value is not None else f"{'-':>9}"
         if estimated:
             value = result.metrics.get(estimated)
             line += f"{value:>12.3f}" if value is not None else f"{'-':>12}"
@@ -127,6 +133,10 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult]) -> str:
         lines.append(
             f"({estimated}: from the model's calibrated confidence, no labels needed; "
             "concept drift: the labels show more error than that confidence explains)"
+        )
+    if metric and final:
+        lines.append(
+            f"({metric}: as known when the batch was scored; final: over every label received by the end)"
         )
     return "\n".join(lines)
 
@@ -237,7 +247,10 @@ def run_demo(
     template_path: Path = DEFAULT_TEMPLATE,
     model_dir: Path = DEFAULT_MODEL_DIR,
     samples: Path = SAMPLES,
+    labels_delay_periods: int = 0,
 ) -> int:
+    """The sample story; with ``labels_delay_periods`` each batch's labels arrive that many alarm
+    periods after it (the late-label story) instead of all before the first batch."""
     started = time.perf_counter()
     out_dir = (out_dir or Path("out") / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +295,8 @@ def run_demo(
             + ", ".join(f"{s['Protocol']} {s['Endpoint'].split(':')[-1]}" for s in subscriptions)
             + ("" if cloud.webhook else "  (no Slack notifier in the template yet)")
         )
-        _out(f"Loading {samples / 'actuals.csv'} through the actuals function ...")
+        if not labels_delay_periods:
+            _out(f"Loading {samples / 'actuals.csv'} through the actuals function ...")
         backtest = Backtest(
             cloud,
             on_processed=lambda r: _out(
@@ -291,21 +305,26 @@ def run_demo(
                 + "  ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if k in _shown(cloud))
                 + f"  ({r.seconds:.1f}s)"
             ),
+            on_event=_narrate_label_loads,
         )
-        mark = time.perf_counter()
-        backtest.load_actuals(samples / "actuals.csv")
-        _out(
-            f"  loaded in {time.perf_counter() - mark:.1f} s (stack ready {mark - started:.1f} s after start)"
-        )
-        _out(
-            f"Dropping {len(batches)} batches into s3://{bucket}/incoming/ "
-            "(one per alarm period, virtual clock):"
-        )
-        results = backtest.run(batches)
+        if labels_delay_periods:
+            results = _run_with_late_labels(cloud, backtest, batches, samples, labels_delay_periods)
+        else:
+            mark = time.perf_counter()
+            backtest.load_actuals(samples / "actuals.csv")
+            _out(
+                f"  loaded in {time.perf_counter() - mark:.1f} s "
+                f"(stack ready {mark - started:.1f} s after start)"
+            )
+            _out(
+                f"Dropping {len(batches)} batches into s3://{bucket}/incoming/ "
+                "(one per alarm period, virtual clock):"
+            )
+            results = backtest.run(batches)
 
         mark = time.perf_counter()
         _out("\nTimeline")
-        timeline = timeline_text(cloud, results)
+        timeline = timeline_text(cloud, results, final=bool(labels_delay_periods))
         _out(timeline)
         (out_dir / "timeline.txt").write_text(timeline + "\n", encoding="utf-8")
         skipped = {str((r.report.get("estimated_performance") or {}).get("skipped")) for r in results}
@@ -335,6 +354,36 @@ def run_demo(
     _out(f"Demo finished in {time.perf_counter() - started:.1f} s")
     shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
     return 0
+
+
+def _run_with_late_labels(
+    cloud: LocalCloud, backtest: Backtest, batches: list[Path], samples: Path, delay: int
+) -> list[BatchResult]:
+    bucket = cloud.bucket_for("incoming/")
+    _out(
+        f"Dropping {len(batches)} batches into s3://{bucket}/incoming/ (one per alarm period, virtual "
+        f"clock). Their labels arrive {delay} period(s) later, through the actuals function: until "
+        "then a batch's error is not known, only estimated from the model's confidence and its "
+        "inputs' drift; the error counts when the labels come."
+    )
+    if not _labels_rescore(cloud):
+        _out(
+            "  (this template has no function on the actuals table's stream: labels that arrive after "
+            "their batch are stored, but no batch's metrics are recomputed)"
+        )
+    return backtest.run(batches, actuals=[samples / "actuals.csv"], labels_delay_periods=delay)
+
+
+def _labels_rescore(cloud: LocalCloud) -> bool:
+    """Whether a function of the stack gets the actuals table's stream records (the late-label join)."""
+    resources = cloud.stack.resources
+    table = resources["ActualsTable"].ref if "ActualsTable" in resources else None
+    return any(mapping.table_name == table for mapping in cloud.stack.stream_mappings)
+
+
+def _narrate_label_loads(period: PeriodResult, event: str) -> None:
+    if event.startswith("loaded labels of ") and "no batch" not in event:
+        _out(f"  🏷  {event.removeprefix('loaded ')} arrive at {period.start:%H:%M}Z")
 
 
 def _shown(cloud: LocalCloud) -> set[str]:

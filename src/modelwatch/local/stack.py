@@ -20,12 +20,14 @@ naming rule they all share.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelwatch.local.alarms import AlarmDefinition
 from modelwatch.local.runtime import FunctionSpec
+from modelwatch.local.streams import StreamMapping, StreamMappingError, mapping_from_template
 from modelwatch.local.template import (
     LOCAL_ACCOUNT_ID,
     LOCAL_REGION,
@@ -50,7 +52,12 @@ SKIPPED_TYPES = {
     "AWS::SQS::QueuePolicy": "queue policies are not enforced locally",
 }
 # Lambda-side resources the local runtime implements itself.
-RUNTIME_TYPES = ("AWS::Lambda::Function", "AWS::Lambda::LayerVersion", "AWS::Lambda::EventInvokeConfig")
+RUNTIME_TYPES = (
+    "AWS::Lambda::Function",
+    "AWS::Lambda::LayerVersion",
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::Lambda::EventSourceMapping",
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class LocalStack:
     s3_triggers: list[S3Trigger]
     alarms: dict[str, AlarmDefinition]  # by logical id
     outputs: dict[str, Any]
+    stream_mappings: list[StreamMapping] = field(default_factory=list)
 
     def of_type(self, resource_type: str) -> list[CreatedResource]:
         return [r for r in self.resources.values() if r.type == resource_type]
@@ -207,6 +215,7 @@ class StackBuilder:
             self._ensure(logical_id)
         triggers = self._apply_bucket_notifications()
         functions = self._function_specs()
+        stream_mappings = self._stream_mappings()
         alarms = {
             lid: r.attributes["_definition"]
             for lid, r in self.created.items()
@@ -229,6 +238,7 @@ class StackBuilder:
             triggers,
             alarms,
             outputs,
+            stream_mappings,
         )
 
     def _properties(self, logical_id: str, definition: dict[str, Any], *, leave_out: tuple[str, ...] = ()):
@@ -278,20 +288,21 @@ class StackBuilder:
             for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "ProvisionedThroughput"):
                 if properties.get(key):
                     request[key] = properties[key]
-            self.clients.dynamodb.create_table(**request)
+            # CloudFormation enables the stream by naming its view type; the API wants both.
+            view_type = (properties.get("StreamSpecification") or {}).get("StreamViewType")
+            if view_type:
+                request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view_type}
+            table = self.clients.dynamodb.create_table(**request)["TableDescription"]
             ttl = properties.get("TimeToLiveSpecification") or {}
             if str(ttl.get("Enabled")).lower() == "true":
                 self.clients.dynamodb.update_time_to_live(
                     TableName=name,
                     TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
                 )
-            return CreatedResource(
-                logical_id,
-                kind,
-                name,
-                {"Arn": f"{arn_base}:dynamodb:{region}:{account}:table/{name}"},
-                properties,
-            )
+            attributes = {"Arn": f"{arn_base}:dynamodb:{region}:{account}:table/{name}"}
+            if table.get("LatestStreamArn"):
+                attributes["StreamArn"] = table["LatestStreamArn"]
+            return CreatedResource(logical_id, kind, name, attributes, properties)
         if kind == "AWS::SQS::Queue":
             properties = self._properties(logical_id, definition)
             fifo = str(properties.get("FifoQueue")).lower() == "true"
@@ -460,6 +471,12 @@ class StackBuilder:
             name = self._name(logical_id, properties.get("LayerName"), max_length=140)
             arn = f"{arn_base}:lambda:{region}:{account}:layer:{name}:1"
             return CreatedResource(logical_id, kind, arn, {"LayerVersionArn": arn}, properties)
+        if kind == "AWS::Lambda::EventSourceMapping":
+            # Delivered by the local cloud's stream poller (modelwatch.local.streams) when the
+            # source is a table's stream; see _stream_mappings.
+            properties = self._properties(logical_id, definition)
+            mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack_id}/{logical_id}"))
+            return CreatedResource(logical_id, kind, mapping_id, {"Id": mapping_id}, properties)
         if kind == "AWS::Lambda::EventInvokeConfig":
             properties = self._properties(logical_id, definition)
             return CreatedResource(
@@ -542,6 +559,44 @@ class StackBuilder:
                     NotificationConfiguration={"LambdaFunctionConfigurations": lambda_configurations},
                 )
         return triggers
+
+    def _stream_mappings(self) -> list[StreamMapping]:
+        """The event source mappings that read a table's stream; the others are recorded as skipped."""
+        tables = {
+            r.attributes["StreamArn"]: r.ref
+            for r in self.created.values()
+            if r.type == "AWS::DynamoDB::Table" and "StreamArn" in r.attributes
+        }
+        functions = {
+            value: lid
+            for lid, r in self.created.items()
+            if r.type == "AWS::Lambda::Function"
+            for value in (r.ref, r.attributes["Arn"])
+        }
+        mappings = []
+        for logical_id, resource in self.created.items():
+            if resource.type != "AWS::Lambda::EventSourceMapping":
+                continue
+            source = resource.properties.get("EventSourceArn")
+            if source not in tables:
+                self.skipped[logical_id] = f"event source mappings from {source} are not emulated locally"
+                continue
+            function = str(resource.properties.get("FunctionName"))
+            function_id = functions.get(function) or functions.get(":".join(function.split(":")[:7]))
+            if function_id is None:
+                raise TemplateError(f"{logical_id} invokes {function}, which is not in the template")
+            try:
+                mappings.append(
+                    mapping_from_template(
+                        logical_id,
+                        resource.properties,
+                        function_logical_id=function_id,
+                        table_name=tables[source],
+                    )
+                )
+            except StreamMappingError as problem:
+                raise TemplateError(f"{problem}") from problem
+        return mappings
 
     def _function_specs(self) -> dict[str, FunctionSpec]:
         invoke_configs = {}
