@@ -72,6 +72,7 @@ from modelwatch.results import BatchObject, ResultStore
 logger = logging.getLogger(__name__)
 
 REVISION_ATTEMPTS = 5
+MAX_VALUES_PER_DATUM = 150  # PutMetricData's limit on Values per datum
 
 
 class BatchNotSettled(Exception):
@@ -383,18 +384,24 @@ class LabelJoin:
         }
         arrived = [batch for batch in joined if batch.newly_labeled]
         if arrived:
-            count = sum(batch.newly_labeled for batch in arrived)
-            delays = [batch.delay_seconds for batch in arrived]
-            metrics["LabelsArrived"] = MetricValue(float(count))
-            metrics["LabelDelaySeconds"] = MetricValue(
-                sum(batch.newly_labeled * batch.delay_seconds for batch in arrived) / count,
-                row_sum=sum(batch.newly_labeled * batch.delay_seconds for batch in arrived),
-                rows=count,
-                row_min=min(delays),
-                row_max=max(delays),
+            metrics["LabelsArrived"] = MetricValue(float(sum(batch.newly_labeled for batch in arrived)))
+        data = metric_data(metrics, self.model_name, now) if metrics else []
+        # The delay as values with counts (one value per batch, counted once per label), so
+        # CloudWatch can give its percentiles: the dashboard shows the median.
+        for start in range(0, len(arrived), MAX_VALUES_PER_DATUM):
+            part = arrived[start : start + MAX_VALUES_PER_DATUM]
+            data.append(
+                {
+                    "MetricName": "LabelDelaySeconds",
+                    "Dimensions": [{"Name": "ModelName", "Value": self.model_name}],
+                    "Timestamp": now,
+                    "Unit": "Seconds",
+                    "Values": [batch.delay_seconds for batch in part],
+                    "Counts": [float(batch.newly_labeled) for batch in part],
+                }
             )
-        if metrics:
-            publish_metrics(self.cloudwatch, self.namespace, metric_data(metrics, self.model_name, now))
+        if data:
+            publish_metrics(self.cloudwatch, self.namespace, data)
 
 
 def _parse_time(text: str) -> datetime | None:
