@@ -59,6 +59,21 @@ def float_setting(
     return value
 
 
+def _tables(env: Environment) -> dict[str, str]:
+    """The three tables the batch monitor and the label join share."""
+    return {
+        "actuals_table": required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
+        "ledger_table": required_setting(
+            "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
+        ),
+        "prediction_log_table": required_setting(
+            "PREDICTION_LOG_TABLE",
+            "the DynamoDB table of logged predictions (modelwatch.prediction_log)",
+            env,
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """Settings of the batch-monitor function."""
@@ -88,15 +103,7 @@ class MonitorConfig:
         env = os.environ if environ is None else environ
         return cls(
             model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
-            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
-            ledger_table=required_setting(
-                "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
-            ),
-            prediction_log_table=required_setting(
-                "PREDICTION_LOG_TABLE",
-                "the DynamoDB table of logged predictions (modelwatch.prediction_log)",
-                env,
-            ),
+            **_tables(env),
             prediction_log_days=int_setting("PREDICTION_LOG_DAYS", 90, minimum=1, environ=env),
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
@@ -158,15 +165,7 @@ class JoinConfig:
     def from_env(cls, environ: Environment | None = None) -> JoinConfig:
         env = os.environ if environ is None else environ
         return cls(
-            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
-            ledger_table=required_setting(
-                "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
-            ),
-            prediction_log_table=required_setting(
-                "PREDICTION_LOG_TABLE",
-                "the DynamoDB table of logged predictions (modelwatch.prediction_log)",
-                env,
-            ),
+            **_tables(env),
             model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
