@@ -181,7 +181,8 @@ class LabelJoin:
                 outcome = self._join_batch(batch_id, now, stats, advanced)
                 if outcome is not None:
                     joined.append(outcome)
-            self._publish(joined, now)
+            unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
+            self._publish(joined, now, unmatched)
         except Exception:
             for state, revision in advanced:
                 restore_totals(self.ledger, state, revision)
@@ -369,8 +370,10 @@ class LabelJoin:
         }
         self.store.write_report(batch, report)
 
-    def _publish(self, joined: list[BatchJoin], now: datetime) -> None:
-        """One datapoint per metric for the whole invocation, stamped with the arrival time."""
+    def _publish(self, joined: list[BatchJoin], now: datetime, unmatched: int) -> None:
+        """One datapoint per metric for the whole invocation, stamped with the arrival time.
+        ``unmatched``: labels with no logged prediction (never scored, or gone from the log
+        after PredictionLogDays), counted so that none is dropped unseen."""
         sums: dict[str, list[float]] = {}
         for batch in joined:
             for name, (rows, total, smallest, largest) in batch.published.items():
@@ -385,6 +388,8 @@ class LabelJoin:
         arrived = [batch for batch in joined if batch.newly_labeled]
         if arrived:
             metrics["LabelsArrived"] = MetricValue(float(sum(batch.newly_labeled for batch in arrived)))
+        if unmatched:
+            metrics["LabelsWithoutPrediction"] = MetricValue(float(unmatched))
         data = metric_data(metrics, self.model_name, now) if metrics else []
         # The delay as values with counts (one value per batch, counted once per label), so
         # CloudWatch can give its percentiles: the dashboard shows the median.

@@ -19,7 +19,15 @@ MAX_METRICS_PER_REQUEST = 1000  # PutMetricData's limit
 OLDEST_ACCEPTED = timedelta(days=14) - timedelta(minutes=5)
 NEWEST_ACCEPTED = timedelta(hours=2) - timedelta(minutes=5)
 COUNT_METRICS = frozenset(
-    {"RowsScored", "RowsLabeled", "BatchesProcessed", "BatchesRejected", "DriftedFeatures"}
+    {
+        "RowsScored",
+        "RowsLabeled",
+        "BatchesProcessed",
+        "BatchesRejected",
+        "DriftedFeatures",
+        "LabelsArrived",
+        "LabelsWithoutPrediction",
+    }
 )
 
 

@@ -172,6 +172,7 @@ def test_labels_for_rows_no_batch_scored_change_nothing(stack, unlabeled_batch):
     result = join(stack, {"nobody-1": 1, "nobody-2": 0})
     assert result == {"labels": 2, "logged": 0, "batches": [], "dynamodb_requests": 1}
     assert stack.statistic("ErrorRate") is None
+    assert stack.statistic("LabelsWithoutPrediction")["Sum"] == 2  # counted, not dropped unseen
 
 
 def test_late_labels_put_the_estimate_beside_the_realized_error_and_find_concept_drift(
