@@ -166,6 +166,7 @@ STEPS = [
     ),
     Step("DynamoDB BatchGetItem actuals", "dynamodb", "BatchGetItem", lambda p: True),
     Step("S3 PutObject predictions", "s3", "PutObject", lambda p: _key(p).endswith("predictions.csv.gz")),
+    Step("DynamoDB BatchWriteItem prediction log", "dynamodb", "BatchWriteItem", lambda p: True),
     Step("S3 PutObject version report", "s3", "PutObject", lambda p: "/versions/" in _key(p)),
     Step(
         "S3 GetObject key's report",
@@ -190,7 +191,8 @@ STEPS = [
     Step("CloudWatch PutMetricData", "cloudwatch", "PutMetricData", lambda p: True),
 ]
 
-VERSION_REPORT, PUBLISH_MARK = STEPS[4], STEPS[-2]
+VERSION_REPORT = next(step for step in STEPS if step.name == "S3 PutObject version report")
+PUBLISH_MARK = next(step for step in STEPS if step.name == "DynamoDB UpdateItem publish mark")
 # error: the call fails once (a throttle, a 500); outage: it fails every time;
 # crash: the call succeeds, then the process dies before the next line.
 MODES = ("error", "outage", "crash")
@@ -289,12 +291,12 @@ def test_fault_matrix_every_batch_ends_in_one_report_and_metrics_once_or_in_the_
 
     table = [
         "",
-        f"{'AWS call':<34}{'fault':<8}{'fired':>6}  {'outcome':<36}{'tries':>6}{'reports':>8}  metrics",
+        f"{'AWS call':<40}{'fault':<8}{'fired':>6}  {'outcome':<36}{'tries':>6}{'reports':>8}  metrics",
     ]
     for name, mode, fired_count, outcome, attempts, report_count, counted in matrix:
         published = ", ".join(f"{metric}={value:g}" for metric, value in counted.items() if value is not None)
         table.append(
-            f"{name:<34}{mode:<8}{fired_count:>6}  {outcome:<36}{attempts:>6}{report_count:>8}  "
+            f"{name:<40}{mode:<8}{fired_count:>6}  {outcome:<36}{attempts:>6}{report_count:>8}  "
             + (published or "-")
         )
     print("\n".join(table))
