@@ -66,7 +66,7 @@ from modelwatch.metrics import (
 )
 from modelwatch.model_bundle import ModelMetadata
 from modelwatch.prediction_log import PredictionLog
-from modelwatch.publishing import metric_data, publish_metrics
+from modelwatch.publishing import EVENT_TIME_CLOCK, cloudwatch_accepts, metric_data, publish_metrics
 from modelwatch.results import BatchObject, ResultStore
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class BatchJoin:
     rows: int
     metrics: dict[str, float]
     delay_seconds: float  # from the batch's event time to the labels' arrival
+    event_time: datetime | None
     # Row-additive metric -> (rows, sum, smallest and largest per-row value) to publish.
     published: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
 
@@ -250,6 +251,7 @@ class LabelJoin:
                 rows=len(after),
                 metrics=plain_values(quality),
                 delay_seconds=(now - event_time).total_seconds() if event_time else 0.0,
+                event_time=event_time,
                 published={
                     name: (rows, total, _row_bound(quality, name, min), _row_bound(quality, name, max))
                     for name, (rows, total) in delta.items()
@@ -391,6 +393,7 @@ class LabelJoin:
         if unmatched:
             metrics["LabelsWithoutPrediction"] = MetricValue(float(unmatched))
         data = metric_data(metrics, self.model_name, now) if metrics else []
+        data += self._by_event_time(joined, now)
         # The delay as values with counts (one value per batch, counted once per label), so
         # CloudWatch can give its percentiles: the dashboard shows the median.
         for start in range(0, len(arrived), MAX_VALUES_PER_DATUM):
@@ -407,6 +410,28 @@ class LabelJoin:
             )
         if data:
             publish_metrics(self.cloudwatch, self.namespace, data)
+
+    def _by_event_time(self, joined: list[BatchJoin], now: datetime) -> list[dict[str, Any]]:
+        """The same additions at each batch's event time, in the by-event-time series the
+        dashboard graphs; a batch older than CloudWatch takes is counted instead."""
+        data: list[dict[str, Any]] = []
+        outside = 0
+        for batch in joined:
+            if not batch.published:
+                continue
+            if batch.event_time is None or not cloudwatch_accepts(batch.event_time, now):
+                outside += max(rows for rows, _, _, _ in batch.published.values())
+                continue
+            values = {
+                name: MetricValue(total / rows, row_sum=total, rows=rows, row_min=smallest, row_max=largest)
+                for name, (rows, total, smallest, largest) in batch.published.items()
+            }
+            data += metric_data(values, self.model_name, batch.event_time, clock=EVENT_TIME_CLOCK)
+        if outside:
+            data += metric_data(
+                {"LabelsOutsideEventTimeWindow": MetricValue(float(outside))}, self.model_name, now
+            )
+        return data
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -41,7 +41,7 @@ from modelwatch.ledger import BatchLedger, Claim, content_digest
 from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.prediction_log import PredictionLog
-from modelwatch.publishing import cloudwatch_accepts, metric_data, publish_metrics
+from modelwatch.publishing import EVENT_TIME_CLOCK, cloudwatch_accepts, metric_data, publish_metrics
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.scoring import Measurement, Scorer, predict
@@ -198,7 +198,15 @@ class BatchMonitor:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
-                metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time)),
+                metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time))
+                # The same row-additive quality metrics in the by-event-time series, which
+                # the label join adds to at the batch's event time.
+                + metric_data(
+                    {name: value for name, value in report.published.items() if name in ROW_ADDITIVE_METRICS},
+                    self.model.name,
+                    datetime.fromisoformat(report.event_time),
+                    clock=EVENT_TIME_CLOCK,
+                ),
             )
         except Exception:
             self.ledger.unmark_published(claim)  # so the retry publishes

@@ -14,6 +14,7 @@ from typing import Any
 from modelwatch.metrics import MetricValue
 
 MAX_METRICS_PER_REQUEST = 1000  # PutMetricData's limit
+EVENT_TIME_CLOCK = "EventTime"
 # CloudWatch takes datapoints up to two weeks old and up to two hours ahead; the five
 # minutes' margin covers the time between this check and the PutMetricData call.
 OLDEST_ACCEPTED = timedelta(days=14) - timedelta(minutes=5)
@@ -27,6 +28,7 @@ COUNT_METRICS = frozenset(
         "DriftedFeatures",
         "LabelsArrived",
         "LabelsWithoutPrediction",
+        "LabelsOutsideEventTimeWindow",
     }
 )
 
@@ -40,9 +42,14 @@ def metric_data(
     metrics: Mapping[str, MetricValue],
     model_name: str,
     timestamp: datetime,
+    clock: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The PutMetricData MetricData entries for one batch."""
+    """The PutMetricData MetricData entries for one batch. ``clock`` adds the dimension
+    Clock (EVENT_TIME_CLOCK: the row-additive quality metrics by batch event time, late
+    labels included, which the dashboard graphs; the alarms watch ModelName alone)."""
     dimensions = [{"Name": "ModelName", "Value": model_name}]
+    if clock:
+        dimensions.append({"Name": "Clock", "Value": clock})
     data = []
     for name, metric in metrics.items():
         datum: dict[str, Any] = {

@@ -106,6 +106,15 @@ class Stack:
                 writer.put_item(Item={"record_id": record_id, "actual": actual})
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cloudwatch_matches_metrics_exactly():
+    """In-process moto with the embedded server's CloudWatch correction: a query for the
+    dimensions {ModelName} reads that metric only, not also {ModelName, Clock}."""
+    from modelwatch.local.moto_tuning import use_exact_metric_matching
+
+    use_exact_metric_matching()
+
+
 @pytest.fixture
 def aws(monkeypatch):
     for name, value in {

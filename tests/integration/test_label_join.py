@@ -204,3 +204,48 @@ def test_late_labels_put_the_estimate_beside_the_realized_error_and_find_concept
         stack.report(key)["metrics"]["ErrorRate"], abs=1e-12
     )
     assert [finding["finding"] for finding in estimated["findings"]] == ["concept_drift"]
+
+
+def test_the_dashboards_event_time_series_holds_each_batchs_error_at_its_event_time(stack):
+    # Given two batches four hours apart by event time, each scored without labels
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    frames = {}
+    for hours, prefix in ((5, "early"), (1, "later")):
+        frame = churn_frame(300, seed=70 + hours, id_prefix=prefix)
+        key = f"incoming/late/{prefix}.csv"
+        stamp = now - timedelta(hours=hours)
+        stack.put(
+            key,
+            frame.drop(columns=["churned"]).to_csv(index=False),
+            Metadata={"batch-time": stamp.isoformat()},
+        )
+        load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+        frames[stamp] = frame
+    # When all their labels come at once
+    labels = {
+        record_id: int(churned)
+        for frame in frames.values()
+        for record_id, churned in zip(frame["record_id"], frame["churned"], strict=True)
+    }
+    join(stack, labels)
+    # Then the by-event-time series holds each batch's error in its own hour, and the
+    # alarms' series holds both together at the labels' arrival
+    for stamp, frame in frames.items():
+        points = stack.cloudwatch.get_metric_statistics(
+            Namespace="ModelWatch",
+            MetricName="ErrorRate",
+            Dimensions=[
+                {"Name": "ModelName", "Value": "churn-test"},
+                {"Name": "Clock", "Value": "EventTime"},
+            ],
+            StartTime=stamp - timedelta(minutes=30),
+            EndTime=stamp + timedelta(minutes=30),
+            Period=3600,
+            Statistics=["SampleCount", "Average"],
+        )["Datapoints"]
+        mine = {record_id: labels[record_id] for record_id in frame["record_id"]}
+        assert [point["SampleCount"] for point in points] == [300]
+        assert points[0]["Average"] == pytest.approx(expected(stack, frame, mine)["ErrorRate"], abs=1e-9)
+    assert stack.statistic("ErrorRate")["SampleCount"] == 600

@@ -187,6 +187,23 @@ def test_get_metric_data_matches_namespace_name_and_dimension_set_like_cloudwatc
         assert (
             maximum("ModelWatch", [{"Name": "Feature", "Value": "plan"}]) == []
         )  # a subset is another metric
+
+        # GetMetricStatistics too: moto alone would count every metric having the dimensions
+        def statistics(dimensions: list[dict[str, str]]) -> list[float]:
+            points = cloudwatch.get_metric_statistics(
+                Namespace="ModelWatch",
+                MetricName="Score",
+                Dimensions=dimensions,
+                StartTime=at - timedelta(minutes=30),
+                EndTime=at + timedelta(minutes=30),
+                Period=3600,
+                Statistics=["Maximum", "SampleCount"],
+            )["Datapoints"]
+            return [(point["Maximum"], point["SampleCount"]) for point in points]
+
+        assert statistics([both[0]]) == [(0.1, 1.0)]
+        assert statistics(list(reversed(both))) == [(0.5, 1.0)]
+        assert statistics([{"Name": "Feature", "Value": "plan"}]) == []
     finally:
         aws.stop()
 

@@ -154,5 +154,10 @@ def test_dashboard_shows_every_model_metric_the_batch_monitor_publishes(
         estimates = {f"Estimated{name}" for name in quality_metrics}
         chosen = {quality_metric, f"Estimated{quality_metric}"}
         # The label join's own metrics (published in tests/integration/test_label_join.py) too.
-        late_labels = {"LabelsArrived", "LabelDelaySeconds", "LabelsWithoutPrediction"}
+        late_labels = {
+            "LabelsArrived",
+            "LabelDelaySeconds",
+            "LabelsWithoutPrediction",
+            "LabelsOutsideEventTimeWindow",
+        }
         assert shown == (published - quality_metrics - estimates) | chosen | late_labels, quality_metric

@@ -10,13 +10,14 @@ says (tests/unit/test_moto_server.py compares them with moto's own output):
 - The request router remembers which service a Host header names, instead of matching
   it against ~180 URL patterns on every request (0.9 ms each).
 
-The correction: moto 5.2.5's GetMetricData picks a MetricStat's data by metric name and
+The corrections: moto 5.2.5's GetMetricData picks a MetricStat's data by metric name and
 dimensions but not namespace, and compares the dimension lists in the order they were
 written; CloudWatch identifies a metric by namespace, name and the set of its dimensions
 (so a query without dimensions matches only a metric without any). The local alarm
 evaluator and the alert notifier read metrics with MetricStat-only requests, which get
 the correction; a request that also holds an expression (metric math, Metrics Insights)
-is left to moto as it is.
+is left to moto as it is. Its GetMetricStatistics matches every metric that has the
+dimensions asked for among others; CloudWatch only the metric with exactly those.
 
 Only the moto server process (``modelwatch.local.moto_server``) installs them.
 """
@@ -138,10 +139,52 @@ def exact_metric_get_metric_data(original: Callable[..., Any]) -> Callable[..., 
     return get_metric_data
 
 
+def exact_metric_get_metric_statistics(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap moto's CloudWatchBackend.get_metric_statistics: the dimensions asked for name one
+    metric (CloudWatch's rule), not every metric that has them among others. moto matches
+    a subset, so ErrorRate of {ModelName} would also count ErrorRate of {ModelName, Clock}."""
+
+    class _Only:
+        def __init__(self, data: list[Any]):
+            self.data = data
+
+        def get_all_metrics(self) -> list[Any]:  # all moto's method reads of its backend
+            return self.data
+
+    def get_metric_statistics(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        names = (
+            "namespace",
+            "metric_name",
+            "start_time",
+            "end_time",
+            "period",
+            "stats",
+            "dimensions",
+            "unit",
+        )
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        wanted = frozenset((d["Name"], d["Value"]) for d in bound.get("dimensions") or ())
+        data = [
+            datum
+            for datum in backend.get_all_metrics()
+            if frozenset((d.name, d.value) for d in datum.dimensions) == wanted
+        ]
+        return original(_Only(data), **bound)
+
+    return get_metric_statistics
+
+
 def use_exact_metric_matching() -> None:
-    """Install exact_metric_get_metric_data on moto's CloudWatch backend, in this process."""
+    """Install the exact-matching GetMetricData and GetMetricStatistics on moto's CloudWatch
+    backend, in this process (the moto server's; the tests' in-process moto too)."""
     from moto.cloudwatch.models import CloudWatchBackend
 
+    if getattr(CloudWatchBackend, "_modelwatch_exact", False):
+        return
     CloudWatchBackend.get_metric_data = exact_metric_get_metric_data(  # type: ignore[method-assign]
         CloudWatchBackend.get_metric_data
     )
+    CloudWatchBackend.get_metric_statistics = exact_metric_get_metric_statistics(  # type: ignore[method-assign]
+        CloudWatchBackend.get_metric_statistics
+    )
+    CloudWatchBackend._modelwatch_exact = True  # type: ignore[attr-defined]
