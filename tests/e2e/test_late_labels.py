@@ -87,7 +87,14 @@ def test_a_batch_then_its_labels_two_periods_later(tmp_path, classifier_dir):
         s3, cloudwatch = cloud.clients.s3, cloud.clients.cloudwatch
 
         def error_rate() -> dict:
-            [metric] = cloudwatch.list_metrics(Namespace="ModelWatch", MetricName="ErrorRate")["Metrics"]
+            # The series the alarms watch: ModelName alone (the other is by event time)
+            [metric] = [
+                metric
+                for metric in cloudwatch.list_metrics(Namespace="ModelWatch", MetricName="ErrorRate")[
+                    "Metrics"
+                ]
+                if [dimension["Name"] for dimension in metric["Dimensions"]] == ["ModelName"]
+            ]
             points = cloudwatch.get_metric_statistics(
                 Namespace="ModelWatch",
                 MetricName="ErrorRate",
