@@ -60,7 +60,7 @@ def worst_report(results: Path) -> Path:
     """The scored batch with the highest ErrorRate: the page an on-call person opens first."""
     reports = [
         (json.loads(path.read_text())["metrics"].get("ErrorRate", -1.0), path)
-        for path in results.rglob("report.json")
+        for path in results.glob("*/versions/*/report.json")  # each version's, with its page beside it
     ]
     return max(reports)[1]
 
