@@ -352,3 +352,30 @@ def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch
     np.testing.assert_array_equal(
         candidate.estimator.predict_proba(holdout[FEATURES]), expected.predict_proba(holdout[FEATURES])
     )
+
+
+def test_model_retrain_on_demand_runs_the_same_retraining_and_prints_the_decision(stack, monkeypatch, capsys):
+    # Given the changed relation from batch 6 on, and a person who knows when it began
+    from modelwatch.cli.main import main
+
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=10, changed_from=6)
+    capsys.readouterr()  # the batch monitor's log lines
+    arguments = [
+        "model", "retrain", "--model-dir", str(stack.model_dir), "--bucket", BUCKET,
+        "--actuals-table", stack.actuals_table, "--ledger-table", stack.ledger_table,
+        "--topic-arn", scenario.topic_arn, "--since", scenario.period_starts[6].isoformat(),
+    ]  # fmt: skip
+
+    # When `modelwatch model retrain` runs, then again with a minimum the window cannot meet
+    status = main(arguments)
+    printed = capsys.readouterr().out
+    refused = main([*arguments, "--min-labeled-rows", "5000"])
+
+    # Then it decides as the function does, prints the announcement and records both decisions
+    assert status == 0 and refused == 3
+    # (stdout also holds the log lines of the modelwatch logger, which Powertools configured)
+    assert "\n[modelwatch] Retraining churn-test: candidate" in "\n" + printed
+    assert "Trigger: on demand" in printed and "'since degradation'" in printed and "<- won" in printed
+    decisions = sorted(stack.keys("models/decisions/"))
+    assert [key.rsplit("-", 1)[1] for key in decisions] == ["candidate.json", "refused.json"]
+    assert len(announcements(scenario)) == 2
