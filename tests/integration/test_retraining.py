@@ -205,6 +205,10 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
         error_rate(champion, holdout) - error_rate(expected_challenger, holdout), abs=1e-12
     )
     assert record["improvement"] >= 0.01
+    print(  # pytest -s shows the figures the README quotes
+        f"\nholdout {record['holdout']['rows']} rows: ErrorRate champion {record['champion_quality']:.4f}, "
+        + ", ".join(f"{w['name']} {w['quality']:.4f}" for w in record["windows"])
+    )
 
     # and the candidate's model directory loads as a model layer and predicts as refitted here
     version = record["challenger_version"]
