@@ -265,8 +265,8 @@ def run_demo(
         out_dir=out_dir,
         template_path=template_path,
         model_dir=model_dir,
-        # Retraining's window is on the real clock and the demo's batches on a virtual one, so
-        # the demo runs without the retrain function (README, "Retraining").
+        # The demo shows monitoring and alerting, with the timeline and alert count the README
+        # documents: it runs without the retrain function (README, "Retraining").
         parameters={"AlertEmail": DEMO_EMAIL, "RetrainOnAlarm": ""},
         clock=VirtualClock(datetime.now(UTC)),
         slack_receiver=True,
