@@ -8,8 +8,9 @@ Order of work for one retrain (``Retrainer.retrain``), side effects last:
    actuals table. Rows without a label are dropped; each row keeps its batch's event time;
 2. refuse below ``min_labeled_rows`` (the decision says how many there were);
 3. hold out the newest slice: the newest batches holding at least HOLDOUT_FRACTION of
-   the labeled rows (and at least MIN_HOLDOUT_ROWS). A batch is never split between
-   training and holdout, so the holdout is "what came after the training rows";
+   the labeled rows since the degradation began (all of them when that is unknown), and
+   at least MIN_HOLDOUT_ROWS. A batch is never split between training and holdout, so
+   the holdout is "what came after the training rows";
 4. candidate training windows: the whole window, and the rows since the degradation
    started (the alarm's oldest breaching period; on demand ``since``, else the newest
    half of the training rows). When the input-target relation changed, older rows teach
@@ -60,7 +61,7 @@ from modelwatch.validation import validate_batch
 
 logger = logging.getLogger(__name__)
 
-# The holdout: the newest fifth of the labeled rows, whole batches, at least 200 rows
+# The holdout: the newest fifth of the degraded rows, whole batches, at least 200 rows
 # (below that an ErrorRate of 0.2 has a standard error of 0.028, more than the default
 # RetrainMinImprovement of 0.01 three times over).
 HOLDOUT_FRACTION = 0.2
@@ -231,10 +232,18 @@ def gather_labeled_window(
     return window
 
 
-def holdout_mask(event_times: np.ndarray) -> np.ndarray:
-    """The newest rows by event time: at least HOLDOUT_FRACTION of them (and MIN_HOLDOUT_ROWS),
-    rounded up to whole batches (every row of the boundary's event time is held out)."""
-    wanted = min(len(event_times), max(math.ceil(HOLDOUT_FRACTION * len(event_times)), MIN_HOLDOUT_ROWS))
+def holdout_mask(event_times: np.ndarray, since: datetime | None = None) -> np.ndarray:
+    """The newest rows by event time: at least HOLDOUT_FRACTION of the rows since the
+    degradation began (of all rows when that is unknown) and at least MIN_HOLDOUT_ROWS,
+    rounded up to whole batches (every row of the boundary's event time is held out).
+
+    Sized on the degraded rows because when the alarm fires they are few (two periods' worth
+    at the template's defaults): a fifth of the whole window would hold all of them out, and
+    no challenger could learn the relation the holdout tests."""
+    base = len(event_times)
+    if since is not None:
+        base = int((event_times >= _naive_utc(since)).sum()) or base
+    wanted = min(len(event_times), max(math.ceil(HOLDOUT_FRACTION * base), MIN_HOLDOUT_ROWS))
     if wanted == 0:
         return np.zeros(0, dtype=bool)
     boundary = np.sort(event_times)[::-1][wanted - 1]
@@ -438,7 +447,7 @@ class Retrainer:
                 f"({len(window.batches)} batches), below RetrainMinLabeledRows ({config.min_labeled_rows}): "
                 "wait for more labels, or lower RetrainMinLabeledRows"
             )
-        held_out = holdout_mask(window.event_times)
+        held_out = holdout_mask(window.event_times, since)
         training = ~held_out
         holdout_times = window.event_times[held_out]
         decision.holdout = {

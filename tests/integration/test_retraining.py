@@ -178,17 +178,18 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
     # When the retrain function receives it
     result = run_retrain(scenario.alarm_message)
 
-    # Then the holdout is the newest 20% (batches 8-9), the degradation window starts at
-    # batch 6 (the alarm's oldest breaching period) and beats the whole window
+    # Then the degradation window starts at batch 6 (the alarm's oldest breaching period), the
+    # holdout is the newest batch (a fifth of the 1,200 rows since then, rounded up to a whole
+    # batch), and the challenger fitted since the degradation beats the whole window's
     record = decision_record(stack)
     assert result["decisions"][0]["decision"] == record["decision"] == "candidate"
-    assert record["holdout"]["rows"] == 2 * ROWS_PER_BATCH
+    assert record["holdout"]["rows"] == ROWS_PER_BATCH
     assert record["trigger"]["degradation_start"] == scenario.period_starts[6].isoformat()
     assert record["winning_window"] == "since degradation"
     champion = load_bundle(stack.model_dir).estimator
-    holdout = rows_of(scenario.frames, range(8, 10))
-    since_degradation = rows_of(scenario.frames, range(6, 8))
-    whole = rows_of(scenario.frames, range(0, 8))
+    holdout = rows_of(scenario.frames, range(9, 10))
+    since_degradation = rows_of(scenario.frames, range(6, 9))
+    whole = rows_of(scenario.frames, range(0, 9))
     expected_challenger = clone(champion).fit(since_degradation[FEATURES], since_degradation["churned"])
     whole_challenger = clone(champion).fit(whole[FEATURES], whole["churned"])
     assert record["champion_metrics"]["ErrorRate"] == pytest.approx(error_rate(champion, holdout), abs=1e-12)
@@ -199,8 +200,8 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
     assert windows["whole window"]["quality"] == pytest.approx(
         error_rate(whole_challenger, holdout), abs=1e-12
     )
-    assert windows["since degradation"]["rows"] == 2 * ROWS_PER_BATCH
-    assert windows["whole window"]["rows"] == 8 * ROWS_PER_BATCH
+    assert windows["since degradation"]["rows"] == 3 * ROWS_PER_BATCH
+    assert windows["whole window"]["rows"] == 9 * ROWS_PER_BATCH
     assert record["improvement"] == pytest.approx(
         error_rate(champion, holdout) - error_rate(expected_challenger, holdout), abs=1e-12
     )
@@ -217,7 +218,7 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
     np.testing.assert_array_equal(
         candidate.estimator.predict(holdout[FEATURES]), expected_challenger.predict(holdout[FEATURES])
     )
-    assert candidate.baseline["drift"]["reference_rows"] == 2 * ROWS_PER_BATCH
+    assert candidate.baseline["drift"]["reference_rows"] == 3 * ROWS_PER_BATCH
     assert json.loads(stack.read(f"models/{version}/comparison.json"))["decision"] == "candidate"
 
     # and the announcement names the versions, the window that won, the holdout and both scores
@@ -228,7 +229,7 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
         "Champion version: test",
         "'since degradation'",
         "<- won",
-        "the newest 600 labeled rows",
+        "the newest 300 labeled rows",
         f"champion {record['champion_metrics']['ErrorRate']:.4f}",
         f"challenger {record['challenger_metrics']['ErrorRate']:.4f}",
         "awaiting approval",
@@ -240,12 +241,13 @@ def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_sa
     # Given batches that all follow the relation the champion learned
     scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=6, changed_from=None)
 
-    # When retraining runs (an ALARM of QualityAlarm, as if the threshold were crossed)
+    # When retraining runs (an ALARM of QualityAlarm, as if batches 4 and 5 had crossed it)
+    stamps = [f"0.6 ({scenario.period_starts[index]:%d/%m/%y %H:%M:%S})" for index in (5, 4)]
     message = {
         "AlarmName": json.loads(scenario.retrain_env["ALARM_NAMES"])["QualityAlarm"],
         "NewStateValue": "ALARM",
         "OldStateValue": "OK",
-        "NewStateReason": "Threshold Crossed",
+        "NewStateReason": f"Threshold Crossed: 2 out of the last 3 datapoints [{', '.join(stamps)}] were ...",
         "StateChangeTime": datetime.now(UTC).isoformat(),
         "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x",
         "Trigger": {"Period": 3600, "DatapointsToAlarm": 2, "EvaluationPeriods": 3},
@@ -255,7 +257,7 @@ def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_sa
     # Then the decision is "not better", with the improvement recomputed here under 0.01
     record = decision_record(stack)
     champion = load_bundle(stack.model_dir).estimator
-    holdout = rows_of(scenario.frames, range(4, 6))
+    holdout = rows_of(scenario.frames, range(5, 6))
     assert record["decision"] == "not_better"
     assert record["champion_metrics"]["ErrorRate"] == pytest.approx(error_rate(champion, holdout), abs=1e-12)
     assert record["improvement"] < 0.01
@@ -343,8 +345,8 @@ def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch
     record = decision_record(stack)
     assert record["decision"] == "candidate"
     champion = load_bundle(tmp_path / "forest").estimator
-    since_degradation = rows_of(scenario.frames, range(6, 8))
-    holdout = rows_of(scenario.frames, range(8, 10))
+    since_degradation = rows_of(scenario.frames, range(6, 9))
+    holdout = rows_of(scenario.frames, range(9, 10))
     expected = clone(champion).fit(since_degradation[FEATURES], since_degradation["churned"])
     assert record["challenger_metrics"]["ErrorRate"] == pytest.approx(
         error_rate(expected, holdout), abs=1e-12

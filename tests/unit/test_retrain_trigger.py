@@ -99,6 +99,7 @@ def test_the_quality_comparison_gives_the_metrics_direction():
 
 
 def test_the_holdout_is_the_newest_fifth_in_whole_batches_and_at_least_200_rows():
+
     hour = np.timedelta64(1, "h")
     start = np.datetime64("2026-11-30T00:00", "ns")
     # Ten batches of 300 rows: the newest 600 rows are exactly the last two batches.
@@ -111,3 +112,9 @@ def test_the_holdout_is_the_newest_fifth_in_whole_batches_and_at_least_200_rows(
     # 500 rows: 20% is 100, but at least 200 are held out (here: two whole batches of 100).
     times = np.repeat([start + index * hour for index in range(5)], 100)
     assert holdout_mask(times).sum() == 200
+    # Since a degradation that began at the 7th of ten 300-row batches: a fifth of its 1,200
+    # rows (240) is held out as the newest whole batch, leaving two degraded ones to learn from.
+    times = np.repeat([start + index * hour for index in range(10)], 300)
+    began = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    assert holdout_mask(times, since=began).sum() == 300
+    assert holdout_mask(times, since=began)[-300:].all()
