@@ -325,6 +325,8 @@ class RetrainDecision:
     challenger_version: str | None = None
     candidate_uri: str | None = None
     record_uri: str | None = None
+    # skops types the candidate's file holds that nobody vetted when the champion was packaged
+    new_trusted_types: list[str] = field(default_factory=list)
 
     @property
     def champion_quality(self) -> float | None:
@@ -360,6 +362,7 @@ class RetrainDecision:
             "challenger_metrics": self.challenger_metrics,
             "candidate_uri": self.candidate_uri,
             "record_uri": self.record_uri,
+            "new_trusted_types": self.new_trusted_types,
         }
 
 
@@ -504,8 +507,16 @@ class Retrainer:
                     )
                 )
                 continue
-            challenger = fit_challenger(self.bundle.estimator, features, target)
-            quality = score(challenger, metadata, holdout_features, holdout_target).get(metric)
+            try:
+                challenger = fit_challenger(self.bundle.estimator, features, target)
+                quality = score(challenger, metadata, holdout_features, holdout_target).get(metric)
+            except Exception as problem:  # noqa: BLE001 - the estimator is user code: the decision says what it raised
+                decision.windows.append(
+                    TrainingWindow(
+                        name, start, count, skipped=f"fitting failed: {type(problem).__name__}: {problem}"
+                    )
+                )
+                continue
             trained = TrainingWindow(name, start, count, quality=quality)
             decision.windows.append(trained)
             if quality is not None and (best is None or sign * quality > sign * best[0]):
@@ -549,6 +560,9 @@ class Retrainer:
         assert decision.challenger_version is not None
         prefix = f"{MODELS_PREFIX}{decision.challenger_version}/"
         model_file, body, trusted = _serialise(challenger, champion.model_file)
+        # The clone has the champion's classes, so its types should be the ones a person vetted
+        # when packaging the champion; any other is named for whoever approves the candidate.
+        decision.new_trusted_types = sorted(set(trusted) - set(champion.trusted_types)) if trusted else []
         metadata = replace(
             champion,
             version=decision.challenger_version,

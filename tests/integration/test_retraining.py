@@ -353,6 +353,7 @@ def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch
     )
     version = record["challenger_version"]
     assert stack.keys(f"models/{version}/model.skops")
+    assert record["new_trusted_types"] == []  # the refitted clone holds only the types vetted at packaging
     candidate = load_bundle(download_model_dir(stack, f"models/{version}/", tmp_path / "candidate"))
     assert isinstance(candidate.estimator.named_steps["forest"], RandomForestClassifier)
     np.testing.assert_array_equal(
@@ -385,3 +386,32 @@ def test_model_retrain_on_demand_runs_the_same_retraining_and_prints_the_decisio
     decisions = sorted(stack.keys("models/decisions/"))
     assert [key.rsplit("-", 1)[1] for key in decisions] == ["candidate.json", "refused.json"]
     assert len(announcements(scenario)) == 2
+
+
+def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised(
+    stack, monkeypatch, tmp_path
+):
+    # Given a champion that predicts (it was fitted) but whose parameters no longer fit:
+    # lbfgs does not support an elastic-net penalty, so its clone's fit raises
+    import shutil
+
+    import joblib
+
+    model_dir = tmp_path / "unfittable"
+    shutil.copytree(stack.model_dir, model_dir)
+    champion = joblib.load(model_dir / "model.joblib")
+    champion.set_params(logisticregression__penalty="elasticnet", logisticregression__l1_ratio=0.5)
+    joblib.dump(champion, model_dir / "model.joblib")
+    scenario = build_scenario(stack, monkeypatch, model_dir, batches=10, changed_from=6)
+
+    # When the alarm starts a retrain
+    result = run_retrain(scenario.alarm_message or {})
+
+    # Then it is refused with each window's error, recorded and announced, not crashed
+    record = decision_record(stack)
+    assert result["decisions"][0]["decision"] == record["decision"] == "refused"
+    assert record["reason"].startswith(
+        "no training window could be fitted: whole window: fitting failed: ValueError"
+    )
+    assert "since degradation: fitting failed: ValueError" in record["reason"]
+    assert len(announcements(scenario)) == 1

@@ -99,6 +99,11 @@ def retrain_announcement(decision: dict[str, Any]) -> str:
             lines.append(f"All metrics, champion -> challenger: {pairs}")
     if decision.get("candidate_uri"):
         lines.append(f"Candidate model directory: {decision['candidate_uri']}")
+        if decision.get("new_trusted_types"):
+            lines.append(
+                "Check before approving: the candidate's model file holds types the champion's did not: "
+                + ", ".join(decision["new_trusted_types"])
+            )
         lines.append(
             "Promotion is not automated yet: review comparison.json, then publish the directory as the "
             "model layer and deploy."
