@@ -392,7 +392,7 @@ def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised
     stack, monkeypatch, tmp_path
 ):
     # Given a champion that predicts (it was fitted) but whose parameters no longer fit:
-    # lbfgs does not support an elastic-net penalty, so its clone's fit raises
+    # scikit-learn validates C > 0 when fitting, so its clone's fit raises
     import shutil
 
     import joblib
@@ -400,7 +400,7 @@ def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised
     model_dir = tmp_path / "unfittable"
     shutil.copytree(stack.model_dir, model_dir)
     champion = joblib.load(model_dir / "model.joblib")
-    champion.set_params(logisticregression__penalty="elasticnet", logisticregression__l1_ratio=0.5)
+    champion.set_params(logisticregression__C=-1.0)
     joblib.dump(champion, model_dir / "model.joblib")
     scenario = build_scenario(stack, monkeypatch, model_dir, batches=10, changed_from=6)
 
@@ -410,8 +410,7 @@ def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised
     # Then it is refused with each window's error, recorded and announced, not crashed
     record = decision_record(stack)
     assert result["decisions"][0]["decision"] == record["decision"] == "refused"
-    assert record["reason"].startswith(
-        "no training window could be fitted: whole window: fitting failed: ValueError"
-    )
-    assert "since degradation: fitting failed: ValueError" in record["reason"]
+    failed = "fitting failed: InvalidParameterError: The 'C' parameter of LogisticRegression must be"
+    assert record["reason"].startswith(f"no training window could be fitted: whole window: {failed}")
+    assert f"since degradation: {failed}" in record["reason"]
     assert len(announcements(scenario)) == 1
