@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src functions tests scripts
 	$(BIN)/ruff format --check src functions tests scripts
 	$(BIN)/mypy src/modelwatch functions/batch_monitor/app.py functions/actuals_loader/app.py \
-		functions/alert_notifier/app.py functions/label_join/app.py
+		functions/alert_notifier/app.py functions/label_join/app.py functions/retrain/app.py
 
 validate: $(STAMP)
 	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam validate --lint

@@ -35,6 +35,7 @@ IAM_PREFIXES = {
     "dynamodb": "dynamodb",
     "cloudwatch": "cloudwatch",
     "secretsmanager": "secretsmanager",
+    "sns": "sns",
 }
 # Amazon S3 operations authorised by an action of another name: (operation, versioned) -> action.
 S3_ACTIONS = {
@@ -87,6 +88,8 @@ class AwsCall:
             # A secret's ARN ends in "-" and six random characters.
             name = self.params["SecretId"]
             return [Grant(action, f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{name}-a1B2c3")]
+        if self.service == "sns":
+            return [Grant(action, self.params["TopicArn"])]
         if self.operation == "DescribeAlarms":
             return [
                 Grant(action, f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
@@ -149,6 +152,8 @@ def _as_list(value: Any) -> list[Any]:
 def _arn(value: Any, names: Mapping[str, str], region: str) -> str:
     if isinstance(value, str):
         return value
+    if set(value) == {"Ref"} and resource(value["Ref"])["Type"] == "AWS::SNS::Topic":
+        return names[value["Ref"]]  # a topic's Ref is its ARN
     if "Fn::GetAtt" in value:
         logical_id, attribute = value["Fn::GetAtt"]
         if attribute == "StreamArn":  # read by Lambda's event source mapping, not by the code
@@ -180,6 +185,8 @@ def _resource_arn(logical_id: str, names: Mapping[str, str], region: str) -> str
         return f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{names[logical_id]}"
     if kind == "AWS::S3::Bucket":
         return f"arn:aws:s3:::{names[logical_id]}"
+    if kind == "AWS::KMS::Key":
+        return f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{names.get(logical_id, '*')}"
     if kind == "AWS::SQS::Queue":
         return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{names.get(logical_id, '*')}"
     raise ValueError(f"{logical_id} ({kind}): teach tests/aws_calls.py its ARN")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,13 @@ def resolve(value: Any, resource_names: Mapping[str, str], where: str) -> str:
         if target in defaults:
             return defaults[target]
         raise KeyError(f"{where}: !Ref {target} names a resource; pass the name the test created for it")
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        # ${Name} of a resource (the name the test gave it) or a parameter (its default).
+        return re.sub(
+            r"\$\{([^}.!]+)\}",
+            lambda match: resolve({"Ref": match.group(1)}, resource_names, where),
+            value["Fn::Sub"],
+        )
     if isinstance(value, dict):
         raise ValueError(f"{where}: {value} is an intrinsic these tests do not resolve; extend resolve()")
     return as_string(value)

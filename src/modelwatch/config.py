@@ -7,6 +7,7 @@ test or a local run gets when a variable is absent.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -264,4 +265,83 @@ class AlertConfig:
             dashboard_name=env.get("DASHBOARD_NAME", defaults.dashboard_name),
             ingest_bucket=env.get("INGEST_BUCKET", defaults.ingest_bucket),
             aws_region=env.get("AWS_REGION", defaults.aws_region),
+        )
+
+
+# --------------------------------------------------------------------------- retraining
+
+# Where retraining writes: models/<version>/ (a candidate's model directory) and
+# models/decisions/ (one record per decision). A constant, like results/: the retrain
+# function's policy names the prefix.
+MODELS_PREFIX = "models/"
+# The alarms whose ALARM can start a retrain: a quality alarm says the model got worse; the
+# others (staleness, rejected batches, function errors) say the pipeline did, which a new
+# model cannot fix.
+RETRAINABLE_ALARMS = ("QualityAlarm", "EstimatedQualityAlarm", "DriftAlarm")
+
+
+def _retrain_alarm_names(environ: Environment) -> tuple[str, ...]:
+    """RETRAIN_ON_ALARM's logical names as the deployed alarm names (ALARM_NAMES maps them)."""
+    logical = [name.strip() for name in environ.get("RETRAIN_ON_ALARM", "").split(",") if name.strip()]
+    if not logical:
+        return ()
+    raw = environ.get("ALARM_NAMES", "")
+    try:
+        names = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        raise ConfigError(
+            f"ALARM_NAMES must be a JSON object of logical id -> alarm name, got {raw!r}"
+        ) from None
+    unknown = [name for name in logical if name not in names]
+    if unknown:
+        raise ConfigError(
+            f"RETRAIN_ON_ALARM names {unknown}, which are not alarms retraining can follow; "
+            f"use logical names among {sorted(names) or list(RETRAINABLE_ALARMS)}, comma-separated"
+        )
+    return tuple(str(names[name]) for name in logical)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Settings of the retrain function (and of `modelwatch model retrain`)."""
+
+    model_dir: Path
+    actuals_table: str
+    ledger_table: str
+    bucket: str  # the ingest bucket: batches are read from it, candidates written to models/
+    alert_topic_arn: str  # where the decision is announced; empty: not announced
+    quality_metric: str = "ErrorRate"
+    quality_comparison: str = "GreaterThanThreshold"
+    window_days: int = 14
+    min_labeled_rows: int = 1000
+    min_improvement: float = 0.01
+    max_invalid_row_percent: float = 5.0
+    max_batch_megabytes: int = 64
+    # The deployed names of the alarms whose ALARM starts a retrain; empty: only on demand.
+    retrain_alarm_names: tuple[str, ...] = ()
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return self.max_batch_megabytes * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Environment | None = None) -> RetrainConfig:
+        env = os.environ if environ is None else environ
+        return cls(
+            model_dir=Path(env.get("MODEL_DIR", "/opt/model")),
+            actuals_table=required_setting("ACTUALS_TABLE", "the DynamoDB table holding actuals", env),
+            ledger_table=required_setting(
+                "LEDGER_TABLE", "the DynamoDB table of the batch ledger (modelwatch.ledger)", env
+            ),
+            bucket=required_setting("INGEST_BUCKET", "the bucket of batches and models", env),
+            alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
+            quality_metric=env.get("QUALITY_METRIC", "ErrorRate") or "ErrorRate",
+            quality_comparison=env.get("QUALITY_COMPARISON", "GreaterThanThreshold")
+            or "GreaterThanThreshold",
+            window_days=int_setting("RETRAIN_WINDOW_DAYS", 14, minimum=1, environ=env),
+            min_labeled_rows=int_setting("RETRAIN_MIN_LABELED_ROWS", 1000, minimum=1, environ=env),
+            min_improvement=float_setting("RETRAIN_MIN_IMPROVEMENT", 0.01, environ=env),
+            max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0, environ=env),
+            max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1, environ=env),
+            retrain_alarm_names=_retrain_alarm_names(env),
         )

@@ -540,6 +540,43 @@ def test_insufficient_data_to_ok_posts_nothing_and_says_why(notifier: Notifier) 
     assert WEBHOOK_TOKEN not in raw_logs
 
 
+def test_a_retraining_announcement_reaches_slack_as_its_text_and_other_text_is_dropped(
+    notifier: Notifier,
+) -> None:
+    # Given the announcement retraining publishes on the alert topic (plain text, as email gets it)
+    from modelwatch.alerts.announcement import retrain_announcement
+
+    decision = {
+        "decision": "refused",
+        "status": "refused",
+        "reason": "only 600 labeled rows in the last 14 days (2 batches), below RetrainMinLabeledRows (1000)",
+        "model_name": "churn-classifier",
+        "champion_version": "20261126T101500Z",
+        "challenger_version": None,
+        "trigger": {"kind": "on demand"},
+        "quality_metric": "ErrorRate",
+        "window": {"labeled_rows": 600, "batches": 2, "days": 14},
+        "record_uri": "s3://bucket/models/decisions/x-refused.json",
+    }
+    text = retrain_announcement(decision)
+    event = load_event("alert-notifier-alarm")
+    event["Records"][0]["Sns"]["Message"] = text
+
+    # When the notifier receives it, and then a text that is neither alarm nor announcement
+    posted = notifier.invoke(event)
+    event["Records"][0]["Sns"]["Message"] = "hello from someone's test publish"
+    dropped = notifier.invoke(event)
+
+    # Then the announcement is posted, headline first, every line of the text in the message
+    assert posted == {"posted": 1, "skipped": 0} and dropped == {"posted": 0, "skipped": 1}
+    (request,) = notifier.slack.requests
+    payload = request.json()
+    assert payload["text"] == "[modelwatch] Retraining churn-classifier: refused, 20261126T101500Z stays"
+    body = payload["blocks"][1]["text"]["text"]
+    assert "below RetrainMinLabeledRows (1000)" in body
+    assert "Labeled window: 600 labeled rows in 2 batches, last 14 days" in body
+
+
 # --------------------------------------------------------------------------- reliability
 
 

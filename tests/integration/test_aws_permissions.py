@@ -136,3 +136,25 @@ def test_label_join_is_granted_exactly_the_aws_actions_it_uses(stack):
         Grant("s3:ListBucket", f"arn:aws:s3:::{BUCKET}"),
         Grant("sqs:SendMessage", f"arn:aws:sqs:{REGION}:123456789012:*"),
     ]
+
+
+def test_retrain_is_granted_exactly_the_aws_actions_it_uses(stack, monkeypatch):
+    # Given ten batches, the newest four of a changed relation, and the alarm they set off
+    from tests.integration.test_retraining import build_scenario, run_retrain
+
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=10, changed_from=6)
+
+    # When the retrain function writes a candidate, records the decision and announces it
+    with recorded_aws_calls() as calls:
+        result = run_retrain(scenario.alarm_message or {})
+
+    # Then every request is allowed, and every statement was needed
+    assert result["decisions"][0]["decision"] == "candidate"
+    names = {**resource_names(stack), "AlertTopic": scenario.topic_arn}
+    grants = policy_grants("RetrainFunction", names, REGION)
+    assert ungranted(calls, grants, REGION) == []
+    # except KMS, which SNS uses on the publisher's behalf (no request of the code's own):
+    assert unused(calls, grants, REGION) == [
+        Grant(action, f"arn:aws:kms:{REGION}:123456789012:key/*")
+        for action in ("kms:Decrypt", "kms:GenerateDataKey")
+    ]

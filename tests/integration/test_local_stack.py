@@ -6,6 +6,7 @@ tests fail when the local cloud stops following the template, not when the templ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -142,17 +143,42 @@ def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(
     parameter = slack_secret_parameter(TEMPLATE_PATH)
     if parameter is None:
         pytest.skip("template.yaml has no Slack notifier yet")
+
+    def lambdas(cloud):
+        # The retrain function is subscribed too (RetrainOnAlarm); only the notifier posts to Slack.
+        return [
+            s
+            for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]
+            if s["Protocol"] == "lambda" and "RetrainFunction" not in s["Endpoint"]
+        ]
+
     with nullcontext(default_cloud) as cloud:
-        assert not [
-            s for s in cloud.clients.sns.list_subscriptions()["Subscriptions"] if s["Protocol"] == "lambda"
-        ]
+        assert not lambdas(cloud)
     with start(tmp_path / "on", model_dir, **{parameter: "team/slack"}) as cloud:
-        lambdas = [
-            s for s in cloud.clients.sns.list_subscriptions()["Subscriptions"] if s["Protocol"] == "lambda"
-        ]
+        lambdas = lambdas(cloud)
         assert len(lambdas) == 1
         notifier = cloud.runtime.by_arn(lambdas[0]["Endpoint"])
         assert notifier is not None and notifier.spec.environment["SLACK_WEBHOOK_SECRET_NAME"] == "team/slack"
+
+
+def test_the_retrain_function_follows_the_alert_topic_unless_retrain_on_alarm_is_empty(
+    tmp_path, model_dir, default_cloud
+):
+    def retrain_subscriptions(cloud):
+        return [
+            cloud.runtime.by_arn(s["Endpoint"])
+            for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]
+            if s["Protocol"] == "lambda" and "RetrainFunction" in s["Endpoint"]
+        ]
+
+    with nullcontext(default_cloud) as cloud:
+        (function,) = retrain_subscriptions(cloud)
+        alarm_names = json.loads(function.spec.environment["ALARM_NAMES"])
+        # The template's alarm names, resolved from the logical ids RetrainOnAlarm uses.
+        assert alarm_names["QualityAlarm"] == cloud.stack.name_of("QualityAlarm")
+        assert function.spec.environment["RETRAIN_ON_ALARM"] == "QualityAlarm"
+    with start(tmp_path / "off", model_dir, RetrainOnAlarm="") as cloud:
+        assert retrain_subscriptions(cloud) == []
 
 
 def test_unknown_or_invalid_parameters_are_refused(tmp_path, model_dir):

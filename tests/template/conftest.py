@@ -184,6 +184,7 @@ def function_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         ("ActualsLoaderFunction", "actuals_loader"),
         ("AlertNotifierFunction", "alert_notifier"),
         ("LabelJoinFunction", "label_join"),
+        ("RetrainFunction", "retrain"),
     ):
         target = tmp_path_factory.mktemp(folder)
         run(

@@ -20,7 +20,13 @@ from .conftest import TEMPLATE, lambda_runtime_sdk_dir, sample_features
 # Lambda: a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
 MIB = 1024 * 1024
-FUNCTIONS = ("BatchMonitorFunction", "ActualsLoaderFunction", "AlertNotifierFunction", "LabelJoinFunction")
+FUNCTIONS = (
+    "BatchMonitorFunction",
+    "ActualsLoaderFunction",
+    "AlertNotifierFunction",
+    "LabelJoinFunction",
+    "RetrainFunction",
+)
 
 
 def unzipped_bytes(directory: Path) -> int:

@@ -3,11 +3,12 @@ variable the template sets is read: the function's config is the only reader."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from modelwatch.config import AlertConfig, JoinConfig, LoaderConfig, MonitorConfig
+from modelwatch.config import AlertConfig, JoinConfig, LoaderConfig, MonitorConfig, RetrainConfig
 from tests.template_resources import function_environment, load_template
 
 # Read by Powertools itself (Logger), not by modelwatch's config.
@@ -22,6 +23,7 @@ CONFIG_OF_FUNCTION = {
     "ActualsLoaderFunction": LoaderConfig,
     "AlertNotifierFunction": AlertConfig,
     "LabelJoinFunction": JoinConfig,
+    "RetrainFunction": RetrainConfig,
 }
 
 
@@ -53,6 +55,10 @@ def resolved(value: Any, parameters: dict[str, Any]) -> str:
             return f"{name.lower()}-name"
         # A parameter left empty by default (the Slack secret) is one a deployment sets.
         return str(parameters[name].get("Default", "")) or f"{name.lower()}-value"
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(
+            r"\$\{([^}]+)\}", lambda match: resolved({"Ref": match.group(1)}, parameters), value["Fn::Sub"]
+        )
     if isinstance(value, dict):
         return "resolved-intrinsic"
     return str(value)

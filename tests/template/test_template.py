@@ -20,6 +20,7 @@ FUNCTIONS = {
     "ActualsLoaderFunction": "functions/actuals_loader",
     "AlertNotifierFunction": "functions/alert_notifier",
     "LabelJoinFunction": "functions/label_join",
+    "RetrainFunction": "functions/retrain",
 }
 
 
@@ -294,15 +295,21 @@ def test_dependency_cycle_check_finds_a_bucket_event_target_referring_to_its_buc
 def test_actuals_table_is_read_by_the_monitor_and_written_by_the_loader(template):
     # Which calls each function really makes is checked by running it against moto
     # (tests/integration/test_aws_permissions.py); this is the split the design asks for:
-    # the monitor only reads actuals, the loader only writes them, and only from actuals files.
+    # the monitor (and retraining) only read actuals, the loader only writes them, and only
+    # from actuals files.
     table = {"Fn::GetAtt": ["ActualsTable", "Arn"]}
-    granted: dict[str, set[str]] = {"BatchMonitorFunction": set(), "ActualsLoaderFunction": set()}
+    granted: dict[str, set[str]] = {
+        "BatchMonitorFunction": set(),
+        "ActualsLoaderFunction": set(),
+        "RetrainFunction": set(),
+    }
     for function, statement in policy_statements(template):
         if statement["Resource"] == table:
             granted[function] |= set(actions_of(statement))
     assert granted == {
         "BatchMonitorFunction": {"dynamodb:BatchGetItem"},
         "ActualsLoaderFunction": {"dynamodb:BatchWriteItem"},
+        "RetrainFunction": {"dynamodb:BatchGetItem"},
     }
     loader_s3 = {
         action

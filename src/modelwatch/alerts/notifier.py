@@ -1,6 +1,7 @@
 """AlertNotifier: one alarm notification in, one Slack post out.
 
-Order of work for each message: parse it (a message that is no alarm is logged and
+Order of work for each message: a retraining announcement (modelwatch.alerts.announcement)
+is posted as its text; otherwise parse it (a message that is no alarm is logged and
 dropped), skip transitions not worth a post, fetch context (best effort), build the
 message, read the webhook URL from Secrets Manager (cached for SLACK_SECRET_MAX_AGE_SECONDS),
 post it (raising when delivery fails, so Lambda retries and then dead-letters the alert).
@@ -19,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from modelwatch import aws
 from modelwatch.alerts.alarm_message import AlarmNotification, should_post
+from modelwatch.alerts.announcement import announcement_slack_message, is_announcement
 from modelwatch.alerts.context import (
     EvaluatedDatapoint,
     fetch_evaluated_datapoint,
@@ -96,7 +98,11 @@ class AlertNotifier:
         )
 
     def notify(self, message: str, time_left_seconds: Callable[[], float] | None = None) -> bool:
-        """Post one alarm notification to Slack. Returns False when it was deliberately not posted."""
+        """Post one alarm notification (or retraining announcement) to Slack. Returns False
+        when it was deliberately not posted."""
+        if is_announcement(message):
+            self._post(announcement_slack_message(message), {"announcement": "retraining"}, time_left_seconds)
+            return True
         try:
             alarm = AlarmNotification.from_sns_message(message, fallback_region=self.config.aws_region)
         except NotAnAlarmError as error:
@@ -135,6 +141,15 @@ class AlertNotifier:
             recent=recent,
             links=gather_links(alarm, self.config, report.page_key if report else None, moved),
         )
+        self._post(payload, log_keys, time_left_seconds)
+        return True
+
+    def _post(
+        self,
+        payload: dict[str, Any],
+        log_keys: dict[str, str],
+        time_left_seconds: Callable[[], float] | None,
+    ) -> None:
         url = self.webhook_url()
         policy = DeliveryPolicy(
             timeout_seconds=self.config.slack_timeout_seconds,
@@ -155,7 +170,6 @@ class AlertNotifier:
                 extra=log_keys,
             )
             raise
-        return True
 
     def _metric_context(
         self, alarm: AlarmNotification

@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def dynamodb_client(endpoint_url: str | None, region: str | None) -> Any:
-    """A DynamoDB client; a missing region or credentials is a UserError, except that a
+    return aws_client("dynamodb", endpoint_url, region)
+
+
+def aws_client(service: str, endpoint_url: str | None, region: str | None) -> Any:
+    """A client of ``service``; a missing region or credentials is a UserError, except that a
     local endpoint gets LOCAL_REGION and dummy credentials when none are configured."""
     import boto3
 
@@ -58,8 +62,9 @@ def dynamodb_client(endpoint_url: str | None, region: str | None) -> Any:
             "no AWS credentials found: configure them (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID), "
             "or pass --endpoint-url for a local endpoint"
         )
-    return session.client(
-        "dynamodb",
+    # The service name is data here, which the boto3 stubs' per-service overloads cannot type.
+    return session.client(  # type: ignore[call-overload]
+        service,
         region_name=region,
         endpoint_url=endpoint_url,
         aws_access_key_id=access_key,

@@ -133,7 +133,10 @@ def _replay(args: argparse.Namespace) -> int:
     cloud = LocalCloud(
         out_dir=work_dir,
         model_dir=args.model_dir,
-        parameters=parse_parameter_overrides(args.param),
+        # A replay backtests thresholds, and its alerts[] are the alarms' notifications: no
+        # retrain function (it would fit models at every ALARM) unless
+        # --param RetrainOnAlarm=... asks for it.
+        parameters={"RetrainOnAlarm": "", **parse_parameter_overrides(args.param)},
         clock=VirtualClock(datetime.now(UTC)),
         listener=lambda kind, payload: _print_replay_alert(payload) if kind == "alert" else None,
     )

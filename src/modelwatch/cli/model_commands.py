@@ -1,5 +1,6 @@
 """`modelwatch model build` and `model package` write a model directory; `model check`
-compares its name with the ModelName the stack deploys.
+compares its name with the ModelName the stack deploys; `model retrain` (retrain_commands)
+retrains a challenger on demand.
 
 Only the command-line wiring lives here; the work is in modelwatch.modeling.
 """
@@ -10,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelwatch.cli.retrain_commands import register as register_retrain
 from modelwatch.errors import UserError
 
 if TYPE_CHECKING:
@@ -174,3 +176,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config-env", default="default", help="environment in the SAM config (default: default)"
     )
     check.set_defaults(func=_check)
+
+    register_retrain(commands)

@@ -1,0 +1,416 @@
+"""Retraining against in-process moto: batches scored by the batch monitor (which fills the
+ledger), labels in the actuals table, the retrain function run on the alarm message the
+template's QualityAlarm would send; every figure recomputed here with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from modelwatch.local.alarms import AlarmDefinition, alarm_state_change_message, evaluate_alarm
+from modelwatch.model_bundle import load_bundle
+from tests.cloudformation import Resolver
+from tests.events import load_event
+from tests.integration.conftest import BUCKET, Stack, load_handler, s3_event
+from tests.lambda_context import LambdaContext
+from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
+from tests.template_resources import function_environment, load_template, resolve
+
+FEATURES = NUMERIC + CATEGORICAL
+ROWS_PER_BATCH = 300
+# A threshold between the champion's error on the relation it learned (~0.3: churn_frame is
+# noisy) and on the flipped one (~0.7).
+QUALITY_THRESHOLD = "0.5"
+
+
+@dataclass
+class Scenario:
+    frames: list[pd.DataFrame]  # each batch with its label column as loaded into the actuals table
+    period_starts: list[datetime]
+    alarm_message: dict[str, Any] | None
+    retrain_env: dict[str, str]
+    topic_arn: str
+    queue_url: str
+
+
+def template_parameters() -> dict[str, str]:
+    return {"ModelName": "churn-test", "QualityThreshold": QUALITY_THRESHOLD}
+
+
+def build_scenario(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, model_dir: Path, batches: int, changed_from: int | None
+) -> Scenario:
+    """``batches`` batches of ROWS_PER_BATCH rows, one per alarm period ending in the current
+    hour; from batch ``changed_from`` on, the input-target relation is flipped (churners stay)."""
+    monkeypatch.setenv("MODEL_DIR", str(model_dir))
+    now = datetime.now(UTC)
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=batches)
+    frames, starts = [], []
+    monitor = load_handler("batch_monitor")
+    for index in range(batches):
+        frame = churn_frame(ROWS_PER_BATCH, seed=100 + index, id_prefix=f"b{index:02d}")
+        if changed_from is not None and index >= changed_from:
+            frame["churned"] = 1 - frame["churned"]
+        start = first + timedelta(hours=index)
+        stack.put_actuals(dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True)))
+        key = f"incoming/batch-{index:02d}.csv"
+        version = stack.s3.put_object(
+            Bucket=BUCKET,
+            Key=key,
+            Body=frame.drop(columns="churned").to_csv(index=False).encode(),
+            Metadata={"batch-time": (start + timedelta(minutes=5)).isoformat()},
+        )["VersionId"]
+        event = s3_event(key)
+        event["Records"][0]["s3"]["object"]["versionId"] = version
+        monitor.lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+        frames.append(frame)
+        starts.append(start)
+
+    # The template's QualityAlarm, evaluated at the end of each period over the champion's
+    # ErrorRate per period (computed here with scikit-learn): the first ALARM message.
+    template = load_template()
+    resolver = Resolver(template, **template_parameters())
+    alarm = AlarmDefinition.from_cloudformation(
+        resolver.resolve(template["Resources"]["QualityAlarm"]["Properties"])
+    )
+    champion = load_bundle(model_dir).estimator
+    errors = [1 - accuracy_score(frame["churned"], champion.predict(frame[FEATURES])) for frame in frames]
+    state, message = "INSUFFICIENT_DATA", None
+    for index in range(batches):
+        evaluation = evaluate_alarm(alarm, state, errors[: index + 1], newest_period_start=starts[index])
+        if evaluation.changed and evaluation.state == "ALARM" and message is None:
+            message = alarm_state_change_message(
+                alarm, evaluation, region="us-east-1", account_id="123456789012",
+                state_change_time=starts[index] + timedelta(hours=1),
+            )  # fmt: skip
+        state = evaluation.state
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="alert-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    names = {
+        "ActualsTable": stack.actuals_table,
+        "BatchLedgerTable": stack.ledger_table,
+        "IngestBucket": BUCKET,
+        "AlertTopic": topic_arn,
+        **{
+            logical: resolver.resolve({"Ref": logical})
+            for logical in ("QualityAlarm", "EstimatedQualityAlarm", "DriftAlarm")
+        },
+    }
+    environment = {
+        name: resolve(value, names, f"RetrainFunction.{name}")
+        for name, value in function_environment("RetrainFunction").items()
+    }
+    environment["MODEL_DIR"] = str(model_dir)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return Scenario(frames, starts, message, environment, topic_arn, queue_url)
+
+
+def sns_event(message: dict[str, Any] | str) -> dict[str, Any]:
+    event = load_event("alert-notifier-alarm")
+    event["Records"][0]["Sns"]["Message"] = message if isinstance(message, str) else json.dumps(message)
+    return event
+
+
+def run_retrain(message: dict[str, Any] | str) -> dict[str, Any]:
+    return load_handler("retrain").lambda_handler(sns_event(message), LambdaContext.of("RetrainFunction"))
+
+
+def decision_record(stack: Stack) -> dict[str, Any]:
+    keys = stack.keys("models/decisions/")
+    assert len(keys) == 1, keys
+    return json.loads(stack.read(keys[0]))
+
+
+def announcements(scenario: Scenario) -> list[str]:
+    messages = boto3.client("sqs").receive_message(QueueUrl=scenario.queue_url, MaxNumberOfMessages=10)
+    return [message["Body"] for message in messages.get("Messages", [])]
+
+
+def rows_of(frames: list[pd.DataFrame], indices: range) -> pd.DataFrame:
+    return pd.concat([frames[index] for index in indices], ignore_index=True)
+
+
+def error_rate(estimator: Any, frame: pd.DataFrame) -> float:
+    return 1 - accuracy_score(frame["churned"], estimator.predict(frame[FEATURES]))
+
+
+def download_model_dir(stack: Stack, prefix: str, into: Path) -> Path:
+    into.mkdir(parents=True)
+    for key in stack.keys(prefix):
+        (into / key.removeprefix(prefix)).write_bytes(stack.read(key))
+    return into
+
+
+def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidate(
+    stack, monkeypatch, tmp_path
+):
+    # Given 10 batches whose last 4 follow a flipped input-target relation, and the ALARM
+    # QualityAlarm sends when the flipped batches breach its threshold
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=10, changed_from=6)
+    assert scenario.alarm_message is not None
+    assert (
+        scenario.alarm_message["AlarmName"] == json.loads(scenario.retrain_env["ALARM_NAMES"])["QualityAlarm"]
+    )
+
+    # When the retrain function receives it
+    result = run_retrain(scenario.alarm_message)
+
+    # Then the degradation window starts at batch 6 (the alarm's oldest breaching period), the
+    # holdout is the newest batch (a fifth of the 1,200 rows since then, rounded up to a whole
+    # batch), and the challenger fitted since the degradation beats the whole window's
+    record = decision_record(stack)
+    assert result["decisions"][0]["decision"] == record["decision"] == "candidate"
+    assert record["holdout"]["rows"] == ROWS_PER_BATCH
+    assert record["trigger"]["degradation_start"] == scenario.period_starts[6].isoformat()
+    assert record["winning_window"] == "since degradation"
+    champion = load_bundle(stack.model_dir).estimator
+    holdout = rows_of(scenario.frames, range(9, 10))
+    since_degradation = rows_of(scenario.frames, range(6, 9))
+    whole = rows_of(scenario.frames, range(0, 9))
+    expected_challenger = clone(champion).fit(since_degradation[FEATURES], since_degradation["churned"])
+    whole_challenger = clone(champion).fit(whole[FEATURES], whole["churned"])
+    assert record["champion_metrics"]["ErrorRate"] == pytest.approx(error_rate(champion, holdout), abs=1e-12)
+    assert record["challenger_metrics"]["ErrorRate"] == pytest.approx(
+        error_rate(expected_challenger, holdout), abs=1e-12
+    )
+    windows = {window["name"]: window for window in record["windows"]}
+    assert windows["whole window"]["quality"] == pytest.approx(
+        error_rate(whole_challenger, holdout), abs=1e-12
+    )
+    assert windows["since degradation"]["rows"] == 3 * ROWS_PER_BATCH
+    assert windows["whole window"]["rows"] == 9 * ROWS_PER_BATCH
+    assert record["improvement"] == pytest.approx(
+        error_rate(champion, holdout) - error_rate(expected_challenger, holdout), abs=1e-12
+    )
+    assert record["improvement"] >= 0.01
+    print(  # pytest -s shows the figures the README quotes
+        f"\nholdout {record['holdout']['rows']} rows: ErrorRate champion {record['champion_quality']:.4f}, "
+        + ", ".join(f"{w['name']} {w['quality']:.4f}" for w in record["windows"])
+    )
+
+    # and the candidate's model directory loads as a model layer and predicts as refitted here
+    version = record["challenger_version"]
+    candidate = load_bundle(download_model_dir(stack, f"models/{version}/", tmp_path / "candidate"))
+    assert candidate.metadata.version == version != "test"
+    np.testing.assert_array_equal(
+        candidate.estimator.predict(holdout[FEATURES]), expected_challenger.predict(holdout[FEATURES])
+    )
+    assert candidate.baseline["drift"]["reference_rows"] == 3 * ROWS_PER_BATCH
+    assert json.loads(stack.read(f"models/{version}/comparison.json"))["decision"] == "candidate"
+
+    # and the announcement names the versions, the window that won, the holdout and both scores
+    (text,) = announcements(scenario)
+    assert text.startswith("[modelwatch] Retraining churn-test: candidate")
+    for expected in (
+        f"Challenger version: {version}",
+        "Champion version: test",
+        "'since degradation'",
+        "<- won",
+        "the newest 300 labeled rows",
+        f"champion {record['champion_metrics']['ErrorRate']:.4f}",
+        f"challenger {record['challenger_metrics']['ErrorRate']:.4f}",
+        "awaiting approval",
+    ):
+        assert expected in text, expected
+
+
+def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_says_so(stack, monkeypatch):
+    # Given batches that all follow the relation the champion learned
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=6, changed_from=None)
+
+    # When retraining runs (an ALARM of QualityAlarm, as if batches 4 and 5 had crossed it)
+    stamps = [f"0.6 ({scenario.period_starts[index]:%d/%m/%y %H:%M:%S})" for index in (5, 4)]
+    message = {
+        "AlarmName": json.loads(scenario.retrain_env["ALARM_NAMES"])["QualityAlarm"],
+        "NewStateValue": "ALARM",
+        "OldStateValue": "OK",
+        "NewStateReason": f"Threshold Crossed: 2 out of the last 3 datapoints [{', '.join(stamps)}] were ...",
+        "StateChangeTime": datetime.now(UTC).isoformat(),
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x",
+        "Trigger": {"Period": 3600, "DatapointsToAlarm": 2, "EvaluationPeriods": 3},
+    }
+    run_retrain(message)
+
+    # Then the decision is "not better", with the improvement recomputed here under 0.01
+    record = decision_record(stack)
+    champion = load_bundle(stack.model_dir).estimator
+    holdout = rows_of(scenario.frames, range(5, 6))
+    assert record["decision"] == "not_better"
+    assert record["champion_metrics"]["ErrorRate"] == pytest.approx(error_rate(champion, holdout), abs=1e-12)
+    assert record["improvement"] < 0.01
+    assert stack.keys("models/") == stack.keys("models/decisions/")  # no model directory
+    (text,) = announcements(scenario)
+    assert "the challenger is not better than test" in text
+    assert "less than RetrainMinImprovement (0.01)" in text
+
+
+def test_too_few_labeled_rows_refuse_with_the_reason(stack, monkeypatch):
+    # Given two batches: 600 labeled rows, under RetrainMinLabeledRows' default of 1000
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=2, changed_from=None)
+
+    # When retraining runs on the first ALARM-like message
+    message = {
+        "AlarmName": json.loads(scenario.retrain_env["ALARM_NAMES"])["QualityAlarm"],
+        "NewStateValue": "ALARM",
+        "StateChangeTime": datetime.now(UTC).isoformat(),
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x",
+    }
+    run_retrain(message)
+
+    # Then it refuses, saying how many rows there were and what is needed
+    record = decision_record(stack)
+    assert record["decision"] == "refused"
+    assert "only 600 labeled rows in the last 14 days (2 batches)" in record["reason"]
+    assert "RetrainMinLabeledRows (1000)" in record["reason"]
+    (text,) = announcements(scenario)
+    assert "refused" in text and "RetrainMinLabeledRows (1000)" in text
+
+
+def test_messages_that_are_no_alarm_of_retrain_on_alarm_start_nothing(stack, monkeypatch):
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=1, changed_from=None)
+    names = json.loads(scenario.retrain_env["ALARM_NAMES"])
+    base = {
+        "StateChangeTime": datetime.now(UTC).isoformat(),
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:1:alarm:x",
+    }
+
+    results = [
+        run_retrain({**base, "AlarmName": names["QualityAlarm"], "NewStateValue": "OK"}),
+        run_retrain(
+            {**base, "AlarmName": names["DriftAlarm"], "NewStateValue": "ALARM"}
+        ),  # not in the default
+        run_retrain("[modelwatch] Retraining churn-test: refused, test stays"),  # its own announcement
+    ]
+
+    assert [result["decisions"] for result in results] == [[], [], []]
+    assert stack.keys("models/") == []
+
+
+def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch, tmp_path):
+    # Given a model directory packaged (skops) around the user's own fitted pipeline: a random forest
+    from modelwatch.model_bundle import Feature, ModelMetadata
+    from modelwatch.modeling.directory import write_model_directory
+
+    train = churn_frame(1500, seed=1)
+    pipeline = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [("plan", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)], remainder="passthrough"
+                ),
+            ),  # fmt: skip
+            ("forest", RandomForestClassifier(n_estimators=40, min_samples_leaf=20, random_state=0)),
+        ]
+    ).fit(train[FEATURES], train["churned"])
+    metadata = ModelMetadata(
+        name="churn-test", version="forest-1", task="classification", model_file="model.skops",
+        id_column="record_id", target="churned",
+        features=(*(Feature(n, "numeric", False) for n in NUMERIC), Feature("plan", "categorical", False)),
+        classes=(0, 1), positive_label=1,
+    )  # fmt: skip
+    reference = churn_frame(400, seed=2)
+    write_model_directory(
+        tmp_path / "forest", pipeline, metadata, reference[FEATURES], reference["churned"].to_numpy()
+    )
+    scenario = build_scenario(stack, monkeypatch, tmp_path / "forest", batches=10, changed_from=6)
+
+    # When the alarm starts a retrain
+    run_retrain(scenario.alarm_message or {})
+
+    # Then the challenger is the user's pipeline, refitted, stored as skops, and it loads and predicts
+    record = decision_record(stack)
+    assert record["decision"] == "candidate"
+    champion = load_bundle(tmp_path / "forest").estimator
+    since_degradation = rows_of(scenario.frames, range(6, 9))
+    holdout = rows_of(scenario.frames, range(9, 10))
+    expected = clone(champion).fit(since_degradation[FEATURES], since_degradation["churned"])
+    assert record["challenger_metrics"]["ErrorRate"] == pytest.approx(
+        error_rate(expected, holdout), abs=1e-12
+    )
+    version = record["challenger_version"]
+    assert stack.keys(f"models/{version}/model.skops")
+    assert record["new_trusted_types"] == []  # the refitted clone holds only the types vetted at packaging
+    candidate = load_bundle(download_model_dir(stack, f"models/{version}/", tmp_path / "candidate"))
+    assert isinstance(candidate.estimator.named_steps["forest"], RandomForestClassifier)
+    np.testing.assert_array_equal(
+        candidate.estimator.predict_proba(holdout[FEATURES]), expected.predict_proba(holdout[FEATURES])
+    )
+
+
+def test_model_retrain_on_demand_runs_the_same_retraining_and_prints_the_decision(stack, monkeypatch, capsys):
+    # Given the changed relation from batch 6 on, and a person who knows when it began
+    from modelwatch.cli.main import main
+
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=10, changed_from=6)
+    capsys.readouterr()  # the batch monitor's log lines
+    arguments = [
+        "model", "retrain", "--model-dir", str(stack.model_dir), "--bucket", BUCKET,
+        "--actuals-table", stack.actuals_table, "--ledger-table", stack.ledger_table,
+        "--topic-arn", scenario.topic_arn, "--since", scenario.period_starts[6].isoformat(),
+    ]  # fmt: skip
+
+    # When `modelwatch model retrain` runs, then again with a minimum the window cannot meet
+    status = main(arguments)
+    printed = capsys.readouterr().out
+    refused = main([*arguments, "--min-labeled-rows", "5000"])
+
+    # Then it decides as the function does, prints the announcement and records both decisions
+    assert status == 0 and refused == 3
+    # (stdout also holds the log lines of the modelwatch logger, which Powertools configured)
+    assert "\n[modelwatch] Retraining churn-test: candidate" in "\n" + printed
+    assert "Trigger: on demand" in printed and "'since degradation'" in printed and "<- won" in printed
+    decisions = sorted(stack.keys("models/decisions/"))
+    assert [key.rsplit("-", 1)[1] for key in decisions] == ["candidate.json", "refused.json"]
+    assert len(announcements(scenario)) == 2
+
+
+def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised(
+    stack, monkeypatch, tmp_path
+):
+    # Given a champion that predicts (it was fitted) but whose parameters no longer fit:
+    # scikit-learn validates C > 0 when fitting, so its clone's fit raises
+    import shutil
+
+    import joblib
+
+    model_dir = tmp_path / "unfittable"
+    shutil.copytree(stack.model_dir, model_dir)
+    champion = joblib.load(model_dir / "model.joblib")
+    champion.set_params(logisticregression__C=-1.0)
+    joblib.dump(champion, model_dir / "model.joblib")
+    scenario = build_scenario(stack, monkeypatch, model_dir, batches=10, changed_from=6)
+
+    # When the alarm starts a retrain
+    result = run_retrain(scenario.alarm_message or {})
+
+    # Then it is refused with each window's error, recorded and announced, not crashed
+    record = decision_record(stack)
+    assert result["decisions"][0]["decision"] == record["decision"] == "refused"
+    failed = "fitting failed: InvalidParameterError: The 'C' parameter of LogisticRegression must be"
+    assert record["reason"].startswith(f"no training window could be fitted: whole window: {failed}")
+    assert f"since degradation: {failed}" in record["reason"]
+    assert len(announcements(scenario)) == 1
