@@ -58,3 +58,28 @@ class SlackDeliveryError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+class RevisionConflict(Exception):
+    """Another invocation advanced the batch's totals first: read again and redo."""
+
+
+class ResultsContended(Exception):
+    """The key's newest report (or latest.json) kept changing under a conditional write:
+    the batch is retried."""
+
+
+class BatchNotSettled(Exception):
+    """A logged batch has not finished publishing yet: the stream batch is retried."""
+
+
+class RetrainRefused(Exception):
+    """Retraining cannot be judged fairly; ``reason`` says why and what would change it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CalibrationError(ValueError):
+    """calibration.json cannot be used with this model."""

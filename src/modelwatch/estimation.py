@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from modelwatch.errors import CalibrationError
 from modelwatch.metrics import MetricValue
 
 CALIBRATION_FILE = "calibration.json"
@@ -79,10 +80,6 @@ BAND = (
     "binomial one at the estimated rate, when larger), for Precision, Recall, F1 and ROCAUC "
     "bootstrapped on the reference"
 )
-
-
-class CalibrationError(ValueError):
-    """calibration.json cannot be used with this model."""
 
 
 @dataclass(frozen=True)

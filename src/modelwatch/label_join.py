@@ -46,12 +46,12 @@ import pandas as pd
 
 from modelwatch.actuals import ACTUAL_ATTRIBUTE, RequestStats, batch_get_items
 from modelwatch.config import JoinConfig
+from modelwatch.errors import BatchNotSettled, RevisionConflict
 from modelwatch.estimation import CALIBRATION_FILE, PerformanceEstimator, estimator_for
 from modelwatch.labels import LabelNormaliser
 from modelwatch.ledger import (
     BatchLedger,
     BatchState,
-    RevisionConflict,
     Totals,
     advance_totals,
     batch_state,
@@ -73,10 +73,6 @@ logger = logging.getLogger(__name__)
 
 REVISION_ATTEMPTS = 5
 MAX_VALUES_PER_DATUM = 150  # PutMetricData's limit on Values per datum
-
-
-class BatchNotSettled(Exception):
-    """A logged batch has not finished publishing yet: the stream batch is retried."""
 
 
 @dataclass

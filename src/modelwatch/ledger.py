@@ -37,6 +37,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from modelwatch.errors import RevisionConflict
 from modelwatch.results import BatchObject
 
 _serializer, _deserializer = TypeSerializer(), TypeDeserializer()
@@ -175,10 +176,6 @@ class BatchState:
     totals: Totals
     revision: int
     live: bool  # false for a backfill CloudWatch could not take: its labels publish nothing
-
-
-class RevisionConflict(Exception):
-    """Another invocation advanced the batch's totals first: read again and redo."""
 
 
 def _encode_totals(totals: Totals) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from modelwatch.config import INCOMING_PREFIX, LATEST_REPORT_POINTER, RESULTS_PREFIX
-from modelwatch.errors import BatchRejected
+from modelwatch.errors import BatchRejected, ResultsContended
 from modelwatch.report_html import render_report_html
 
 # S3 error codes for an object (or version) deleted between the event and the read.
@@ -42,6 +42,9 @@ MISSING_OBJECT_CODES = ("NoSuchKey", "404", "NoSuchVersion")
 # this is shortened, keeping a hash of the whole key so two long keys never share one.
 # The room left is for versions/<version id>/ and the file names.
 MAX_RESULTS_PREFIX_BYTES = 1024 - 128
+# A conditional write lost to another writer (412), or to one at the same moment (409).
+CONDITION_LOST_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+CONDITIONAL_WRITE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -193,32 +196,52 @@ class ResultStore:
     def _replace_unless_newer(
         self, bucket: str, key: str, document: dict[str, Any], order: tuple[str, str]
     ) -> None:
-        current = self._read_json(bucket, key)
-        if current:
-            sequencer = current.get("sequencer", current.get("batch", {}).get("sequencer", ""))
-            if _later((str(current.get("uploaded_at", "")), str(sequencer)), order):
+        """Write ``document`` unless the object holds a newer upload's. The write is
+        conditional on the object being the one read (S3's If-Match / If-None-Match), so
+        two versions processed at once cannot leave the older one's there."""
+        for _ in range(CONDITIONAL_WRITE_ATTEMPTS):
+            current, etag = self._read_json_and_etag(bucket, key)
+            if current:
+                sequencer = current.get("sequencer", current.get("batch", {}).get("sequencer", ""))
+                if _later((str(current.get("uploaded_at", "")), str(sequencer)), order):
+                    return
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                self._put_json(bucket, key, document, **condition)
                 return
-        self._put_json(bucket, key, document)
+            except ClientError as problem:
+                if problem.response.get("Error", {}).get("Code", "") not in CONDITION_LOST_CODES:
+                    raise
+        raise ResultsContended(
+            f"s3://{bucket}/{key} kept changing under {CONDITIONAL_WRITE_ATTEMPTS} conditional writes"
+        )
 
     def _read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        return self._read_json_and_etag(bucket, key)[0]
+
+    def _read_json_and_etag(self, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The JSON document and the ETag of the object (None, None when it is missing; a
+        damaged document is None with its ETag, so it is replaced)."""
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self.s3.get_object(Bucket=bucket, Key=key)
         except ClientError as problem:
             if problem.response.get("Error", {}).get("Code", "") in MISSING_OBJECT_CODES:
-                return None
+                return None, None
             raise
+        body, etag = response["Body"].read(), response.get("ETag")
         try:
             document = json.loads(body)
         except ValueError:
-            return None  # a damaged pointer is replaced
-        return document if isinstance(document, dict) else None
+            return None, etag
+        return (document if isinstance(document, dict) else None), etag
 
-    def _put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+    def _put_json(self, bucket: str, key: str, document: dict[str, Any], **condition: str) -> None:
         self.s3.put_object(
             Bucket=bucket,
             Key=key,
             ContentType="application/json",
             Body=json.dumps(document, indent=2, default=str).encode("utf-8"),
+            **condition,
         )
 
 

@@ -52,7 +52,7 @@ from modelwatch.alerts.alarm_message import ALARM, AlarmNotification
 from modelwatch.alerts.announcement import announcement_subject, retrain_announcement
 from modelwatch.batch_files import read_batch
 from modelwatch.config import MODELS_PREFIX, RetrainConfig
-from modelwatch.errors import BatchRejected, NotAnAlarmError
+from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import ModelBundle, ModelMetadata
@@ -77,14 +77,6 @@ WHOLE_WINDOW = "whole window"
 SINCE_DEGRADATION = "since degradation"
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
-
-
-class RetrainRefused(Exception):
-    """Retraining cannot be judged fairly; ``reason`` says why and what would change it."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 # -- what starts a retrain --------------------------------------------------------------------

@@ -329,3 +329,27 @@ def test_a_crash_leaves_nothing_that_blocks_the_retry(stack):
     result = load_handler("batch_monitor").lambda_handler(versioned_event(key, version), LambdaContext())
     assert result["batches"][0]["status"] == "ok"
     assert sums(stack)["BatchesProcessed"] == 1
+
+
+def test_a_newer_report_written_between_the_read_and_the_write_is_kept(stack):
+    # Given a batch whose key's newest report is written by another invocation (a newer
+    # version) after this one read it and before this one writes it
+    key = "incoming/raced.csv"
+    version = upload(stack, key, batch(stack, 80, seed=47, prefix="r"))
+    newest_key = "results/raced.csv/report.json"
+    newer = {"status": "ok", "uploaded_at": "2999-01-01T00:00:00+00:00", "batch": {"version_id": "newer"}}
+    aws = client("s3")
+
+    def other_writer_first(params: dict[str, Any], **kwargs: Any) -> None:
+        if params.get("Key") == newest_key and not stack.keys(newest_key):
+            stack.s3.put_object(Bucket=BUCKET, Key=newest_key, Body=json.dumps(newer).encode())
+
+    aws.meta.events.register("before-parameter-build.s3.PutObject", other_writer_first)
+    try:
+        load_handler("batch_monitor").lambda_handler(versioned_event(key, version), LambdaContext())
+    finally:
+        aws.meta.events.unregister("before-parameter-build.s3.PutObject", other_writer_first)
+
+    # Then the conditional write lost, read again, and left the newer report in place
+    assert json.loads(stack.read(newest_key)) == newer
+    assert version_reports(stack, key)[version]["status"] == "ok"  # its own report is written
