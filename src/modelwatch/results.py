@@ -179,9 +179,8 @@ class ResultStore:
         order = (str(report.get("uploaded_at", "")), batch.sequencer)
         self._replace_unless_newer(batch.bucket, batch.newest_report_key, report, order)
         # A pointer to the newest report of all, so an alert can link it with one GET
-        # instead of listing every report under results/. (Two versions processed at
-        # the same instant can still race; the pointer is a convenience for links, and
-        # each report stays in its own place.)
+        # instead of listing every report under results/. Across keys, "newest" is by
+        # upload time only (sequencers order the events of one key).
         latest = {
             "key": batch.key,
             "version_id": batch.version_id,
