@@ -174,11 +174,14 @@ class LabelJoin:
         joined: list[BatchJoin] = []
         advanced: list[tuple[BatchState, int]] = []
         try:
+            unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
+            expired: list[str] = []
             for batch_id in sorted(grouped):
-                outcome = self._join_batch(batch_id, now, stats, advanced)
+                outcome = self._join_batch(batch_id, now, stats, advanced, expired)
                 if outcome is not None:
                     joined.append(outcome)
-            unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
+            # A batch that left the ledger cannot be joined: its labels are counted, not dropped.
+            unmatched += sum(len(grouped[batch_id]) for batch_id in expired)
             self._publish(joined, now, unmatched)
         except Exception:
             for state, revision in advanced:
@@ -189,12 +192,18 @@ class LabelJoin:
     # -- one batch --------------------------------------------------------------------------
 
     def _join_batch(
-        self, batch_id: str, now: datetime, stats: RequestStats, advanced: list[tuple[BatchState, int]]
+        self,
+        batch_id: str,
+        now: datetime,
+        stats: RequestStats,
+        advanced: list[tuple[BatchState, int]],
+        expired: list[str],
     ) -> BatchJoin | None:
         for _ in range(REVISION_ATTEMPTS):
             state = batch_state(self.ledger, batch_id)
             if state is None:
-                return None  # expired from the ledger: too old to join
+                expired.append(batch_id)
+                return None
             if not state.published:
                 raise BatchNotSettled(f"batch {batch_id} is still being processed; retrying its labels")
             table = self.store.read_predictions(state.batch)

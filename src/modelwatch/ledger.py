@@ -22,7 +22,8 @@ batch's results are, its event time, and the row-additive totals (rows, sum of p
 values) published for it so far; the join advances them with a revision check.
 
 A changed file on the same key is other content, so it is a new batch with its own
-claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL): an
+claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL; longer
+when the prediction log keeps rows longer, so a late label still finds its batch): an
 identical re-upload after that counts again.
 """
 
@@ -62,10 +63,13 @@ def content_digest(body: bytes) -> str:
 
 
 class BatchLedger:
-    def __init__(self, dynamodb: Any, table: str, clock: Any = time.time):
+    def __init__(
+        self, dynamodb: Any, table: str, clock: Any = time.time, retention_days: int = RETENTION_DAYS
+    ):
         self.dynamodb = dynamodb
         self.table = table
         self.clock = clock
+        self.retention_days = retention_days
 
     def claim(self, batch: BatchObject, content: str, model: str) -> Claim:
         """``content`` identifies the bytes (a digest, or the version for an unread object)."""
@@ -88,7 +92,7 @@ class BatchLedger:
                     ":version": {"S": version},
                     ":key": {"S": batch.key},
                     ":now": {"N": str(now)},
-                    ":expires": {"N": str(now + RETENTION_DAYS * 86_400)},
+                    ":expires": {"N": str(now + self.retention_days * 86_400)},
                     ":stale": {"N": str(now - STALE_CLAIM_SECONDS)},
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

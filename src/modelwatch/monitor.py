@@ -37,7 +37,7 @@ from modelwatch.batch_files import read_batch
 from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, resolve_event_time
-from modelwatch.ledger import BatchLedger, Claim, content_digest
+from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim, content_digest
 from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.prediction_log import PredictionLog
@@ -110,7 +110,12 @@ class BatchMonitor:
             store=ResultStore(client("s3")),
             read_actuals=dynamodb_actuals(client("dynamodb"), config.actuals_table),
             cloudwatch=client("cloudwatch"),
-            ledger=BatchLedger(client("dynamodb"), config.ledger_table),
+            # A batch stays in the ledger as long as its rows wait in the prediction log.
+            ledger=BatchLedger(
+                client("dynamodb"),
+                config.ledger_table,
+                retention_days=max(RETENTION_DAYS, config.prediction_log_days),
+            ),
             prediction_log=PredictionLog(
                 client("dynamodb"), config.prediction_log_table, config.prediction_log_days
             ),

@@ -249,3 +249,17 @@ def test_the_dashboards_event_time_series_holds_each_batchs_error_at_its_event_t
         assert [point["SampleCount"] for point in points] == [300]
         assert points[0]["Average"] == pytest.approx(expected(stack, frame, mine)["ErrorRate"], abs=1e-9)
     assert stack.statistic("ErrorRate")["SampleCount"] == 600
+
+
+def test_labels_of_a_batch_gone_from_the_ledger_are_counted_not_dropped(stack, unlabeled_batch):
+    # Given the batch's ledger item expired (DynamoDB TTL), its rows still in the prediction log
+    for item in stack.dynamodb.scan(TableName=stack.ledger_table)["Items"]:
+        stack.dynamodb.delete_item(TableName=stack.ledger_table, Key={"id": item["id"]})
+    _, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+
+    result = join(stack, labels)
+
+    assert result["batches"] == []
+    assert stack.statistic("ErrorRate") is None
+    assert stack.statistic("LabelsWithoutPrediction")["Sum"] == 600
