@@ -32,11 +32,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from modelwatch.errors import ModelBundleError
 from modelwatch.labels import LabelNormaliser
+
+# The libraries whose versions metadata.json records for a model written here or by
+# retraining: the model layer's build refuses a scikit-learn mismatch.
+LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+
+
+def library_versions() -> dict[str, str]:
+    """The installed versions of LIBRARIES, the ones that write (and must read) a model."""
+    versions = {}
+    for library in LIBRARIES:
+        try:
+            versions[library] = package_metadata.version(library)
+        except package_metadata.PackageNotFoundError:
+            continue
+    return versions
+
 
 FeatureType = Literal["numeric", "categorical"]
 Task = Literal["classification", "regression"]

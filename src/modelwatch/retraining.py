@@ -40,7 +40,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from importlib import metadata as package_metadata
 from typing import Any
 
 import numpy as np
@@ -55,7 +54,7 @@ from modelwatch.config import MODELS_PREFIX, RetrainConfig
 from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
-from modelwatch.model_bundle import ModelBundle, ModelMetadata
+from modelwatch.model_bundle import ModelBundle, ModelMetadata, library_versions
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.validation import validate_batch
 
@@ -75,8 +74,6 @@ REFUSED = "refused"
 
 WHOLE_WINDOW = "whole window"
 SINCE_DEGRADATION = "since degradation"
-
-LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 
 
 # -- what starts a retrain --------------------------------------------------------------------
@@ -561,7 +558,7 @@ class Retrainer:
             model_file=model_file,
             trusted_types=trusted,
             training_metrics=score(challenger, champion, features, target),
-            library_versions=_library_versions(),
+            library_versions=library_versions(),
         )
         predictions = np.asarray(challenger.predict(features))
         probabilities = (
@@ -631,13 +628,3 @@ def _serialise(estimator: Any, champion_file: str) -> tuple[str, bytes, tuple[st
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer)
     return "model.joblib", buffer.getvalue(), ()
-
-
-def _library_versions() -> dict[str, str]:
-    versions = {}
-    for library in LIBRARIES:
-        try:
-            versions[library] = package_metadata.version(library)
-        except package_metadata.PackageNotFoundError:
-            continue
-    return versions

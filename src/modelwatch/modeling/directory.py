@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from modelwatch.model_bundle import ModelMetadata
 from modelwatch.modeling.calibration import describe, fit_calibration
 from modelwatch.modeling.evaluation import compute_metrics
 
-LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 MODEL_FILES = ("model.skops", "model.joblib")
 
 
@@ -50,17 +48,6 @@ class BundleSummary:
         ]
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)
-
-
-def library_versions() -> dict[str, str]:
-    """The versions that wrote the model: the model layer's build refuses a scikit-learn mismatch."""
-    versions = {}
-    for library in LIBRARIES:
-        try:
-            versions[library] = package_metadata.version(library)
-        except package_metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def version_now() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from modelwatch.errors import UserError
-from modelwatch.model_bundle import ModelMetadata, Task
+from modelwatch.model_bundle import ModelMetadata, Task, library_versions
 from modelwatch.modeling.dataset import (
     ColumnOptions,
     as_model_input,
@@ -24,7 +24,7 @@ from modelwatch.modeling.dataset import (
     read_labelled,
     select_features,
 )
-from modelwatch.modeling.directory import BundleSummary, library_versions, version_now, write_model_directory
+from modelwatch.modeling.directory import BundleSummary, version_now, write_model_directory
 from modelwatch.modeling.evaluation import MISSING_PROBE_ROWS, features_metadata
 
 

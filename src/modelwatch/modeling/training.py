@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwatch.errors import UserError
-from modelwatch.model_bundle import FeatureType, ModelMetadata, Task
+from modelwatch.model_bundle import FeatureType, ModelMetadata, Task, library_versions
 from modelwatch.modeling.dataset import (
     ColumnOptions,
     as_model_input,
@@ -30,7 +30,7 @@ from modelwatch.modeling.dataset import (
     select_features,
     whole_numbers_as_int,
 )
-from modelwatch.modeling.directory import BundleSummary, library_versions, version_now, write_model_directory
+from modelwatch.modeling.directory import BundleSummary, version_now, write_model_directory
 from modelwatch.modeling.evaluation import MISSING_PROBE_ROWS, compute_metrics, features_metadata
 
 # One-hot columns per categorical feature are capped: a high-cardinality column
