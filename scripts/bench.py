@@ -5,9 +5,11 @@ Compares this implementation (BatchGetItem, 100 keys a request, 8 threads) with 
 naive first attempt (one GetItem per row) on the same server, data and model, and
 prints rows/s, DynamoDB requests and the ratio. Everything else in the pipeline is the
 same code, so the ratio is the actuals strategy's. Also prints what the performance
-estimate (CBPE) costs on the same batch, the drift timing, then the cold init of the
-batch monitor with and without bytecode and their ratio (scripts/bench_cold_start.py).
-`--cold-start` runs only that last part.
+estimate (CBPE) costs on the same batch, the drift timing, one retrain on 100,000 labeled
+rows (phases and peak memory, against the RetrainFunction's memory and timeout:
+scripts/bench_retrain.py), then the cold init of the batch monitor with and without
+bytecode and their ratio (scripts/bench_cold_start.py). `--cold-start` runs only that
+last part, `--retrain` only the retrain.
 """
 
 from __future__ import annotations
@@ -96,12 +98,19 @@ def main() -> int:
     parser.add_argument("--cold-start", action="store_true", help="only the cold-start comparison")
     parser.add_argument("--repetitions", type=int, default=5, help="cold starts per layer (median)")
     parser.add_argument("--label-join", action="store_true", help="only the label join comparison")
+    parser.add_argument("--retrain", action="store_true", help="only the retrain on 100,000 labeled rows")
     options = parser.parse_args()
+    from bench_retrain import bench_retrain  # beside this script, like bench_drift
+
     if options.label_join:
         bench_batch(label_join_only=True)
         return 0
+    if options.retrain:
+        bench_retrain()
+        return 0
     if not options.cold_start:
         bench_batch()
+        bench_retrain()
     from bench_cold_start import print_cold_start  # beside this script, like bench_drift
 
     print_cold_start(options.repetitions)

@@ -2,7 +2,8 @@
 recent labeled rows and compared with the champion (modelwatch.retraining).
 
 Subscribed to the alert topic, so it also receives OK transitions, other alarms and the
-announcements retraining itself publishes there: those are logged and skipped. An
+announcements retraining itself publishes there: those are logged and skipped, and so is
+a second delivery of an alarm transition already retrained on (modelwatch.alarm_claims). An
 exception propagates on purpose: Lambda retries the event, then the dead-letter queue keeps it.
 """
 
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelwatch import aws
+from modelwatch.alarm_claims import AlarmClaims
 from modelwatch.config import RetrainConfig
 from modelwatch.model_bundle import load_bundle
 from modelwatch.retraining import Retrainer, retrain_trigger
@@ -56,7 +58,21 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
             logger.info("not retraining", extra={"why": why_not})
             skipped.append(why_not)
             continue
-        decision = retrainer().retrain(alarm)
+        claims = AlarmClaims(aws.client("dynamodb"), settings().ledger_table)
+        if not claims.claim(alarm, context.aws_request_id):
+            why = (
+                f"alarm {alarm.name!r} entered ALARM at {alarm.state_change_time.isoformat()}, a "
+                "transition already retrained on: this is a repeated delivery of its message"
+            )
+            logger.info("not retraining", extra={"why": why})
+            skipped.append(why)
+            continue
+        try:
+            decision = retrainer().retrain(alarm)
+        except Exception:
+            claims.release(alarm, context.aws_request_id)
+            raise
+        claims.decided(alarm, context.aws_request_id, decision.record_uri)
         decisions.append(
             {
                 "decision": decision.decision,

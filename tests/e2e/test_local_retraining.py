@@ -4,7 +4,7 @@ under models/ -> announcement by email and Slack, every hop from template.yaml."
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -71,3 +71,15 @@ def test_quality_alarm_retrains_a_candidate_and_announces_it_by_email_and_slack(
         assert any(
             payload["text"].startswith("[modelwatch] Retraining churn-test: candidate") for payload in posted
         )
+
+        # and the replay file lists the decision as a model event at the end of the alarm's period
+        (event,) = backtest.document()["model_events"]
+        alarm_period = backtest.periods[7]
+        assert event["event"] == "retrained" and event["version"] == record["challenger_version"]
+        assert event["time"] == (alarm_period.start + timedelta(hours=1)).isoformat()
+        assert event["holdout"] == {
+            "rows": record["holdout"]["rows"],
+            "champion": record["champion_metrics"],
+            "challenger": record["challenger_metrics"],
+        }
+        assert f"model retrained {record['challenger_version']}" in alarm_period.events

@@ -414,3 +414,55 @@ def test_a_champion_whose_clone_cannot_be_fitted_refuses_and_says_what_it_raised
     assert record["reason"].startswith(f"no training window could be fitted: whole window: {failed}")
     assert f"since degradation: {failed}" in record["reason"]
     assert len(announcements(scenario)) == 1
+
+
+def alarm_message(scenario: Scenario, state_change_time: datetime) -> dict[str, Any]:
+    return {
+        "AlarmName": json.loads(scenario.retrain_env["ALARM_NAMES"])["QualityAlarm"],
+        "NewStateValue": "ALARM",
+        "StateChangeTime": state_change_time.isoformat(),
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x",
+    }
+
+
+def test_a_repeated_delivery_of_an_alarm_message_retrains_once(stack, monkeypatch):
+    # Given two batches (600 labeled rows: each retrain is a quick refusal) and one ALARM transition
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=2, changed_from=None)
+    changed = datetime.now(UTC).replace(microsecond=0)
+    message = alarm_message(scenario, changed)
+
+    # When SNS delivers its message twice (two invocations, each with its own request id)
+    first, second = run_retrain(message), run_retrain(message)
+
+    # Then one retrain was decided, recorded and announced; the second delivery says why it did nothing
+    assert [d["decision"] for d in first["decisions"]] == ["refused"] and second["decisions"] == []
+    (why,) = second["skipped"]
+    assert f"entered ALARM at {changed.isoformat()}, a transition already retrained on" in why
+    assert len(stack.keys("models/decisions/")) == 1
+    assert len(announcements(scenario)) == 1
+    # and the alarm's next transition to ALARM retrains again
+    third = run_retrain(alarm_message(scenario, changed + timedelta(hours=3)))
+    assert len(third["decisions"]) == 1 and len(stack.keys("models/decisions/")) == 2
+
+
+def test_a_retrain_that_raised_is_retried_and_a_delivery_after_the_decision_is_not(stack, monkeypatch):
+    # Given an ALARM transition, and AWS trouble: the actuals table is gone
+    from tests.template_resources import create_table
+
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=2, changed_from=None)
+    message = alarm_message(scenario, datetime.now(UTC).replace(microsecond=0))
+    stack.dynamodb.delete_table(TableName=stack.actuals_table)
+
+    # When the first attempt raises (so Lambda retries it), the table is back for the retry,
+    with pytest.raises(Exception, match="ResourceNotFound|non-existent table"):
+        run_retrain(message)
+    create_table(stack.dynamodb, "ActualsTable", stack.actuals_table)
+    retried = run_retrain(message)
+    # and SNS then delivers the same message once more
+    repeated = run_retrain(message)
+
+    # Then the retry retrained (refused: the new table holds no labels) and the delivery did not
+    assert [d["decision"] for d in retried["decisions"]] == ["refused"]
+    assert "only 0 labeled rows" in retried["decisions"][0]["reason"]
+    assert repeated["decisions"] == [] and "already retrained on" in repeated["skipped"][0]
+    assert len(stack.keys("models/decisions/")) == 1

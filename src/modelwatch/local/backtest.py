@@ -13,6 +13,12 @@ period's batch; the rows of no batch at the start of the first period. With a de
 periods go on after the last batch until every load has happened. After each upload
 the DynamoDB streams are drained, so whatever the new labels trigger has run before the
 period's alarms are evaluated. Each period's events and alarm states are recorded.
+
+Model events: what the retrain function decided (its records under models/decisions/)
+and what promotion and rollback did (models/promotions/) become ``model_events`` when
+they appear. They are stamped with the virtual time the replay saw them appear (the end
+of the period whose alarm delivery caused them), because the functions stamp their own
+records with the wall clock, which a replay does not move.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from modelwatch.config import INCOMING_PREFIX, RESULTS_PREFIX
+from modelwatch.config import INCOMING_PREFIX, MODELS_PREFIX, RESULTS_PREFIX
 from modelwatch.errors import UserError
 from modelwatch.local.cloud import Alert, LocalCloud, VirtualClock
 from modelwatch.local.label_files import LabelFile, LabelSchedule, split_actuals
@@ -55,6 +61,12 @@ class BatchResult:
     # Over every label received by the end of the replay (late labels update the batch's report).
     final_metrics: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def model_version(self) -> str | None:
+        """The model version that scored the batch, as its report names it."""
+        model = self.report.get("model")
+        return model.get("version") if isinstance(model, dict) else None
+
     def as_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -63,6 +75,7 @@ class BatchResult:
             "labeled_rows": self.labeled_rows,
             "metrics": self.metrics,
             "final_metrics": self.final_metrics,
+            "model_version": self.model_version,
             "drift": self.drift,
             "alarms": self.alarms,
             "batch_time": self.batch_time.isoformat(),
@@ -88,6 +101,50 @@ NO_CHANNEL = (
     "no alert channel is configured: alarms change state but nobody would be told; pass "
     "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name>"
 )
+
+# Where the functions record what happened to the model: the retrain function's decisions
+# (modelwatch.retraining) and promotion's promotions and rollbacks, one JSON object each.
+DECISIONS_PREFIX = f"{MODELS_PREFIX}decisions/"
+PROMOTIONS_PREFIX = f"{MODELS_PREFIX}promotions/"
+# A retrain decision as a model event: a candidate is a retrained model; a challenger that
+# was not better is not promoted; a refusal fitted nothing.
+DECISION_EVENTS = {"candidate": "retrained", "not_better": "not_promoted", "refused": "refused"}
+
+
+def model_event(key: str, record: dict[str, Any], at: datetime, bucket: str) -> dict[str, Any]:
+    """One ``model_events[]`` entry (SPEC "The replay file") from a decision or promotion record.
+
+    ``version`` is the model the event is about: the retrained candidate, the promoted or
+    rolled-back-to model (none when a challenger was not kept); ``from_version`` the champion
+    it was compared with or replaced.
+    """
+    holdout: dict[str, Any] = record.get("holdout") or {}
+    if key.startswith(DECISIONS_PREFIX):
+        decision = str(record.get("decision", ""))
+        event = DECISION_EVENTS.get(decision, decision)
+        version, from_version = record.get("challenger_version"), record.get("champion_version")
+        champion, challenger = record.get("champion_metrics"), record.get("challenger_metrics")
+        recorded_at = record.get("decided_at")
+    else:
+        event = str(record.get("event", ""))
+        version, from_version = record.get("to_version"), record.get("from_version")
+        champion, challenger = holdout.get("champion"), holdout.get("challenger")
+        recorded_at = record.get("time")
+    return {
+        "time": at.isoformat(),
+        "event": event,
+        "version": version,
+        "from_version": from_version,
+        "holdout": {
+            "rows": holdout.get("rows", 0),
+            "champion": champion or {},
+            "challenger": challenger or {},
+        },
+        "reason": record.get("reason"),
+        "record": f"s3://{bucket}/{key}",
+        "recorded_at": recorded_at,  # the function's own (wall-clock) time
+    }
+
 
 # The template parameter that sets the alarm period (SPEC "Alarms and alerts"); a batch per period.
 PERIOD_PARAMETER = "AlarmPeriodSeconds"
@@ -141,6 +198,8 @@ class Backtest:
         self.on_event = on_event or (lambda period, event: None)  # as each event happens
         self.results: list[BatchResult] = []
         self.periods: list[PeriodResult] = []
+        self.model_events: list[dict[str, Any]] = []
+        self._model_records_seen: set[str] = set()
 
     def load_actuals(self, path: Path) -> None:
         """Upload a whole actuals file under actuals/ (as it is named) through the actuals loader."""
@@ -256,11 +315,37 @@ class Backtest:
             if run.changed:
                 name = self.cloud.stack.alarm_logical_id(run.alarm.name) or run.alarm.name
                 self._event(f"{name} {run.evaluation.previous_state} -> {run.evaluation.state}")
+        self._collect_model_events(end)
         if result is not None:
             result.alarms = states
             result.alerts = self.cloud.alerts[alerts_before:]
             self.on_batch(result)
         self.on_period(current)
+
+    def _collect_model_events(self, at: datetime) -> None:
+        """The model records that appeared since the last look, as model events at ``at``."""
+        s3 = self.cloud.clients.s3
+        ingest = self.cloud.stack.resources.get("IngestBucket")  # where models/ lives
+        if ingest is None:
+            return
+        bucket = str(ingest.ref)
+        new: list[str] = []
+        for prefix in (DECISIONS_PREFIX, PROMOTIONS_PREFIX):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                new.extend(
+                    item["Key"]
+                    for item in page.get("Contents", [])
+                    if item["Key"].endswith(".json") and item["Key"] not in self._model_records_seen
+                )
+        found = []
+        for key in new:
+            self._model_records_seen.add(key)
+            record = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            found.append(model_event(key, record, at, bucket))
+        # Within one look, in the order the functions recorded them (both stamp their records).
+        for event in sorted(found, key=lambda e: (str(e["recorded_at"] or ""), e["record"])):
+            self.model_events.append(event)
+            self._event(f"model {event['event']}" + (f" {event['version']}" if event["version"] else ""))
 
     def _read_final_metrics(self) -> None:
         """Each batch's metrics over every label received by now: its newest report, which the
@@ -321,8 +406,9 @@ class Backtest:
         otherwise says why ``alerts`` is empty.
         """
         channels = self.cloud.alert_channels()
+        self._collect_model_events(self.clock.now())  # written since the last period (on demand)
         return {
-            **replay_document(self.results, self.cloud.alerts, self.periods),
+            **replay_document(self.results, self.cloud.alerts, self.periods, self.model_events),
             "channels": [channel.as_json() for channel in channels],
             "no_channel": None if channels else NO_CHANNEL,
         }
@@ -342,12 +428,17 @@ class Backtest:
 
 
 def replay_document(
-    results: list[BatchResult], alerts: list[Alert], periods: list[PeriodResult] | None = None
+    results: list[BatchResult],
+    alerts: list[Alert],
+    periods: list[PeriodResult] | None = None,
+    model_events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "batches": [result.as_json() for result in results],
         "periods": [period.as_json() for period in periods or []],
         "alerts": [alert.as_json() for alert in alerts],
+        # In time order: each look appends what appeared since the previous one.
+        "model_events": list(model_events or []),
     }
 
 
