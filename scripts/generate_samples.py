@@ -148,6 +148,46 @@ def generate_classification(out_dir: Path) -> None:
     _write_actuals(rng, pd.concat(actuals, ignore_index=True), out_dir / "actuals.csv")
 
 
+# --- retraining: the churn world changes for good ----------------------------------
+
+# The demo's retraining story (modelwatch demo, second act): the sample churn model meets a
+# lasting change. Batches 1-3 are the training world; from batch 4 on the competitor's offer
+# is permanent (severity 1 inputs) and turns the relation around: long tenure and heavy use
+# now drive churn. Unlike classification/'s passing drift, the new relation is learnable, so a
+# model retrained on the labeled changed batches is better than the champion and brings the
+# error back under the alarm's threshold. The champion is classification/'s model.
+RETRAIN_SEED = 20261201
+RETRAIN_BATCHES = 8
+RETRAIN_CHANGE_FROM = 4
+# Log-odds added to the training relation once the change has come (before the logit scale).
+RETRAIN_TENURE_EFFECT = 0.15
+RETRAIN_USAGE_EFFECT = 0.14
+
+
+def _changed_churn_labels(rng: np.random.Generator, features: pd.DataFrame) -> np.ndarray:
+    logit = _churn_logit(features, 0.0) + CHURN_LOGIT_SCALE * (
+        RETRAIN_TENURE_EFFECT * (features["tenure_months"] - 20)
+        + RETRAIN_USAGE_EFFECT * (features["data_usage_gb"] - 9)
+    ).to_numpy(dtype=float)
+    return (rng.random(len(features)) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+
+
+def generate_retraining(out_dir: Path) -> None:
+    rng = np.random.default_rng(RETRAIN_SEED)
+    (out_dir / "batches").mkdir(parents=True, exist_ok=True)
+    actuals = []
+    for batch in range(1, RETRAIN_BATCHES + 1):
+        changed = batch >= RETRAIN_CHANGE_FROM
+        features = _churn_features(rng, CHURN_BATCH_ROWS, 1.0 if changed else 0.0)
+        labels = _changed_churn_labels(rng, features) if changed else _churn_labels(rng, features, 0.0)
+        record_ids = [f"rt{batch:02d}-r{i:05d}" for i in range(CHURN_BATCH_ROWS)]
+        features.insert(0, "record_id", record_ids)
+        _write_csv(features, out_dir / "batches" / f"batch-{batch:02d}.csv")
+        actuals.append(pd.DataFrame({"record_id": record_ids, "churned": labels}))
+    # Every label arrives: retraining learns from them (late labels are classification/'s story).
+    _write_csv(pd.concat(actuals, ignore_index=True), out_dir / "actuals.csv")
+
+
 # --- regression: delivery time -----------------------------------------------------
 
 DELIVERY_TRAIN_ROWS = 2000
@@ -347,11 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=REPO_ROOT / "samplefiles",
-        help="folder to write classification/ and regression/ into (default: samplefiles/)",
+        help="folder to write classification/, regression/ and retraining/ into (default: samplefiles/)",
     )
     args = parser.parse_args(argv)
     generate_classification(args.out / "classification")
     generate_regression(args.out / "regression")
+    generate_retraining(args.out / "retraining")
     write_readme(args.out)
     print(f"wrote sample data under {args.out}")
     return 0

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, mean_absolute_error
 
 from modelwatch.model_bundle import load_bundle
@@ -42,7 +43,9 @@ def test_committed_files_are_exactly_what_the_seeded_script_generates(tmp_path):
     )
     committed = sample_files(SAMPLES)
     assert committed == sample_files(tmp_path)
-    assert len(committed) == 2 * 2 + 12 + 6  # train + actuals per scenario, and the batches
+    # train + actuals per scenario and the batches; retraining/ has no train.csv (its champion is
+    # classification/'s model)
+    assert len(committed) == 2 * 2 + 12 + 6 + 1 + 8
     assert "classification/batches/batch-12.parquet" in committed  # the upstream's new export
     different = [
         name for name in committed if (SAMPLES / name).read_bytes() != (tmp_path / name).read_bytes()
@@ -153,3 +156,25 @@ def test_default_delivery_model_degrades_on_batches_4_and_5(tmp_path):
     assert readme_story("MAE") == {number: f"{error:.2f}" for number, error in errors.items()}
     healthy = np.mean([errors[number] for number in (1, 2, 3, 6)])
     assert errors[4] > 2 * healthy and errors[5] > 3 * healthy
+
+
+def test_retraining_scenario_degrades_the_champion_for_good_and_a_clone_fitted_on_batch_4_recovers(
+    churn_model,
+):
+    """The demo's second act rests on these: the champion breaks from batch 4 on, and the change is
+    learnable from one labeled changed batch (a scikit-learn clone fitted here, not by modelwatch)."""
+    actuals = pd.read_csv(SAMPLES / "retraining" / "actuals.csv").set_index("record_id")["churned"]
+    batches = read_batches("retraining")
+    assert sorted(batches) == list(range(1, 9))
+    features = churn_model.metadata.feature_names
+    labeled = {number: actuals.loc[batch["record_id"]].to_numpy() for number, batch in batches.items()}
+    challenger = clone(churn_model.estimator).fit(batches[4][features], labeled[4])
+    for number, batch in batches.items():
+        champion_error = 1.0 - accuracy_score(labeled[number], churn_model.estimator.predict(batch[features]))
+        if number < 4:
+            assert champion_error < ALARM_THRESHOLD, f"batch {number}: {champion_error:.3f}"
+        else:
+            assert champion_error > ALARM_THRESHOLD + 0.1, f"batch {number}: {champion_error:.3f}"
+        if number > 4:
+            challenger_error = 1.0 - accuracy_score(labeled[number], challenger.predict(batch[features]))
+            assert challenger_error < ALARM_THRESHOLD, f"batch {number}: {challenger_error:.3f}"
