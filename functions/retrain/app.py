@@ -2,7 +2,8 @@
 recent labeled rows and compared with the champion (modelwatch.retraining).
 
 Subscribed to the alert topic, so it also receives OK transitions, other alarms and the
-announcements retraining itself publishes there: those are logged and skipped. An
+announcements retraining itself publishes there: those are logged and skipped. With
+AutoPromote a candidate is promoted in the same invocation (modelwatch.promotion). An
 exception propagates on purpose: Lambda retries the event, then the dead-letter queue keeps it.
 """
 
@@ -19,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from modelwatch import aws
 from modelwatch.config import RetrainConfig
 from modelwatch.model_bundle import load_bundle
+from modelwatch.promotion import Deployment, Promoter
 from modelwatch.retraining import Retrainer, retrain_trigger
 
 logger = Logger()
@@ -36,12 +38,18 @@ def retrainer() -> Retrainer:
     """Built on the first retrain, not at import, so tests can set up moto and the
     environment first (and a skipped message never loads the model); kept while warm."""
     config = settings()
+    promoter = None
+    if config.auto_promote:
+        # The decision's announcement says it was promoted: no second message of its own.
+        deployment = Deployment(config.bucket, config.model_layer_name, config.model_functions)
+        promoter = Promoter(deployment, s3=aws.client("s3"), lambda_client=aws.client("lambda"))
     return Retrainer(
         config,
         load_bundle(config.model_dir),
         s3=aws.client("s3"),
         dynamodb=aws.client("dynamodb"),
         sns=aws.client("sns"),
+        promoter=promoter,
     )
 
 
@@ -62,6 +70,7 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
                 "decision": decision.decision,
                 "reason": decision.reason,
                 "challenger_version": decision.challenger_version,
+                "promoted": decision.promotion is not None,
                 "record": decision.record_uri,
             }
         )
