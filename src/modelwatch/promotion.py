@@ -75,6 +75,17 @@ class Deployment:
     alert_topic_arn: str = ""
 
 
+def read_champion_pointer(s3: Any, bucket: str) -> tuple[dict[str, Any] | None, str | None]:
+    """models/champion.json and its ETag; (None, None) before the first promotion."""
+    try:
+        answer = s3.get_object(Bucket=bucket, Key=CHAMPION_KEY)
+    except ClientError as problem:
+        if problem.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    return json.loads(answer["Body"].read()), answer["ETag"]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -109,13 +120,7 @@ class Promoter:
 
     def champion(self) -> tuple[dict[str, Any] | None, str | None]:
         """The pointer and its ETag; (None, None) before the first promotion."""
-        try:
-            answer = self.s3.get_object(Bucket=self.deployment.bucket, Key=CHAMPION_KEY)
-        except ClientError as problem:
-            if problem.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None, None
-            raise
-        return json.loads(answer["Body"].read()), answer["ETag"]
+        return read_champion_pointer(self.s3, self.deployment.bucket)
 
     def history(self) -> list[dict[str, Any]]:
         """Every promotion and rollback record, oldest first (the keys sort by time)."""

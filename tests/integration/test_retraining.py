@@ -32,6 +32,8 @@ from tests.template_resources import function_environment, load_template, resolv
 
 FEATURES = NUMERIC + CATEGORICAL
 ROWS_PER_BATCH = 300
+# The functions with the model layer (a promotion switches them); the retrain function is one too.
+FUNCTIONS_WITH_MODEL = ("BatchMonitor", "ActualsLoader", "LabelJoin")
 # A threshold between the champion's error on the relation it learned (~0.3: churn_frame is
 # noisy) and on the flipped one (~0.7).
 QUALITY_THRESHOLD = "0.5"
@@ -113,6 +115,8 @@ def build_scenario(
         "BatchLedgerTable": stack.ledger_table,
         "IngestBucket": BUCKET,
         "AlertTopic": topic_arn,
+        "AWS::StackName": "modelwatch-test",
+        **{f"{logical}Function": f"modelwatch-test-{logical}Function" for logical in FUNCTIONS_WITH_MODEL},
         **{
             logical: resolver.resolve({"Ref": logical})
             for logical in ("QualityAlarm", "EstimatedQualityAlarm", "DriftAlarm")
