@@ -86,6 +86,22 @@ def read_champion_pointer(s3: Any, bucket: str) -> tuple[dict[str, Any] | None, 
     return json.loads(answer["Body"].read()), answer["ETag"]
 
 
+def layer_version(lambda_client: Any, arn: str) -> dict[str, Any]:
+    """GetLayerVersion of a layer version ARN (by name and number: moto has no GetLayerVersionByArn)."""
+    parts = arn.split(":")
+    return dict(lambda_client.get_layer_version(LayerName=parts[6], VersionNumber=int(parts[7])))
+
+
+def functions_with_layer(lambda_client: Any, layer_name: str) -> tuple[str, ...]:
+    """The names of the account's functions (in the client's region) with a version of the layer."""
+    found = []
+    for page in lambda_client.get_paginator("list_functions").paginate():
+        for function in page.get("Functions", []):
+            if any(_is_model_layer(layer["Arn"], layer_name) for layer in function.get("Layers", [])):
+                found.append(function["FunctionName"])
+    return tuple(sorted(found))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -236,7 +252,7 @@ class Promoter:
                 archive.writestr(LAYER_ROOT + name, body)
         zip_key = prefix + LAYER_ZIP
         self.s3.put_object(Bucket=bucket, Key=zip_key, Body=buffer.getvalue(), ContentType="application/zip")
-        template = self.lambda_client.get_layer_version_by_arn(Arn=served)
+        template = layer_version(self.lambda_client, served)
         published = self.lambda_client.publish_layer_version(
             LayerName=self.deployment.layer_name,
             # The local cloud finds a layer version's content by this URI (moto keeps no download URL).

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from modelwatch import drift
 from modelwatch.actuals import fetch_actuals
@@ -571,8 +572,9 @@ class Retrainer:
         by = f"auto ({alarm.name} entered ALARM at {alarm.state_change_time.isoformat()})" if alarm else "auto"
         try:
             decision.promotion = self.promoter.promote(decision.challenger_version, by=by)
-        except PromotionError as problem:
-            decision.promotion_error = str(problem)
+        except (PromotionError, ClientError, BotoCoreError, WaiterError) as problem:
+            # Not raised: a retry would retrain again, and the candidate is written already.
+            decision.promotion_error = f"{type(problem).__name__}: {problem}"
             logger.error("AutoPromote failed", extra={"error": str(problem)})
 
     def _write_candidate(
