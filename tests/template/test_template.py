@@ -88,12 +88,21 @@ def test_quality_metric_parameter_offers_exactly_the_metrics_the_monitor_publish
     assert template["Parameters"]["QualityMetric"]["Default"] in QUALITY_METRICS
 
 
+def granted_statement(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement, or the one a condition grants (!If [Condition, statement, !Ref AWS::NoValue])."""
+    if set(statement) == {"Fn::If"}:
+        _, granted, otherwise = statement["Fn::If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}, statement
+        return dict(granted)
+    return statement
+
+
 def policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     statements = []
     for name in FUNCTIONS:
         for policy in template["Resources"][name]["Properties"]["Policies"]:
             assert isinstance(policy, dict) and "Statement" in policy, f"{name}: inline policy documents only"
-            statements += [(name, statement) for statement in policy["Statement"]]
+            statements += [(name, granted_statement(statement)) for statement in policy["Statement"]]
     return statements
 
 
