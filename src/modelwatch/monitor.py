@@ -344,8 +344,8 @@ class BatchMonitor:
         )
         return (
             f"scored by model version {self.bundle.metadata.version}, but the promoted champion is "
-            f"{pointer.get('version')} (s3://{bucket}/{CHAMPION_KEY}, since {pointer.get('since')}): a deploy "
-            "without ModelLayerVersionArn put the built model back? Deploy with --parameter-overrides "
+            f"{pointer.get('version')} (s3://{bucket}/{CHAMPION_KEY}, since {pointer.get('since')}): a "
+            "deploy without ModelLayerVersionArn put the built model back? Deploy with --parameter-overrides "
             f"ModelLayerVersionArn={pointer.get('layer_version_arn')}, or promote again"
         )
 

@@ -173,7 +173,6 @@ class Promoter:
 
     def promote(self, version: str, by: str) -> dict[str, Any]:
         """Serve candidate ``version`` from now on; returns the record."""
-        bucket = self.deployment.bucket
         comparison = self._candidate_comparison(version)
         pointer, etag = self.champion()
         if pointer is not None and pointer["version"] == version:

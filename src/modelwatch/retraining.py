@@ -52,13 +52,13 @@ from modelwatch.actuals import fetch_actuals
 from modelwatch.alerts.alarm_message import ALARM, AlarmNotification
 from modelwatch.alerts.announcement import announcement_subject, retrain_announcement
 from modelwatch.batch_files import read_batch
+from modelwatch.calibration import fit_calibration
 from modelwatch.config import MODELS_PREFIX, RetrainConfig
-from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
+from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import ModelBundle, ModelMetadata, library_versions
-from modelwatch.calibration import fit_calibration
 from modelwatch.promotion import Promoter, PromotionError
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.validation import validate_batch
@@ -338,7 +338,9 @@ class RetrainDecision:
             "decision": self.decision,
             "status": "promoted"
             if self.promotion
-            else {CANDIDATE: "awaiting approval", NOT_BETTER: "not better", REFUSED: "refused"}[self.decision],
+            else {CANDIDATE: "awaiting approval", NOT_BETTER: "not better", REFUSED: "refused"}[
+                self.decision
+            ],
             "reason": self.reason,
             "model_name": self.model_name,
             "champion_version": self.champion_version,
@@ -569,7 +571,9 @@ class Retrainer:
         decision.promote_command = self.config.promote_command(decision.challenger_version)
         if self.promoter is None:
             return
-        by = f"auto ({alarm.name} entered ALARM at {alarm.state_change_time.isoformat()})" if alarm else "auto"
+        by = (
+            f"auto ({alarm.name} entered ALARM at {alarm.state_change_time.isoformat()})" if alarm else "auto"
+        )
         try:
             decision.promotion = self.promoter.promote(decision.challenger_version, by=by)
         except (PromotionError, ClientError, BotoCoreError, WaiterError) as problem:

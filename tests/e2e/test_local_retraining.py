@@ -49,14 +49,18 @@ def flipped_batch(directory: Path, number: int) -> tuple[Path, Path, pd.DataFram
     return path, actuals, frame
 
 
-def score_one(cloud: LocalCloud, backtest: Backtest, directory: Path, number: int) -> tuple[dict, pd.DataFrame]:
+def score_one(
+    cloud: LocalCloud, backtest: Backtest, directory: Path, number: int
+) -> tuple[dict, pd.DataFrame]:
     """Labels first, then the batch: its report, and the rows it scored."""
     path, actuals, frame = flipped_batch(directory, number)
     backtest.load_actuals(actuals)
     key = f"incoming/{path.name}"
     dispatch = cloud.upload(key, path.read_bytes(), metadata={"batch-time": cloud.clock.now().isoformat()})
     assert all(invocation.ok for invocation in dispatch.invocations), dispatch.invocations
-    version_id = dispatch.invocations and cloud.clients.s3.head_object(Bucket=dispatch.bucket, Key=key)["VersionId"]
+    version_id = (
+        dispatch.invocations and cloud.clients.s3.head_object(Bucket=dispatch.bucket, Key=key)["VersionId"]
+    )
     report_key = BatchObject(dispatch.bucket, key, version_id=str(version_id)).report_key
     report = cloud.clients.s3.get_object(Bucket=dispatch.bucket, Key=report_key)["Body"].read()
     return json.loads(report), frame
@@ -76,7 +80,9 @@ def download(cloud: LocalCloud, bucket: str, prefix: str, into: Path) -> Path:
     return into
 
 
-def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_slack(tmp_path, classifier_dir):
+def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_slack(
+    tmp_path, classifier_dir
+):
     actuals_path, batches = write_batches(tmp_path)
     cloud = LocalCloud(
         out_dir=tmp_path / "out",
@@ -106,7 +112,9 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         # and, AutoPromote being on, promoted it: a model layer version, the pointer, a record
         new_version, old_version = record["challenger_version"], record["champion_version"]
         assert record["status"] == "promoted"
-        pointer = json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read())
+        pointer = json.loads(
+            cloud.clients.s3.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read()
+        )
         assert pointer["version"] == new_version and pointer["earlier"][0]["version"] == old_version
         (promotion_key,) = [key for key in keys if key.startswith("models/promotions/")]
         assert promotion_key.endswith(f"-promoted-{new_version}.json")
@@ -115,7 +123,9 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         assert promotion["by"].startswith(f"auto ({cloud.stack.alarms['QualityAlarm'].name} entered ALARM")
         assert promotion["holdout"]["challenger"]["ErrorRate"] < promotion["holdout"]["champion"]["ErrorRate"]
         # (calibration.json only when the champion has one: this one has none)
-        assert (f"models/{new_version}/calibration.json" in keys) == (classifier_dir / "calibration.json").is_file()
+        assert (f"models/{new_version}/calibration.json" in keys) == (
+            classifier_dir / "calibration.json"
+        ).is_file()
 
         # When the next batch (the flipped relation still) arrives
         report, frame = score_one(cloud, backtest, tmp_path, 10)
@@ -133,7 +143,14 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
 
         # When a person rolls back with the CLI
         outputs = cloud.stack.outputs
-        common = ["--bucket", bucket, "--layer-name", outputs["ModelLayerName"], "--endpoint-url", cloud.endpoint_url]
+        common = [
+            "--bucket",
+            bucket,
+            "--layer-name",
+            outputs["ModelLayerName"],
+            "--endpoint-url",
+            cloud.endpoint_url,
+        ]
         assert main(["model", "rollback", *common, "--topic-arn", outputs["AlertTopicArn"]]) == 0
         cloud.deliver_pending()
 
@@ -143,7 +160,9 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         assert abs(report["metrics"]["ErrorRate"] - error_rate(classifier_dir, frame)) < 1e-9
         history = [
             json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            for item in cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix="models/promotions/")["Contents"]
+            for item in cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix="models/promotions/")[
+                "Contents"
+            ]
         ]
         assert [(r["event"], r["to_version"], r["by"]) for r in history] == [
             ("promoted", new_version, promotion["by"]),
@@ -156,7 +175,9 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         assert len(emails) == 1 and emails[0].recipient == EMAIL
         assert "Holdout: the newest" in emails[0].body and "Promoted at once (AutoPromote)" in emails[0].body
         rollbacks = [a for a in cloud.alerts if a.channel == "email" and "rolled back to" in a.subject]
-        assert len(rollbacks) == 1 and f"rolled back to {old_version} (was {new_version})" in rollbacks[0].body
+        assert (
+            len(rollbacks) == 1 and f"rolled back to {old_version} (was {new_version})" in rollbacks[0].body
+        )
         assert cloud.webhook is not None
         posted = [request.json() for request in cloud.webhook.requests]
         assert any(

@@ -119,7 +119,10 @@ def retrain_announcement(decision: dict[str, Any]) -> str:
         if not promotion:
             lines.append(
                 "Awaiting approval: review comparison.json, then promote it with: "
-                + (decision.get("promote_command") or f"modelwatch model promote --version {decision['challenger_version']}")
+                + (
+                    decision.get("promote_command")
+                    or f"modelwatch model promote --version {decision['challenger_version']}"
+                )
             )
     if decision.get("record_uri"):
         lines.append(f"Decision record: {decision['record_uri']}")
@@ -171,8 +174,10 @@ def promotion_announcement(record: dict[str, Any]) -> str:
         pairs = ", ".join(
             f"{name} {_number(value)} -> {_number(new.get(name))}" for name, value in sorted(old.items())
         )
-        lines.append(f"On the holdout ({holdout.get('rows')} rows), {record['from_version']} -> "
-                     f"{record['to_version']}: {pairs}")
+        lines.append(
+            f"On the holdout ({holdout.get('rows')} rows), {record['from_version']} -> "
+            f"{record['to_version']}: {pairs}"
+        )
     lines.append(
         "The next batch is scored by it. A later `sam deploy` keeps it only with "
         "--parameter-overrides ModelLayerVersionArn=" + record["layer_version_arn"]

@@ -22,7 +22,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--functions",
-        help="comma-separated names of the functions to switch (default: every function with the model layer)",
+        help="comma-separated names of the functions to switch (default: every one with the model layer)",
     )
     parser.add_argument("--topic-arn", default="", help="announce on this topic (stack output AlertTopicArn)")
     parser.add_argument("--endpoint-url", help="the local cloud's endpoint, e.g. http://127.0.0.1:4566")
@@ -38,7 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "batch is scored by it. Keep it through later deploys with --parameter-overrides "
         "ModelLayerVersionArn=$(modelwatch model champion ... --layer-arn).",
     )
-    promote.add_argument("--version", required=True, help="the candidate's version (its retrain announcement)")
+    promote.add_argument(
+        "--version", required=True, help="the candidate's version (its retrain announcement)"
+    )
     _common(promote)
     promote.set_defaults(func=promote_command)
 

@@ -42,8 +42,8 @@ from modelwatch.local.delivery import (
     WebhookReceiver,
     slack_text,
 )
-from modelwatch.local.moto_server import EmbeddedAws, start_moto_server
 from modelwatch.local.layers import ModelLayers
+from modelwatch.local.moto_server import EmbeddedAws, start_moto_server
 from modelwatch.local.runtime import (
     LOCAL_CREDENTIALS,
     Invocation,
@@ -315,7 +315,11 @@ class LocalCloud:
         the model layer as in AWS (modelwatch.local.layers); None without a ModelLayer."""
         # SAM names a LayerVersion's logical id after the layer with a content hash appended.
         model_layer = next(
-            (r for r in self.stack.of_type("AWS::Lambda::LayerVersion") if r.logical_id.startswith("ModelLayer")),
+            (
+                r
+                for r in self.stack.of_type("AWS::Lambda::LayerVersion")
+                if r.logical_id.startswith("ModelLayer")
+            ),
             None,
         )
         if model_layer is None:
