@@ -571,6 +571,13 @@ class Retrainer:
         decision.promote_command = self.config.promote_command(decision.challenger_version)
         if self.promoter is None:
             return
+        if decision.new_trusted_types:
+            # Nobody vetted these types: loading the file runs them. A person decides.
+            decision.promotion_error = (
+                "not promoted automatically: its model file holds types the champion's did not "
+                f"({', '.join(decision.new_trusted_types)}); review them, then promote it by hand"
+            )
+            return
         by = (
             f"auto ({alarm.name} entered ALARM at {alarm.state_change_time.isoformat()})" if alarm else "auto"
         )

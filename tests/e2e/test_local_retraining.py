@@ -135,6 +135,10 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         # files give (downloaded from the candidate directory)
         new_dir = download(cloud, bucket, f"models/{new_version}/", tmp_path / "new-model")
         assert report["model"]["version"] == new_version
+        print(  # pytest -s shows the figures the README quotes
+            f"\nafter promotion: ErrorRate {report['metrics']['ErrorRate']:.3f} by {new_version}, "
+            f"{error_rate(classifier_dir, frame):.3f} by the old model on the same rows"
+        )
         assert report["metrics"]["ErrorRate"] < error_rate(classifier_dir, frame) - 0.2
         assert abs(report["metrics"]["ErrorRate"] - error_rate(new_dir, frame)) < 1e-9
         assert "ChampionMismatch" in report["metrics_published"] and not any(
