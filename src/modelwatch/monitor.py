@@ -42,7 +42,13 @@ from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.prediction_log import PredictionLog
 from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
-from modelwatch.publishing import EVENT_TIME_CLOCK, cloudwatch_accepts, metric_data, publish_metrics
+from modelwatch.publishing import (
+    EVENT_TIME_CLOCK,
+    cloudwatch_accepts,
+    metric_data,
+    model_version_datum,
+    publish_metrics,
+)
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.scoring import Measurement, Scorer, predict
@@ -202,19 +208,26 @@ class BatchMonitor:
             or not report.published
         ):
             return  # an earlier attempt published it, or nothing to publish
+        event_time = datetime.fromisoformat(report.event_time)
+        by_version = (
+            [model_version_datum(self.model.name, self.model.version, event_time)]
+            if "BatchesProcessed" in report.published
+            else []
+        )
         try:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
-                metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time))
+                metric_data(report.published, self.model.name, event_time)
                 # The same row-additive quality metrics in the by-event-time series, which
                 # the label join adds to at the batch's event time.
                 + metric_data(
                     {name: value for name, value in report.published.items() if name in ROW_ADDITIVE_METRICS},
                     self.model.name,
-                    datetime.fromisoformat(report.event_time),
+                    event_time,
                     clock=EVENT_TIME_CLOCK,
-                ),
+                )
+                + by_version,
             )
         except Exception:
             self.ledger.unmark_published(claim)  # so the retry publishes

@@ -5,7 +5,7 @@ batch scored by the old model again; announced by email and Slack, every hop fro
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -162,6 +162,28 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         report, frame = score_one(cloud, backtest, tmp_path, 11)
         assert report["model"]["version"] == old_version
         assert abs(report["metrics"]["ErrorRate"] - error_rate(classifier_dir, frame)) < 1e-9
+
+        # and CloudWatch has the switch the dashboard draws: BatchesProcessed by model version
+        def batches_by(version: str) -> float:
+            answer = cloud.clients.cloudwatch.get_metric_statistics(
+                Namespace="ModelWatch",
+                MetricName="BatchesProcessed",
+                Dimensions=[
+                    {"Name": "ModelName", "Value": cloud.stack.parameters["ModelName"]},
+                    {"Name": "ModelVersion", "Value": version},
+                ],
+                StartTime=cloud.clock.now() - timedelta(days=14),
+                EndTime=cloud.clock.now() + timedelta(days=1),
+                Period=15 * 86400,
+                Statistics=["Sum"],
+            )
+            return sum(point["Sum"] for point in answer["Datapoints"])
+
+        # (the alarm fired as batch 7's period ended: batches 8 and 9 of the backtest were already
+        # the new version's, then batch 10; batches 0-7 and 11 the old one's)
+        scored_by = [result.report["model"]["version"] for result in results]
+        assert scored_by == [old_version] * 8 + [new_version] * 2
+        assert (batches_by(old_version), batches_by(new_version)) == (9.0, 3.0)
         history = [
             json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
             for item in cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix="models/promotions/")[

@@ -359,6 +359,9 @@ def test_a_promoted_model_layer_version_survives_a_deploy_that_names_it(template
         for name in with_model:
             layers = resolver.resolve(template["Resources"][name]["Properties"]["Layers"])
             assert layers == [resolver.resolve({"Ref": "RuntimeLayer"}), expected], name
+    # and the dashboard draws batches by model version, so the switch shows
+    dashboard = str(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+    assert "ModelName,ModelVersion} MetricName=" in dashboard and "BatchesProcessed" in dashboard
     # and the retrain function promotes at once only with AutoPromote=true
     assert template["Parameters"]["AutoPromote"]["Default"] == "false"
     retrain_environment = template["Resources"]["RetrainFunction"]["Properties"]["Environment"]["Variables"]
