@@ -150,8 +150,21 @@ class Promoter:
     def served_layer(self) -> str:
         """The model layer version ARN the functions serve now (the first function's; a
         function that differs is switched too by the next promotion or rollback)."""
+        if not self.deployment.function_names:
+            raise PromotionError(
+                "no function to switch: name the functions with the model layer (--functions), or "
+                "check --layer-name (stack output ModelLayerName)"
+            )
         function = self.deployment.function_names[0]
         return self._model_layer_of(self._configuration(function), function)
+
+    def _unswitched(self, layer_arn: str) -> list[str]:
+        """The functions whose model layer is not ``layer_arn``."""
+        return [
+            function
+            for function in self.deployment.function_names
+            if self._model_layer_of(self._configuration(function), function) != layer_arn
+        ]
 
     def _json(self, key: str) -> dict[str, Any]:
         return json.loads(self.s3.get_object(Bucket=self.deployment.bucket, Key=key)["Body"].read())
@@ -176,9 +189,7 @@ class Promoter:
         comparison = self._candidate_comparison(version)
         pointer, etag = self.champion()
         if pointer is not None and pointer["version"] == version:
-            raise PromotionError(
-                f"{version} is the champion already (since {pointer['since']}); nothing to promote"
-            )
+            return self._complete(pointer, comparison, by)
         served = self.served_layer()
         current = {
             "version": pointer["version"] if pointer else comparison.get("champion_version"),
@@ -191,16 +202,45 @@ class Promoter:
         model_name = str(comparison.get("model_name", ""))
         self._write_pointer(version, layer_arn, now, record_key, earlier, etag, model_name)
         self._switch(layer_arn)
+        record = self._promotion_record(comparison, version, by, now, current, layer_arn)
+        return self._finish(record_key, record)
+
+    def _complete(self, pointer: dict[str, Any], comparison: dict[str, Any], by: str) -> dict[str, Any]:
+        """Promoting the pointer's champion again: refused, unless an earlier promotion wrote the
+        pointer and then failed to switch some function (AWS refused, a timeout); then this
+        finishes it, and writes the record that promotion could not."""
+        layer_arn = pointer["layer_version_arn"]
+        unswitched = self._unswitched(layer_arn)
+        if not unswitched:
+            raise PromotionError(
+                f"{pointer['version']} is the champion already (since {pointer['since']}); nothing to promote"
+            )
+        logger.warning("completing an interrupted promotion", extra={"functions": unswitched})
+        self._switch(layer_arn)
+        current = (pointer.get("earlier") or [{"version": None, "layer_version_arn": None}])[0]
+        since = datetime.fromisoformat(pointer["since"])
+        record = self._promotion_record(comparison, pointer["version"], by, since, current, layer_arn)
+        return self._finish(pointer["record"], record | {"completed_at": self.clock().isoformat()})
+
+    def _promotion_record(
+        self,
+        comparison: dict[str, Any],
+        version: str,
+        by: str,
+        now: datetime,
+        current: dict[str, Any],
+        layer_arn: str,
+    ) -> dict[str, Any]:
         holdout = comparison.get("holdout") or {}
-        record = {
-            "model_name": model_name,
+        return {
+            "model_name": str(comparison.get("model_name", "")),
             "time": now.isoformat(),
             "event": PROMOTED,
             "by": by,
             "from_version": current["version"],
             "to_version": version,
             "layer_version_arn": layer_arn,
-            "previous_layer_version_arn": served,
+            "previous_layer_version_arn": current["layer_version_arn"],
             "holdout": {
                 "rows": holdout.get("rows"),
                 "champion": comparison.get("champion_metrics") or {},
@@ -209,7 +249,6 @@ class Promoter:
             "quality_metric": comparison.get("quality_metric"),
             "decision_record": comparison.get("record_uri"),
         }
-        return self._finish(record_key, record)
 
     def _candidate_comparison(self, version: str) -> dict[str, Any]:
         """comparison.json of a complete candidate directory, or a PromotionError saying what is wrong."""
@@ -274,6 +313,14 @@ class Promoter:
                 + ("does not exist)" if pointer is None else "names no earlier champion)")
             )
         target, *earlier = pointer["earlier"]
+        try:
+            layer_version(self.lambda_client, target["layer_version_arn"])
+        except ClientError as problem:
+            raise PromotionError(
+                f"cannot roll back to {target['version']}: its layer version {target['layer_version_arn']} "
+                f"is gone ({problem.response.get('Error', {}).get('Code')}; a deploy deletes the layer "
+                "version it replaces). Promote a candidate instead, or deploy that model"
+            ) from None
         served = self.served_layer()
         now = self.clock()
         record_key = self._record_key(now, ROLLED_BACK, str(target["version"]))

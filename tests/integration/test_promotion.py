@@ -229,6 +229,39 @@ def test_promotion_refuses_what_is_no_candidate_with_a_clear_error(stack):
     )
 
 
+def test_an_interrupted_promotion_is_completed_by_promoting_again(stack):
+    # Given a promotion that wrote the pointer, switched one function and then failed on the
+    # next (a function list naming one without the model layer)
+    arns = deployed(stack.model_dir)
+    write_candidate(stack, stack.model_dir, "v2")
+    with pytest.raises(PromotionError, match="has no version of the model layer"):
+        promoter(function_names=(FUNCTIONS[0], OTHER_FUNCTION, FUNCTIONS[1])).promote("v2", by="first try")
+    new_layer = pointer(stack)["layer_version_arn"]
+    assert [model_layers()[function][-1] for function in FUNCTIONS] == [new_layer, arns[MODEL_LAYER]]
+    assert stack.keys("models/promotions/") == []  # not recorded: it did not finish
+
+    # When it is promoted again, Then the rest is switched and the promotion recorded
+    record = promoter().promote("v2", by="second try")
+    assert [model_layers()[function][-1] for function in FUNCTIONS] == [new_layer, new_layer]
+    assert (record["from_version"], record["to_version"], record["by"]) == ("test", "v2", "second try")
+    assert record["previous_layer_version_arn"] == arns[MODEL_LAYER]
+    assert stack.keys("models/promotions/") == [pointer(stack)["record"]]
+    # and once complete, promoting the champion again is refused
+    with pytest.raises(PromotionError, match="v2 is the champion already"):
+        promoter().promote("v2", by="third try")
+
+
+def test_rollback_to_a_deleted_layer_version_is_refused_before_anything_changes(stack):
+    deployed(stack.model_dir)
+    write_candidate(stack, stack.model_dir, "v2")
+    promoter().promote("v2", by="x")
+    before = pointer(stack)
+    boto3.client("lambda").delete_layer_version(LayerName=MODEL_LAYER, VersionNumber=1)
+    with pytest.raises(PromotionError, match="cannot roll back to test: its layer version .*:1 is gone"):
+        promoter().rollback(by="x")
+    assert pointer(stack) == before
+
+
 def test_a_function_without_the_model_layer_is_refused(stack):
     deployed(stack.model_dir)
     write_candidate(stack, stack.model_dir, "v2")
