@@ -195,6 +195,10 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
             ("rolled_back", old_version, "cli (local)"),
         ]
 
+        # (the functions registered in moto's Lambda are configuration only: moto never tried
+        # to run one itself, in Docker, for the uploads' S3 notifications)
+        assert "docker" not in (tmp_path / "out" / "logs" / "embedded-aws.log").read_text().lower()
+
         # and the on-call person got the announcement by email and on Slack
         subject = f"modelwatch retraining churn-test: candidate {record['challenger_version']}"
         emails = [a for a in cloud.alerts if a.channel == "email" and a.subject.startswith(subject)]
