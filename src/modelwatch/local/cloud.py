@@ -331,6 +331,7 @@ class LocalCloud:
         model_layers = ModelLayers(
             endpoint_url=self.endpoint_url,
             region=self.stack.region,
+            s3=self.clients.s3,
             layer_name=str(model_layer.ref).split(":")[6],
             initial_model_dir=self.model_dir,
             extract_root=self.out_dir / "layers",

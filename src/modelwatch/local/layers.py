@@ -49,7 +49,7 @@ def _placeholder_zip(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:
+def _clients(endpoint_url: str, region: str) -> tuple[Any, Any]:
     session = boto3.session.Session()
     kwargs = {
         "endpoint_url": endpoint_url,
@@ -57,16 +57,24 @@ def _clients(endpoint_url: str, region: str) -> tuple[Any, Any, Any]:
         "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     }
-    return session.client("lambda", **kwargs), session.client("iam", **kwargs), session.client("s3", **kwargs)
+    return session.client("lambda", **kwargs), session.client("iam", **kwargs)
 
 
 class ModelLayers:
     """Which model directory each function's model layer version stands for."""
 
     def __init__(
-        self, *, endpoint_url: str, region: str, layer_name: str, initial_model_dir: Path, extract_root: Path
+        self,
+        *,
+        endpoint_url: str,
+        region: str,
+        s3: Any,
+        layer_name: str,
+        initial_model_dir: Path,
+        extract_root: Path,
     ) -> None:
-        self.lambda_client, self.iam, self.s3 = _clients(endpoint_url, region)
+        self.lambda_client, self.iam = _clients(endpoint_url, region)
+        self.s3 = s3
         self.layer_name = layer_name
         self.initial_model_dir = initial_model_dir
         self.extract_root = extract_root
