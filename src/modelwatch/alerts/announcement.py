@@ -5,7 +5,8 @@ text, so the email subscription shows them as they are). Every announcement begi
 ANNOUNCEMENT_PREFIX: the Slack notifier posts such a message as text instead of dropping it
 as "not an alarm", and the retrain function, subscribed to the same topic, ignores it.
 
-Pure: built from a decision's dict (modelwatch.retraining.RetrainDecision.as_dict).
+Pure: built from a decision's dict (modelwatch.retraining.RetrainDecision.as_dict), or from a
+promotion or rollback record (modelwatch.promotion).
 """
 
 from __future__ import annotations
