@@ -625,6 +625,8 @@ class Retrainer:
             "drift": drift.build_drift_baseline(features, metadata, predictions, probabilities),
             "retrained_from": {"window": decision.winning_window, "training_rows": len(features)},
         }
+        # Where the decision will be recorded, so comparison.json (and a promotion record) names it.
+        decision.record_uri = f"s3://{self.config.bucket}/{self._record_key(decision)}"
         comparison = decision.as_dict() | {"candidate_uri": f"s3://{self.config.bucket}/{prefix}"}
         # metadata.json last: a directory without it is visibly incomplete.
         self._put(prefix + model_file, body, "application/octet-stream")
@@ -652,9 +654,12 @@ class Retrainer:
             metadata.positive_class,
         )
 
-    def _record(self, decision: RetrainDecision) -> None:
+    def _record_key(self, decision: RetrainDecision) -> str:
         stamp = decision.decided_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        key = f"{MODELS_PREFIX}decisions/{stamp}-{decision.decision}.json"
+        return f"{MODELS_PREFIX}decisions/{stamp}-{decision.decision}.json"
+
+    def _record(self, decision: RetrainDecision) -> None:
+        key = self._record_key(decision)
         decision.record_uri = f"s3://{self.config.bucket}/{key}"
         self._put_json(key, decision.as_dict())
 

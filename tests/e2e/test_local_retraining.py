@@ -122,6 +122,7 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
         assert (promotion["from_version"], promotion["to_version"]) == (old_version, new_version)
         assert promotion["by"].startswith(f"auto ({cloud.stack.alarms['QualityAlarm'].name} entered ALARM")
         assert promotion["holdout"]["challenger"]["ErrorRate"] < promotion["holdout"]["champion"]["ErrorRate"]
+        assert promotion["decision_record"] == f"s3://{bucket}/{record_key}"
         # (calibration.json only when the champion has one: this one has none)
         assert (f"models/{new_version}/calibration.json" in keys) == (
             classifier_dir / "calibration.json"
