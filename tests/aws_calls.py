@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 
 from modelwatch.aws import reset_clients
-from tests.template_resources import resource
+from tests.template_resources import condition_holds, resource
 
 ACCOUNT_ID = "123456789012"
 # Service (botocore's name) -> IAM service prefix. CloudWatch's endpoint prefix is
@@ -36,6 +36,7 @@ IAM_PREFIXES = {
     "cloudwatch": "cloudwatch",
     "secretsmanager": "secretsmanager",
     "sns": "sns",
+    "lambda": "lambda",
 }
 # Amazon S3 operations authorised by an action of another name: (operation, versioned) -> action.
 S3_ACTIONS = {
@@ -90,6 +91,14 @@ class AwsCall:
             return [Grant(action, f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{name}-a1B2c3")]
         if self.service == "sns":
             return [Grant(action, self.params["TopicArn"])]
+        if self.service == "lambda":
+            # Functions by name; a layer by name (publishing) or a version of it (reading).
+            base = f"arn:aws:lambda:{region}:{ACCOUNT_ID}"
+            if "FunctionName" in self.params:
+                return [Grant(action, f"{base}:function:{self.params['FunctionName']}")]
+            layer = f"{base}:layer:{self.params['LayerName']}"
+            version = self.params.get("VersionNumber")
+            return [Grant(action, layer if version is None else f"{layer}:{version}")]
         if self.operation == "DescribeAlarms":
             return [
                 Grant(action, f"arn:aws:cloudwatch:{region}:{ACCOUNT_ID}:alarm:{name}")
@@ -135,6 +144,12 @@ def policy_grants(logical_id: str, names: Mapping[str, str], region: str) -> lis
     grants = []
     for policy in resource(logical_id)["Properties"]["Policies"]:
         for statement in policy["Statement"]:
+            if set(statement) == {"Fn::If"}:
+                # Granted under a template condition: only when the test's names say it holds.
+                condition, granted, _ = statement["Fn::If"]
+                if not condition_holds(condition, names):
+                    continue
+                statement = granted
             assert statement["Effect"] == "Allow", statement["Sid"]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = (

@@ -67,6 +67,10 @@ class Resolver:
                 return str(first) == str(second)
             if key == "Fn::Not":
                 return not self.resolve(argument[0])
+            if key == "Fn::And":
+                return all(self.resolve(part) for part in argument)
+            if key == "Condition":
+                return self.condition(argument)
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"{key}: teach the test's resolver, or keep alarms simple")
         return {key: self.resolve(item) for key, item in value.items()}

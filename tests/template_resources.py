@@ -84,9 +84,38 @@ def resolve(value: Any, resource_names: Mapping[str, str], where: str) -> str:
             lambda match: resolve({"Ref": match.group(1)}, resource_names, where),
             value["Fn::Sub"],
         )
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        chosen = when_true if condition_holds(condition, resource_names) else when_false
+        return resolve(chosen, resource_names, where)
     if isinstance(value, dict):
         raise ValueError(f"{where}: {value} is an intrinsic these tests do not resolve; extend resolve()")
     return as_string(value)
+
+
+def condition_holds(name: str, resource_names: Mapping[str, str]) -> bool:
+    """A template condition over the parameters: their defaults, or the values ``resource_names``
+    gives them (e.g. {"AutoPromote": "true"})."""
+
+    def holds(expression: Any) -> Any:
+        if isinstance(expression, dict):
+            ((function, argument),) = expression.items()
+            if function == "Condition":
+                return holds(load_template()["Conditions"][argument])
+            if function == "Fn::Not":
+                return not holds(argument[0])
+            if function == "Fn::And":
+                return all(holds(part) for part in argument)
+            if function == "Fn::Or":
+                return any(holds(part) for part in argument)
+            if function == "Fn::Equals":
+                return holds(argument[0]) == holds(argument[1])
+            if function == "Ref":
+                return resource_names.get(argument, parameter_defaults().get(argument))
+            raise ValueError(f"condition {name}: {function} is not resolved here; extend condition_holds()")
+        return as_string(expression)
+
+    return bool(holds(load_template()["Conditions"][name]))
 
 
 def function_properties(logical_id: str) -> dict[str, Any]:

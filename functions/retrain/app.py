@@ -3,7 +3,8 @@ recent labeled rows and compared with the champion (modelwatch.retraining).
 
 Subscribed to the alert topic, so it also receives OK transitions, other alarms and the
 announcements retraining itself publishes there: those are logged and skipped, and so is
-a second delivery of an alarm transition already retrained on (modelwatch.alarm_claims). An
+a second delivery of an alarm transition already retrained on (modelwatch.alarm_claims). With
+AutoPromote a candidate is promoted in the same invocation (modelwatch.promotion). An
 exception propagates on purpose: Lambda retries the event, then the dead-letter queue keeps it.
 """
 
@@ -21,6 +22,7 @@ from modelwatch import aws
 from modelwatch.alarm_claims import AlarmClaims
 from modelwatch.config import RetrainConfig
 from modelwatch.model_bundle import load_bundle
+from modelwatch.promotion import Deployment, Promoter
 from modelwatch.retraining import Retrainer, retrain_trigger
 
 logger = Logger()
@@ -38,12 +40,18 @@ def retrainer() -> Retrainer:
     """Built on the first retrain, not at import, so tests can set up moto and the
     environment first (and a skipped message never loads the model); kept while warm."""
     config = settings()
+    promoter = None
+    if config.auto_promote:
+        # The decision's announcement says it was promoted: no second message of its own.
+        deployment = Deployment(config.bucket, config.model_layer_name, config.model_functions)
+        promoter = Promoter(deployment, s3=aws.client("s3"), lambda_client=aws.client("lambda"))
     return Retrainer(
         config,
         load_bundle(config.model_dir),
         s3=aws.client("s3"),
         dynamodb=aws.client("dynamodb"),
         sns=aws.client("sns"),
+        promoter=promoter,
     )
 
 
@@ -78,6 +86,7 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
                 "decision": decision.decision,
                 "reason": decision.reason,
                 "challenger_version": decision.challenger_version,
+                "promoted": decision.promotion is not None,
                 "record": decision.record_uri,
             }
         )

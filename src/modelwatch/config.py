@@ -319,6 +319,15 @@ class RetrainConfig:
     max_batch_megabytes: int = 64
     # The deployed names of the alarms whose ALARM starts a retrain; empty: only on demand.
     retrain_alarm_names: tuple[str, ...] = ()
+    auto_promote: bool = False  # AutoPromote: a candidate is promoted in the same run
+    # The model layer's name and the functions that have it (modelwatch.promotion.Deployment).
+    model_layer_name: str = ""
+    model_functions: tuple[str, ...] = ()
+
+    def promote_command(self, version: str) -> str:
+        """The command that approves candidate ``version``, as the announcement gives it."""
+        command = f"modelwatch model promote --version {version} --bucket {self.bucket}"
+        return command + (f" --layer-name {self.model_layer_name}" if self.model_layer_name else "")
 
     @property
     def max_batch_bytes(self) -> int:
@@ -344,4 +353,14 @@ class RetrainConfig:
             max_invalid_row_percent=float_setting("MAX_INVALID_ROW_PERCENT", 5.0, environ=env),
             max_batch_megabytes=int_setting("MAX_BATCH_MEGABYTES", 64, minimum=1, environ=env),
             retrain_alarm_names=_retrain_alarm_names(env),
+            auto_promote=_switch_setting("AUTO_PROMOTE", False, env),
+            model_layer_name=env.get("MODEL_LAYER_NAME", ""),
+            # Its own name from Lambda: the template cannot name a function in its own environment.
+            model_functions=tuple(
+                name
+                for name in dict.fromkeys(
+                    [*env.get("MODEL_FUNCTIONS", "").split(","), env.get("AWS_LAMBDA_FUNCTION_NAME", "")]
+                )
+                if name.strip()
+            ),
         )

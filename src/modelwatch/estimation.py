@@ -6,7 +6,7 @@ predicted "churn" with a calibrated probability of 0.8 is wrong with probability
 This is NannyML's CBPE, written here from its documented method:
 
 1. Calibrate: ``calibration.json`` (written by ``model build`` / ``model package`` from
-   the held-out reference, modelwatch.modeling.calibration) maps each class's raw
+   the held-out reference, modelwatch.calibration) maps each class's raw
    probability through an isotonic step function, or keeps it when calibration did not
    lower the reference's calibration error. Applying it is ``numpy.interp``: the Lambda
    needs nothing beyond numpy to load or use it.

@@ -41,7 +41,14 @@ from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim, content_digest
 from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.prediction_log import PredictionLog
-from modelwatch.publishing import EVENT_TIME_CLOCK, cloudwatch_accepts, metric_data, publish_metrics
+from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
+from modelwatch.publishing import (
+    EVENT_TIME_CLOCK,
+    cloudwatch_accepts,
+    metric_data,
+    model_version_datum,
+    publish_metrics,
+)
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.scoring import Measurement, Scorer, predict
@@ -97,6 +104,8 @@ class BatchMonitor:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.scorer = Scorer(bundle, config.min_labeled_rows, config.drift_threshold)
         self.model = ModelIdentity(config.model_name or bundle.metadata.name, bundle.metadata.version)
+        # models/champion.json, read once per cold start (the first batch names the bucket).
+        self._champion: tuple[dict[str, Any] | None] | None = None
 
     @classmethod
     def from_config(cls, config: MonitorConfig) -> BatchMonitor:
@@ -199,19 +208,26 @@ class BatchMonitor:
             or not report.published
         ):
             return  # an earlier attempt published it, or nothing to publish
+        event_time = datetime.fromisoformat(report.event_time)
+        by_version = (
+            [model_version_datum(self.model.name, self.model.version, event_time)]
+            if "BatchesProcessed" in report.published
+            else []
+        )
         try:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
-                metric_data(report.published, self.model.name, datetime.fromisoformat(report.event_time))
+                metric_data(report.published, self.model.name, event_time)
                 # The same row-additive quality metrics in the by-event-time series, which
                 # the label join adds to at the batch's event time.
                 + metric_data(
                     {name: value for name, value in report.published.items() if name in ROW_ADDITIVE_METRICS},
                     self.model.name,
-                    datetime.fromisoformat(report.event_time),
+                    event_time,
                     clock=EVENT_TIME_CLOCK,
-                ),
+                )
+                + by_version,
             )
         except Exception:
             self.ledger.unmark_published(claim)  # so the retry publishes
@@ -280,6 +296,12 @@ class BatchMonitor:
                 f"metrics are published as ModelName={self.config.model_name!r} (the template's ModelName); "
                 f"the model calls itself {self.bundle.metadata.name!r} in metadata.json"
             )
+        published = dict(measured.published)
+        mismatch = self._champion_mismatch(batch.bucket)
+        if mismatch is not None:
+            published["ChampionMismatch"] = MetricValue(1.0 if mismatch else 0.0)
+            if mismatch:
+                notes.append(mismatch)
         return BatchReport(
             status="ok",
             batch=batch,
@@ -288,7 +310,7 @@ class BatchMonitor:
             event_time=event_time.moment.isoformat(),
             uploaded_at="",
             # A backfill too old (or too far ahead) for CloudWatch publishes nothing.
-            published=measured.published if event_time.live else {},
+            published=published if event_time.live else {},
             scored=Scored(
                 event_time_source=event_time.source,
                 notes=notes,
@@ -309,6 +331,35 @@ class BatchMonitor:
                 outputs=outputs,
                 reference=self._reference(),
             ),
+        )
+
+    def _champion_mismatch(self, bucket: str) -> str | None:
+        """None before any promotion (nothing to compare); "" when the loaded model is the
+        promoted champion; else the note saying it is not, and how to fix it.
+
+        A `sam deploy` without ModelLayerVersionArn puts the built model layer back: the
+        promotion is silently undone unless this says so (ChampionMismatch, its alarm)."""
+        if self._champion is None:
+            try:
+                pointer, _ = read_champion_pointer(self.store.s3, bucket)
+            except (ClientError, BotoCoreError) as problem:
+                logger.warning("could not read the champion pointer", extra={"error": str(problem)})
+                return None  # asked again with the next batch
+            self._champion = (pointer,)
+        pointer = self._champion[0]
+        if pointer is None:
+            return None
+        if str(pointer.get("version")) == self.bundle.metadata.version:
+            return ""
+        logger.error(
+            "the model layer does not hold the promoted champion",
+            extra={"loaded": self.bundle.metadata.version, "champion": pointer.get("version")},
+        )
+        return (
+            f"scored by model version {self.bundle.metadata.version}, but the promoted champion is "
+            f"{pointer.get('version')} (s3://{bucket}/{CHAMPION_KEY}, since {pointer.get('since')}): a "
+            "deploy without ModelLayerVersionArn put the built model back? Deploy with --parameter-overrides "
+            f"ModelLayerVersionArn={pointer.get('layer_version_arn')}, or promote again"
         )
 
     def _reference(self) -> dict[str, Any]:

@@ -71,6 +71,21 @@ def metric_data(
     return data
 
 
+def model_version_datum(model_name: str, version: str, timestamp: datetime) -> dict[str, Any]:
+    """BatchesProcessed by model version as well: the dashboard draws one line per version, so
+    a promotion or rollback shows as the switch (the alarms watch ModelName alone)."""
+    return {
+        "MetricName": "BatchesProcessed",
+        "Dimensions": [
+            {"Name": "ModelName", "Value": model_name},
+            {"Name": "ModelVersion", "Value": version},
+        ],
+        "Timestamp": timestamp,
+        "Unit": "Count",
+        "Value": 1.0,
+    }
+
+
 def publish_metrics(client: Any, namespace: str, data: list[dict[str, Any]]) -> int:
     """Send the entries; returns the number of PutMetricData requests made."""
     requests = 0

@@ -26,8 +26,9 @@ Order of work for one retrain (``Retrainer.retrain``), side effects last:
    comparison.json); every decision, refusals included, under ``models/decisions/``;
    then the decision is announced on the alert topic (email and Slack).
 
-Nothing is promoted: a candidate awaits a person's approval (promotion and rollback are
-not built yet; the announcement says so).
+A candidate awaits a person's approval (`modelwatch model promote`; the announcement gives
+the command), unless AutoPromote is on: then it is promoted in the same run
+(modelwatch.promotion) and the decision says so.
 """
 
 from __future__ import annotations
@@ -44,17 +45,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from modelwatch import drift
 from modelwatch.actuals import fetch_actuals
 from modelwatch.alerts.alarm_message import ALARM, AlarmNotification
 from modelwatch.alerts.announcement import announcement_subject, retrain_announcement
 from modelwatch.batch_files import read_batch
+from modelwatch.calibration import fit_calibration
 from modelwatch.config import MODELS_PREFIX, RetrainConfig
 from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
+from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import ModelBundle, ModelMetadata, library_versions
+from modelwatch.promotion import Promoter, PromotionError
 from modelwatch.results import BatchObject, ResultStore
 from modelwatch.validation import validate_batch
 
@@ -316,6 +321,9 @@ class RetrainDecision:
     record_uri: str | None = None
     # skops types the candidate's file holds that nobody vetted when the champion was packaged
     new_trusted_types: list[str] = field(default_factory=list)
+    promotion: dict[str, Any] | None = None  # the promotion record, when AutoPromote promoted it
+    promotion_error: str = ""  # why AutoPromote could not promote it
+    promote_command: str = ""  # what a person runs to approve the candidate
 
     @property
     def champion_quality(self) -> float | None:
@@ -328,7 +336,9 @@ class RetrainDecision:
     def as_dict(self) -> dict[str, Any]:
         return {
             "decision": self.decision,
-            "status": {CANDIDATE: "awaiting approval", NOT_BETTER: "not better", REFUSED: "refused"}[
+            "status": "promoted"
+            if self.promotion
+            else {CANDIDATE: "awaiting approval", NOT_BETTER: "not better", REFUSED: "refused"}[
                 self.decision
             ],
             "reason": self.reason,
@@ -352,6 +362,9 @@ class RetrainDecision:
             "candidate_uri": self.candidate_uri,
             "record_uri": self.record_uri,
             "new_trusted_types": self.new_trusted_types,
+            "promotion": self.promotion,
+            "promotion_error": self.promotion_error or None,
+            "promote_command": self.promote_command or None,
         }
 
 
@@ -374,13 +387,16 @@ class Retrainer:
         dynamodb: Any,
         sns: Any,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        promoter: Promoter | None = None,
     ) -> None:
+        """``promoter``: promotes a candidate at once (AutoPromote); without, it awaits approval."""
         self.config = config
         self.bundle = bundle
         self.s3 = s3
         self.dynamodb = dynamodb
         self.sns = sns
         self.clock = clock
+        self.promoter = promoter
 
     def retrain(
         self, alarm: AlarmNotification | None = None, since: datetime | None = None
@@ -415,6 +431,8 @@ class Retrainer:
             self._compare(decision, since, now)
         except RetrainRefused as refusal:
             decision.decision, decision.reason = REFUSED, refusal.reason
+        if decision.decision == CANDIDATE:
+            self._promote(decision, alarm)
         self._record(decision)
         self._announce(decision)
         logger.info("retrain decided", extra={"decision": decision.decision, "reason": decision.reason})
@@ -537,13 +555,46 @@ class Retrainer:
             f"({direction} is better; RetrainMinImprovement {config.min_improvement})"
         )
         decision.candidate_uri = self._write_candidate(
-            decision, challenger, window.features.loc[rows].reset_index(drop=True), window.target[rows]
+            decision,
+            challenger,
+            window.features.loc[rows].reset_index(drop=True),
+            window.target[rows],
+            (holdout_features, holdout_target),
         )
 
     # -- side effects ---------------------------------------------------------------------------
 
+    def _promote(self, decision: RetrainDecision, alarm: AlarmNotification | None) -> None:
+        """AutoPromote: the candidate serves from now on. A failed promotion leaves the
+        candidate awaiting approval, and the decision says why."""
+        assert decision.challenger_version is not None
+        decision.promote_command = self.config.promote_command(decision.challenger_version)
+        if self.promoter is None:
+            return
+        if decision.new_trusted_types:
+            # Nobody vetted these types: loading the file runs them. A person decides.
+            decision.promotion_error = (
+                "not promoted automatically: its model file holds types the champion's did not "
+                f"({', '.join(decision.new_trusted_types)}); review them, then promote it by hand"
+            )
+            return
+        by = (
+            f"auto ({alarm.name} entered ALARM at {alarm.state_change_time.isoformat()})" if alarm else "auto"
+        )
+        try:
+            decision.promotion = self.promoter.promote(decision.challenger_version, by=by)
+        except (PromotionError, ClientError, BotoCoreError, WaiterError) as problem:
+            # Not raised: a retry would retrain again, and the candidate is written already.
+            decision.promotion_error = f"{type(problem).__name__}: {problem}"
+            logger.error("AutoPromote failed", extra={"error": str(problem)})
+
     def _write_candidate(
-        self, decision: RetrainDecision, challenger: Any, features: pd.DataFrame, target: np.ndarray
+        self,
+        decision: RetrainDecision,
+        challenger: Any,
+        features: pd.DataFrame,
+        target: np.ndarray,
+        holdout: tuple[pd.DataFrame, np.ndarray],
     ) -> str:
         champion = self.bundle.metadata
         assert decision.challenger_version is not None
@@ -574,17 +625,41 @@ class Retrainer:
             "drift": drift.build_drift_baseline(features, metadata, predictions, probabilities),
             "retrained_from": {"window": decision.winning_window, "training_rows": len(features)},
         }
+        # Where the decision will be recorded, so comparison.json (and a promotion record) names it.
+        decision.record_uri = f"s3://{self.config.bucket}/{self._record_key(decision)}"
         comparison = decision.as_dict() | {"candidate_uri": f"s3://{self.config.bucket}/{prefix}"}
         # metadata.json last: a directory without it is visibly incomplete.
         self._put(prefix + model_file, body, "application/octet-stream")
         self._put_json(prefix + "baseline.json", baseline)
+        calibration = self._calibration(challenger, metadata, *holdout)
+        if calibration is not None:
+            self._put_json(prefix + CALIBRATION_FILE, calibration)
         self._put_json(prefix + "comparison.json", comparison)
         self._put_json(prefix + "metadata.json", metadata.to_dict())
         return f"s3://{self.config.bucket}/{prefix}"
 
-    def _record(self, decision: RetrainDecision) -> None:
+    def _calibration(
+        self, challenger: Any, metadata: ModelMetadata, features: pd.DataFrame, target: np.ndarray
+    ) -> dict[str, Any] | None:
+        """calibration.json for the candidate when the champion has one (the batch monitor's
+        estimates need it), fitted on the holdout: rows the challenger was not fitted on, as
+        `model build` calibrates on its held-out reference."""
+        if self.bundle.calibration is None or not hasattr(challenger, "predict_proba"):
+            return None
+        return fit_calibration(
+            np.asarray(challenger.predict_proba(features), dtype=float),
+            target,
+            np.asarray(challenger.predict(features)),
+            list(metadata.classes),
+            metadata.positive_class,
+        )
+
+    def _record_key(self, decision: RetrainDecision) -> str:
         stamp = decision.decided_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        key = f"{MODELS_PREFIX}decisions/{stamp}-{decision.decision}.json"
+        return f"{MODELS_PREFIX}decisions/{stamp}-{decision.decision}.json"
+
+    def _record(self, decision: RetrainDecision) -> None:
+        key = self._record_key(decision)
         decision.record_uri = f"s3://{self.config.bucket}/{key}"
         self._put_json(key, decision.as_dict())
 

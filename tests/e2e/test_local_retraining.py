@@ -1,5 +1,6 @@
 """Retraining in the local cloud: batches -> QualityAlarm -> SNS -> RetrainFunction -> candidate
-under models/ -> announcement by email and Slack, every hop from template.yaml."""
+under models/ -> promoted (AutoPromote) -> the next batch scored by it -> rollback -> the next
+batch scored by the old model again; announced by email and Slack, every hop from template.yaml."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from sklearn.metrics import accuracy_score
 
+from modelwatch.cli.main import main
 from modelwatch.local.backtest import Backtest
 from modelwatch.local.cloud import LocalCloud, VirtualClock
-from tests.model_fixtures import churn_frame
+from modelwatch.model_bundle import load_bundle
+from modelwatch.results import BatchObject
+from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
 EMAIL = "oncall@example.com"
 THRESHOLD = "0.5"  # between the test model's healthy (~0.3) and flipped (~0.7) error rates
@@ -34,12 +39,55 @@ def write_batches(directory: Path) -> tuple[Path, list[Path]]:
     return actuals_path, batches
 
 
-def test_quality_alarm_retrains_a_candidate_and_announces_it_by_email_and_slack(tmp_path, classifier_dir):
+def flipped_batch(directory: Path, number: int) -> tuple[Path, Path, pd.DataFrame]:
+    """One more batch of the flipped relation, its actuals file, and the rows with their labels."""
+    frame = churn_frame(300, seed=200 + number, id_prefix=f"t{number}")
+    frame["churned"] = 1 - frame["churned"]
+    path, actuals = directory / f"batch-{number:02d}.csv", directory / f"actuals-{number:02d}.csv"
+    frame.drop(columns="churned").to_csv(path, index=False)
+    frame[["record_id", "churned"]].to_csv(actuals, index=False)
+    return path, actuals, frame
+
+
+def score_one(
+    cloud: LocalCloud, backtest: Backtest, directory: Path, number: int
+) -> tuple[dict, pd.DataFrame]:
+    """Labels first, then the batch: its report, and the rows it scored."""
+    path, actuals, frame = flipped_batch(directory, number)
+    backtest.load_actuals(actuals)
+    key = f"incoming/{path.name}"
+    dispatch = cloud.upload(key, path.read_bytes(), metadata={"batch-time": cloud.clock.now().isoformat()})
+    assert all(invocation.ok for invocation in dispatch.invocations), dispatch.invocations
+    version_id = (
+        dispatch.invocations and cloud.clients.s3.head_object(Bucket=dispatch.bucket, Key=key)["VersionId"]
+    )
+    report_key = BatchObject(dispatch.bucket, key, version_id=str(version_id)).report_key
+    report = cloud.clients.s3.get_object(Bucket=dispatch.bucket, Key=report_key)["Body"].read()
+    return json.loads(report), frame
+
+
+def error_rate(model_dir: Path, frame: pd.DataFrame) -> float:
+    """scikit-learn's error on the rows, with the model loaded from its directory."""
+    estimator = load_bundle(model_dir).estimator
+    return 1 - accuracy_score(frame["churned"], estimator.predict(frame[NUMERIC + CATEGORICAL]))
+
+
+def download(cloud: LocalCloud, bucket: str, prefix: str, into: Path) -> Path:
+    into.mkdir(parents=True)
+    for item in cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        name = item["Key"][len(prefix) :]
+        (into / name).write_bytes(cloud.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    return into
+
+
+def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_slack(
+    tmp_path, classifier_dir
+):
     actuals_path, batches = write_batches(tmp_path)
     cloud = LocalCloud(
         out_dir=tmp_path / "out",
         model_dir=classifier_dir,
-        parameters={"AlertEmail": EMAIL, "QualityThreshold": THRESHOLD},
+        parameters={"AlertEmail": EMAIL, "QualityThreshold": THRESHOLD, "AutoPromote": "true"},
         clock=VirtualClock(datetime.now(UTC)),
         slack_receiver=True,
     )
@@ -61,11 +109,106 @@ def test_quality_alarm_retrains_a_candidate_and_announces_it_by_email_and_slack(
         assert record["trigger"]["alarm"] == cloud.stack.alarms["QualityAlarm"].name
         assert f"models/{record['challenger_version']}/metadata.json" in keys
 
+        # and, AutoPromote being on, promoted it: a model layer version, the pointer, a record
+        new_version, old_version = record["challenger_version"], record["champion_version"]
+        assert record["status"] == "promoted"
+        pointer = json.loads(
+            cloud.clients.s3.get_object(Bucket=bucket, Key="models/champion.json")["Body"].read()
+        )
+        assert pointer["version"] == new_version and pointer["earlier"][0]["version"] == old_version
+        (promotion_key,) = [key for key in keys if key.startswith("models/promotions/")]
+        assert promotion_key.endswith(f"-promoted-{new_version}.json")
+        promotion = json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key=promotion_key)["Body"].read())
+        assert (promotion["from_version"], promotion["to_version"]) == (old_version, new_version)
+        assert promotion["by"].startswith(f"auto ({cloud.stack.alarms['QualityAlarm'].name} entered ALARM")
+        assert promotion["holdout"]["challenger"]["ErrorRate"] < promotion["holdout"]["champion"]["ErrorRate"]
+        assert promotion["decision_record"] == f"s3://{bucket}/{record_key}"
+        # (calibration.json only when the champion has one: this one has none)
+        assert (f"models/{new_version}/calibration.json" in keys) == (
+            classifier_dir / "calibration.json"
+        ).is_file()
+
+        # When the next batch (the flipped relation still) arrives
+        report, frame = score_one(cloud, backtest, tmp_path, 10)
+
+        # Then the new version scored it, with a lower error than the old model gives on the
+        # same rows (scikit-learn, the old model's own directory), the error the new model's
+        # files give (downloaded from the candidate directory)
+        new_dir = download(cloud, bucket, f"models/{new_version}/", tmp_path / "new-model")
+        assert report["model"]["version"] == new_version
+        print(  # pytest -s shows the figures the README quotes
+            f"\nafter promotion: ErrorRate {report['metrics']['ErrorRate']:.3f} by {new_version}, "
+            f"{error_rate(classifier_dir, frame):.3f} by the old model on the same rows"
+        )
+        assert report["metrics"]["ErrorRate"] < error_rate(classifier_dir, frame) - 0.2
+        assert abs(report["metrics"]["ErrorRate"] - error_rate(new_dir, frame)) < 1e-9
+        assert "ChampionMismatch" in report["metrics_published"] and not any(
+            "promoted champion" in note for note in report["notes"]
+        )
+
+        # When a person rolls back with the CLI
+        outputs = cloud.stack.outputs
+        common = [
+            "--bucket",
+            bucket,
+            "--layer-name",
+            outputs["ModelLayerName"],
+            "--endpoint-url",
+            cloud.endpoint_url,
+        ]
+        assert main(["model", "rollback", *common, "--topic-arn", outputs["AlertTopicArn"]]) == 0
+        cloud.deliver_pending()
+
+        # Then the next batch is scored by the old version again, with its error
+        report, frame = score_one(cloud, backtest, tmp_path, 11)
+        assert report["model"]["version"] == old_version
+        assert abs(report["metrics"]["ErrorRate"] - error_rate(classifier_dir, frame)) < 1e-9
+
+        # and CloudWatch has the switch the dashboard draws: BatchesProcessed by model version
+        def batches_by(version: str) -> float:
+            answer = cloud.clients.cloudwatch.get_metric_statistics(
+                Namespace="ModelWatch",
+                MetricName="BatchesProcessed",
+                Dimensions=[
+                    {"Name": "ModelName", "Value": cloud.stack.parameters["ModelName"]},
+                    {"Name": "ModelVersion", "Value": version},
+                ],
+                StartTime=cloud.clock.now() - timedelta(days=14),
+                EndTime=cloud.clock.now() + timedelta(days=1),
+                Period=15 * 86400,
+                Statistics=["Sum"],
+            )
+            return sum(point["Sum"] for point in answer["Datapoints"])
+
+        # (the alarm fired as batch 7's period ended: batches 8 and 9 of the backtest were already
+        # the new version's, then batch 10; batches 0-7 and 11 the old one's)
+        scored_by = [result.report["model"]["version"] for result in results]
+        assert scored_by == [old_version] * 8 + [new_version] * 2
+        assert (batches_by(old_version), batches_by(new_version)) == (9.0, 3.0)
+        history = [
+            json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            for item in cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix="models/promotions/")[
+                "Contents"
+            ]
+        ]
+        assert [(r["event"], r["to_version"], r["by"]) for r in history] == [
+            ("promoted", new_version, promotion["by"]),
+            ("rolled_back", old_version, "cli (local)"),
+        ]
+
+        # (the functions registered in moto's Lambda are configuration only: moto never tried
+        # to run one itself, in Docker, for the uploads' S3 notifications)
+        assert "docker" not in (tmp_path / "out" / "logs" / "embedded-aws.log").read_text().lower()
+
         # and the on-call person got the announcement by email and on Slack
         subject = f"modelwatch retraining churn-test: candidate {record['challenger_version']}"
         emails = [a for a in cloud.alerts if a.channel == "email" and a.subject.startswith(subject)]
         assert len(emails) == 1 and emails[0].recipient == EMAIL
-        assert "Holdout: the newest" in emails[0].body
+        assert "Holdout: the newest" in emails[0].body and "Promoted at once (AutoPromote)" in emails[0].body
+        rollbacks = [a for a in cloud.alerts if a.channel == "email" and "rolled back to" in a.subject]
+        assert (
+            len(rollbacks) == 1 and f"rolled back to {old_version} (was {new_version})" in rollbacks[0].body
+        )
         assert cloud.webhook is not None
         posted = [request.json() for request in cloud.webhook.requests]
         assert any(

@@ -142,15 +142,23 @@ def test_retrain_is_granted_exactly_the_aws_actions_it_uses(stack, monkeypatch):
     # Given ten batches, the newest four of a changed relation, and the alarm they set off
     from tests.integration.test_retraining import build_scenario, run_retrain
 
-    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=10, changed_from=6)
+    # (AutoPromote on: the statements it grants are the ones a promotion needs)
+    scenario = build_scenario(
+        stack, monkeypatch, stack.model_dir, batches=10, changed_from=6, auto_promote=True
+    )
 
-    # When the retrain function writes a candidate, records the decision and announces it
+    # When the retrain function writes a candidate, promotes it, records the decision and announces it
     with recorded_aws_calls() as calls:
         result = run_retrain(scenario.alarm_message or {})
 
     # Then every request is allowed, and every statement was needed
-    assert result["decisions"][0]["decision"] == "candidate"
-    names = {**resource_names(stack), "AlertTopic": scenario.topic_arn}
+    assert result["decisions"][0]["decision"] == "candidate" and result["decisions"][0]["promoted"]
+    names = {
+        **resource_names(stack),
+        "AlertTopic": scenario.topic_arn,
+        "AutoPromote": "true",
+        "AWS::StackName": "modelwatch-test",
+    }
     grants = policy_grants("RetrainFunction", names, REGION)
     assert ungranted(calls, grants, REGION) == []
     # except KMS, which SNS uses on the publisher's behalf (no request of the code's own):

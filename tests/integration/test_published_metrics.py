@@ -9,6 +9,7 @@ source code spells.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -41,8 +42,11 @@ def test_alarms_on_model_metrics_watch_metrics_the_batch_monitor_publishes(
     stack, monkeypatch, sample_churn_model_dir
 ):
     # Given the sample model: unlike the tests' small model it has a drift reference sample,
-    # so the drift metrics are published too
+    # so the drift metrics are published too; and it was promoted (ChampionMismatch is
+    # published once something was)
     monkeypatch.setenv("MODEL_DIR", str(sample_churn_model_dir))
+    metadata = json.loads((sample_churn_model_dir / "metadata.json").read_text())
+    stack.put("models/champion.json", json.dumps({"version": metadata["version"], "earlier": []}))
     actuals = pd.read_csv(SAMPLES / "actuals.csv", dtype={"record_id": str})
     stack.put_actuals({row.record_id: int(row.churned) for row in actuals.itertuples()})
     stack.put("incoming/scored.csv", (SAMPLES / "batches" / "batch-01.csv").read_bytes())

@@ -4,7 +4,9 @@ template's QualityAlarm would send; every figure recomputed here with scikit-lea
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +34,9 @@ from tests.template_resources import function_environment, load_template, resolv
 
 FEATURES = NUMERIC + CATEGORICAL
 ROWS_PER_BATCH = 300
+# The functions with the model layer (a promotion switches them); the retrain function is one too.
+FUNCTIONS_WITH_MODEL = ("BatchMonitor", "ActualsLoader", "LabelJoin")
+FUNCTIONS_WITH_MODEL_NAMES = tuple(f"modelwatch-test-{logical}Function" for logical in FUNCTIONS_WITH_MODEL)
 # A threshold between the champion's error on the relation it learned (~0.3: churn_frame is
 # noisy) and on the flipped one (~0.7).
 QUALITY_THRESHOLD = "0.5"
@@ -52,10 +57,16 @@ def template_parameters() -> dict[str, str]:
 
 
 def build_scenario(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, model_dir: Path, batches: int, changed_from: int | None
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    model_dir: Path,
+    batches: int,
+    changed_from: int | None,
+    auto_promote: bool = False,
 ) -> Scenario:
     """``batches`` batches of ROWS_PER_BATCH rows, one per alarm period ending in the current
-    hour; from batch ``changed_from`` on, the input-target relation is flipped (churners stay)."""
+    hour; from batch ``changed_from`` on, the input-target relation is flipped (churners stay).
+    ``auto_promote``: AutoPromote=true, and the functions with the model layer in moto's Lambda."""
     monkeypatch.setenv("MODEL_DIR", str(model_dir))
     now = datetime.now(UTC)
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=batches)
@@ -113,6 +124,12 @@ def build_scenario(
         "BatchLedgerTable": stack.ledger_table,
         "IngestBucket": BUCKET,
         "AlertTopic": topic_arn,
+        "AWS::StackName": "modelwatch-test",
+        "AutoPromote": "true" if auto_promote else "false",
+        **{
+            f"{logical}Function": name
+            for logical, name in zip(FUNCTIONS_WITH_MODEL, FUNCTIONS_WITH_MODEL_NAMES, strict=True)
+        },
         **{
             logical: resolver.resolve({"Ref": logical})
             for logical in ("QualityAlarm", "EstimatedQualityAlarm", "DriftAlarm")
@@ -125,6 +142,10 @@ def build_scenario(
     environment["MODEL_DIR"] = str(model_dir)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
+    if auto_promote:
+        from tests.integration.test_promotion import deployed
+
+        deployed(model_dir, tuple(environment["MODEL_FUNCTIONS"].split(",")))
     return Scenario(frames, starts, message, environment, topic_arn, queue_url)
 
 
@@ -233,6 +254,7 @@ def test_a_changed_relation_makes_the_challenger_from_the_degradation_a_candidat
         f"champion {record['champion_metrics']['ErrorRate']:.4f}",
         f"challenger {record['challenger_metrics']['ErrorRate']:.4f}",
         "awaiting approval",
+        f"modelwatch model promote --version {version} --bucket {BUCKET} --layer-name modelwatch-test-model",
     ):
         assert expected in text, expected
 
@@ -336,9 +358,12 @@ def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch
     write_model_directory(
         tmp_path / "forest", pipeline, metadata, reference[FEATURES], reference["churned"].to_numpy()
     )
-    scenario = build_scenario(stack, monkeypatch, tmp_path / "forest", batches=10, changed_from=6)
+    assert (tmp_path / "forest" / "calibration.json").is_file()
+    scenario = build_scenario(
+        stack, monkeypatch, tmp_path / "forest", batches=10, changed_from=6, auto_promote=True
+    )
 
-    # When the alarm starts a retrain
+    # When the alarm starts a retrain (AutoPromote on)
     run_retrain(scenario.alarm_message or {})
 
     # Then the challenger is the user's pipeline, refitted, stored as skops, and it loads and predicts
@@ -359,6 +384,22 @@ def test_a_users_own_pipeline_with_another_estimator_retrains(stack, monkeypatch
     np.testing.assert_array_equal(
         candidate.estimator.predict_proba(holdout[FEATURES]), expected.predict_proba(holdout[FEATURES])
     )
+    # with the calibration the champion had (estimated performance), fitted on the holdout
+    assert candidate.calibration is not None and candidate.calibration["classes"] == [0, 1]
+
+    # and it was promoted: the model layer version the functions now have is that directory
+    assert record["status"] == "promoted" and record["promotion"]["to_version"] == version
+    with zipfile.ZipFile(io.BytesIO(stack.read(f"models/{version}/layer.zip"))) as archive:
+        archive.extractall(tmp_path / "layer")
+    served = load_bundle(tmp_path / "layer" / "model")
+    assert served.metadata.version == version and served.calibration == candidate.calibration
+    np.testing.assert_array_equal(
+        served.estimator.predict_proba(holdout[FEATURES]), expected.predict_proba(holdout[FEATURES])
+    )
+    configuration = boto3.client("lambda").get_function_configuration(
+        FunctionName=FUNCTIONS_WITH_MODEL_NAMES[0]
+    )
+    assert configuration["Layers"][-1]["Arn"] == record["promotion"]["layer_version_arn"]
 
 
 def test_model_retrain_on_demand_runs_the_same_retraining_and_prints_the_decision(stack, monkeypatch, capsys):

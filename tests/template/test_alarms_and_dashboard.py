@@ -168,6 +168,7 @@ def thresholds_by_widget(body: dict[str, Any]) -> dict[str, list[float]]:
             line["value"] for line in properties.get("annotations", {}).get("horizontal", [])
         ]
         for properties in metric_widgets(body)
+        if len(properties["metrics"][0]) > 1  # not a widget of one expression (batches by version)
     }
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.template
 
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
 # Set by Lambda itself in every function (its reserved variables), not by the template.
-LAMBDA_VARIABLES = {"AWS_REGION"}
+LAMBDA_VARIABLES = {"AWS_REGION", "AWS_LAMBDA_FUNCTION_NAME"}
 
 CONFIG_OF_FUNCTION = {
     "BatchMonitorFunction": MonitorConfig,
@@ -59,6 +59,8 @@ def resolved(value: Any, parameters: dict[str, Any]) -> str:
         return re.sub(
             r"\$\{([^}]+)\}", lambda match: resolved({"Ref": match.group(1)}, parameters), value["Fn::Sub"]
         )
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        return resolved(value["Fn::If"][2], parameters)  # a condition's default: its "otherwise"
     if isinstance(value, dict):
         return "resolved-intrinsic"
     return str(value)

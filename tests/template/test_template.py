@@ -88,12 +88,21 @@ def test_quality_metric_parameter_offers_exactly_the_metrics_the_monitor_publish
     assert template["Parameters"]["QualityMetric"]["Default"] in QUALITY_METRICS
 
 
+def granted_statement(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement, or the one a condition grants (!If [Condition, statement, !Ref AWS::NoValue])."""
+    if set(statement) == {"Fn::If"}:
+        _, granted, otherwise = statement["Fn::If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}, statement
+        return dict(granted)
+    return statement
+
+
 def policy_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     statements = []
     for name in FUNCTIONS:
         for policy in template["Resources"][name]["Properties"]["Policies"]:
             assert isinstance(policy, dict) and "Statement" in policy, f"{name}: inline policy documents only"
-            statements += [(name, statement) for statement in policy["Statement"]]
+            statements += [(name, granted_statement(statement)) for statement in policy["Statement"]]
     return statements
 
 
@@ -319,3 +328,42 @@ def test_actuals_table_is_read_by_the_monitor_and_written_by_the_loader(template
         if action.startswith("s3:")
     }
     assert loader_s3 == {"s3:GetObject"}
+
+
+def test_a_promoted_model_layer_version_survives_a_deploy_that_names_it(template):
+    # After a promotion, `sam deploy --parameter-overrides ModelLayerVersionArn=<champion>` must
+    # keep every function with the model layer on the champion; without it, the built model.
+    from tests.cloudformation import Resolver
+
+    champion = "arn:aws:lambda:eu-west-1:123456789012:layer:modelwatch-model:7"
+    pattern = re.compile(template["Parameters"]["ModelLayerVersionArn"]["AllowedPattern"])
+    assert pattern.fullmatch(champion) and pattern.fullmatch("")
+    assert not pattern.fullmatch("arn:aws:lambda:eu-west-1:123456789012:function:modelwatch-model")
+    assert template["Parameters"]["ModelLayerVersionArn"]["Default"] == ""
+    with_model = [
+        name
+        for name, definition in template["Resources"].items()
+        if definition["Type"] == "AWS::Serverless::Function"
+        and "ModelLayer"
+        in referenced_resources(definition["Properties"].get("Layers", []), set(template["Resources"]))
+    ]
+    assert sorted(with_model) == [
+        "ActualsLoaderFunction",
+        "BatchMonitorFunction",
+        "LabelJoinFunction",
+        "RetrainFunction",
+    ]
+    built = Resolver(template).resolve({"Ref": "ModelLayer"})
+    for parameters, expected in (({"ModelLayerVersionArn": champion}, champion), ({}, built)):
+        resolver = Resolver(template, **parameters)
+        for name in with_model:
+            layers = resolver.resolve(template["Resources"][name]["Properties"]["Layers"])
+            assert layers == [resolver.resolve({"Ref": "RuntimeLayer"}), expected], name
+    # and the dashboard draws batches by model version, so the switch shows
+    dashboard = str(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+    assert "ModelName,ModelVersion} MetricName=" in dashboard and "BatchesProcessed" in dashboard
+    # and the retrain function promotes at once only with AutoPromote=true
+    assert template["Parameters"]["AutoPromote"]["Default"] == "false"
+    retrain_environment = template["Resources"]["RetrainFunction"]["Properties"]["Environment"]["Variables"]
+    assert Resolver(template).resolve(retrain_environment["AUTO_PROMOTE"]) == "false"
+    assert Resolver(template, AutoPromote="true").resolve(retrain_environment["AUTO_PROMOTE"]) == "true"

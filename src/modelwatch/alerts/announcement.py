@@ -5,7 +5,8 @@ text, so the email subscription shows them as they are). Every announcement begi
 ANNOUNCEMENT_PREFIX: the Slack notifier posts such a message as text instead of dropping it
 as "not an alarm", and the retrain function, subscribed to the same topic, ignores it.
 
-Pure: built from a decision's dict (modelwatch.retraining.RetrainDecision.as_dict).
+Pure: built from a decision's dict (modelwatch.retraining.RetrainDecision.as_dict), or from a
+promotion or rollback record (modelwatch.promotion).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def is_announcement(message: str) -> bool:
 
 
 def _headline(decision: dict[str, Any]) -> str:
+    if decision["decision"] == "candidate" and decision.get("promotion"):
+        return "candidate {challenger_version} beats {champion_version}, promoted".format(**decision)
     return _HEADLINES[decision["decision"]].format(**decision)
 
 
@@ -104,10 +107,24 @@ def retrain_announcement(decision: dict[str, Any]) -> str:
                 "Check before approving: the candidate's model file holds types the champion's did not: "
                 + ", ".join(decision["new_trusted_types"])
             )
-        lines.append(
-            "Promotion is not automated yet: review comparison.json, then publish the directory as the "
-            "model layer and deploy."
-        )
+        promotion = decision.get("promotion")
+        if promotion:
+            lines.append(
+                f"Promoted at once (AutoPromote): the functions serve {promotion['to_version']} from "
+                f"{promotion['layer_version_arn']}; to return to {promotion['from_version']}: "
+                "modelwatch model rollback"
+            )
+            lines.append(f"Promotion record: {promotion['record_uri']}")
+        elif decision.get("promotion_error"):
+            lines.append(f"AutoPromote failed, nothing was switched: {decision['promotion_error']}")
+        if not promotion:
+            lines.append(
+                "Awaiting approval: review comparison.json, then promote it with: "
+                + (
+                    decision.get("promote_command")
+                    or f"modelwatch model promote --version {decision['challenger_version']}"
+                )
+            )
     if decision.get("record_uri"):
         lines.append(f"Decision record: {decision['record_uri']}")
     return "\n".join(lines)
@@ -129,3 +146,45 @@ def announcement_slack_message(text: str) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": body}},
         ],
     }
+
+
+# -- promotion and rollback (modelwatch.promotion records) ----------------------------------
+
+
+def promotion_subject(record: dict[str, Any]) -> str:
+    verb = "promoted" if record["event"] == "promoted" else "rolled back to"
+    text = f"modelwatch {record.get('model_name') or 'model'}: {verb} {record['to_version']}"
+    return text if len(text) <= _SUBJECT_MAX_CHARS else text[: _SUBJECT_MAX_CHARS - 1] + "…"
+
+
+def promotion_announcement(record: dict[str, Any]) -> str:
+    """A promotion or rollback, from its record: what serves now, what served before, why."""
+    promoted = record["event"] == "promoted"
+    verb = "promoted" if promoted else "rolled back to"
+    lines = [
+        f"{ANNOUNCEMENT_PREFIX} {record.get('model_name') or 'model'}: {verb} {record['to_version']} "
+        f"(was {record['from_version']})",
+        "",
+        f"When: {record['time']}, by {record['by']}",
+        f"Model layer version now served: {record['layer_version_arn']}",
+        f"Model layer version before: {record['previous_layer_version_arn']}",
+    ]
+    holdout = record.get("holdout") or {}
+    if holdout.get("champion") or holdout.get("challenger"):
+        old, new = (holdout.get("champion") or {}), (holdout.get("challenger") or {})
+        pairs = ", ".join(
+            f"{name} {_number(value)} -> {_number(new.get(name))}" for name, value in sorted(old.items())
+        )
+        lines.append(
+            f"On the holdout ({holdout.get('rows')} rows), {record['from_version']} -> "
+            f"{record['to_version']}: {pairs}"
+        )
+    lines.append(
+        "The next batch is scored by it. A later `sam deploy` keeps it only with "
+        "--parameter-overrides ModelLayerVersionArn=" + record["layer_version_arn"]
+    )
+    if promoted:
+        lines.append("To return to the version before: modelwatch model rollback")
+    if record.get("record_uri"):
+        lines.append(f"Record: {record['record_uri']}")
+    return "\n".join(lines)

@@ -101,6 +101,13 @@ def _local_up(args: argparse.Namespace) -> int:
         )
         _print(f"  {cli} s3 ls --recursive s3://{bucket}/results/")
         _print(f"  {cli} cloudwatch describe-alarms --query 'MetricAlarms[].[AlarmName,StateValue]'")
+        if "ModelLayerName" in stack.outputs:
+            promotion = (
+                f"--bucket {bucket} --layer-name {stack.outputs['ModelLayerName']} --endpoint-url {endpoint}"
+            )
+            _print(
+                f"  modelwatch model promote --version V {promotion}   (a retrained candidate; then rollback)"
+            )
         _print("Ctrl-C stops.\n")
         cloud.run_in_background()
         while True:

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelwatch.cli.promote_commands import register as register_promotion
 from modelwatch.cli.retrain_commands import register as register_retrain
 from modelwatch.errors import UserError
 
@@ -178,3 +179,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_check)
 
     register_retrain(commands)
+    register_promotion(commands)

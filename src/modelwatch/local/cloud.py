@@ -42,6 +42,7 @@ from modelwatch.local.delivery import (
     WebhookReceiver,
     slack_text,
 )
+from modelwatch.local.layers import ModelLayers
 from modelwatch.local.moto_server import EmbeddedAws, start_moto_server
 from modelwatch.local.runtime import (
     LOCAL_CREDENTIALS,
@@ -285,6 +286,7 @@ class LocalCloud:
                 model_dir=self.model_dir,
                 log_dir=self.out_dir / "logs",
                 sqs=self.clients.sqs,
+                model_layers=self._model_layers(),
             )
             self.streams = StreamPoller(
                 self.stack.stream_mappings,
@@ -307,6 +309,35 @@ class LocalCloud:
             self.stop()
             raise
         return self
+
+    def _model_layers(self) -> ModelLayers | None:
+        """The stack's layers and functions in the embedded Lambda, so a promotion can switch
+        the model layer as in AWS (modelwatch.local.layers); None without a ModelLayer."""
+        # SAM names a LayerVersion's logical id after the layer with a content hash appended.
+        model_layer = next(
+            (
+                r
+                for r in self.stack.of_type("AWS::Lambda::LayerVersion")
+                if r.logical_id.startswith("ModelLayer")
+            ),
+            None,
+        )
+        if model_layer is None:
+            return None
+        layers = [
+            {"name": str(resource.ref).split(":")[6], "arn": resource.ref, "properties": resource.properties}
+            for resource in self.stack.of_type("AWS::Lambda::LayerVersion")
+        ]
+        model_layers = ModelLayers(
+            endpoint_url=self.endpoint_url,
+            region=self.stack.region,
+            s3=self.clients.s3,
+            layer_name=str(model_layer.ref).split(":")[6],
+            initial_model_dir=self.model_dir,
+            extract_root=self.out_dir / "layers",
+        )
+        model_layers.register(layers, self.stack.functions)
+        return model_layers
 
     def _slack_secret_name(self) -> str | None:
         """The secret the notifier will read the local webhook's URL from (set as its parameter,

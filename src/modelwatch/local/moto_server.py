@@ -15,6 +15,10 @@ subscriber (the function is not a moto function). The child therefore hands thos
 deliveries - after the subscription's filter policy, so as SNS would - to the parent
 with a POST to ``--deliver-to``; the parent writes the email or invokes the function.
 Every publish goes through this path, from the alarm evaluator or from the AWS CLI alike.
+
+The stack's functions are registered in moto's Lambda for their configuration only
+(modelwatch.local.layers); the parent runs them. moto would otherwise run a registered
+function itself, in Docker, for each S3 notification: that is switched off here.
 """
 
 from __future__ import annotations
@@ -175,6 +179,17 @@ def _forward_sns_deliveries(deliver_to: str) -> None:
     sns_models.Subscription.publish = publish  # type: ignore[method-assign]
 
 
+def _no_function_runs_in_moto() -> None:
+    """moto's Lambda keeps the functions' configuration; running one is the parent's job (it
+    delivers S3 events itself). Without this, each upload would make moto try Docker."""
+    from moto.awslambda import models as lambda_models
+
+    def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the local cloud runs its functions in its own process, not in moto")
+
+    lambda_models.LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -199,6 +214,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     use_dynamodb_serializer()
     use_exact_metric_matching()
+    _no_function_runs_in_moto()
     if arguments.deliver_to:
         _forward_sns_deliveries(arguments.deliver_to)
     server = make_server(

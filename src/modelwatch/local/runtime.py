@@ -77,6 +77,7 @@ class FunctionSpec:
     log_group: str
     max_retry_attempts: int = 2  # Lambda's default for asynchronous invocations
     on_failure_queue_url: str | None = None
+    layers: tuple[str, ...] = ()  # layer version ARNs, as the template gives them
 
 
 @dataclass
@@ -115,6 +116,7 @@ class LocalFunction:
         self.spec = spec
         self.log = log
         self.module: ModuleType | None = None
+        self.model_dir: Path | None = None  # what /opt/model was when the module was loaded
 
     def _handler(self) -> Callable[[dict[str, Any], Any], Any]:
         module_path, _, function_name = self.spec.handler.rpartition(".")
@@ -145,10 +147,14 @@ class LambdaRuntime:
         model_dir: Path,
         log_dir: Path,
         sqs: Any,
+        model_layers: Any = None,
     ):
+        """``model_layers`` (modelwatch.local.layers.ModelLayers): the function's model layer
+        version, asked before each invocation; without, /opt/model is always ``model_dir``."""
         self.endpoint_url = endpoint_url
         self.region = region
         self.model_dir = model_dir
+        self.model_layers = model_layers
         self.sqs = sqs
         self._lock = threading.RLock()
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +172,8 @@ class LambdaRuntime:
         base = ":".join(arn.split(":")[:7])  # a qualified ARN (:alias or :version) names the same code
         return next((f for f in self.functions.values() if f.spec.arn == base or f.spec.name == arn), None)
 
-    def lambda_environment(self, spec: FunctionSpec) -> dict[str, str]:
+    def lambda_environment(self, spec: FunctionSpec, model_dir: Path | None = None) -> dict[str, str]:
+        model_dir = model_dir or self.model_dir
         environment = {
             **LOCAL_CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint_url,
@@ -184,7 +191,7 @@ class LambdaRuntime:
         }
         for name, value in spec.environment.items():
             if value == MODEL_LAYER_MOUNT or value.startswith(MODEL_LAYER_MOUNT + "/"):
-                value = str(self.model_dir) + value[len(MODEL_LAYER_MOUNT) :]
+                value = str(model_dir) + value[len(MODEL_LAYER_MOUNT) :]
             environment[name] = value
         return environment
 
@@ -193,7 +200,7 @@ class LambdaRuntime:
         saved = dict(os.environ)
         for name in _SHELL_AWS_VARIABLES:
             os.environ.pop(name, None)
-        os.environ.update(self.lambda_environment(function.spec))
+        os.environ.update(self.lambda_environment(function.spec, function.model_dir))
         try:
             # print() and the Powertools logger (bound to sys.stdout at import) write the log file.
             self._stdout.target = function.log
@@ -208,6 +215,7 @@ class LambdaRuntime:
         spec = function.spec
         attempts = 1 + (spec.max_retry_attempts if asynchronous else 0)
         with self._lock:
+            self._follow_model_layer(function)
             started = time.perf_counter()
             error = None
             for attempt in range(1, attempts + 1):
@@ -244,6 +252,18 @@ class LambdaRuntime:
             if asynchronous:
                 self._send_to_on_failure(spec, event, outcome)
             return outcome
+
+    def _follow_model_layer(self, function: LocalFunction) -> None:
+        """A function whose model layer version changed (promotion, rollback) starts cold with
+        /opt/model mapped to the new version's content, as Lambda starts new instances."""
+        model_dir = self.model_dir
+        if self.model_layers is not None:
+            model_dir = self.model_layers.model_dir_for(function.spec.name) or self.model_dir
+        if function.model_dir != model_dir:
+            if function.module is not None:
+                function.log.write(f"[INFO] model layer changed: cold start with /opt/model = {model_dir}\n")
+            function.module = None
+            function.model_dir = model_dir
 
     def _send_to_on_failure(self, spec: FunctionSpec, event: dict[str, Any], outcome: Invocation) -> None:
         if not spec.on_failure_queue_url:

@@ -637,6 +637,7 @@ class StackBuilder:
                 log_group=str(logging_config.get("LogGroup") or f"/aws/lambda/{resource.ref}"),
                 max_retry_attempts=int(config.get("MaximumRetryAttempts", 2)),
                 on_failure_queue_url=queue_url,
+                layers=tuple(str(arn) for arn in properties.get("Layers") or []),
             )
         return specs
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from modelwatch import drift
+from modelwatch.calibration import describe, fit_calibration
 from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.model_bundle import ModelMetadata
-from modelwatch.modeling.calibration import describe, fit_calibration
 from modelwatch.modeling.evaluation import compute_metrics
 
 MODEL_FILES = ("model.skops", "model.joblib")

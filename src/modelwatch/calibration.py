@@ -14,6 +14,9 @@ Beside the maps the file records the reference's realized metrics, CBPE's estima
 them on the same rows, and the standard deviations the confidence band is scaled from.
 The maps are isotonic thresholds in JSON: small, readable, and applied in Lambda with
 numpy alone.
+
+In the runtime package, not modelwatch.modeling: the retrain function fits a candidate's
+calibration too (modelwatch.retraining).
 """
 
 from __future__ import annotations
