@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import re
 
-from modelwatch.local.demo import run_demo
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score
+
+from modelwatch.local.cloud import DEFAULT_TEMPLATE
+from modelwatch.local.demo import RETRAINING_SAMPLES, run_demo, run_retraining_act
+from modelwatch.model_bundle import load_bundle
 
 
 def test_demo_alarms_on_the_drifted_batches_recovers_and_alerts_by_email_and_slack(
     tmp_path, capfd, sample_churn_model_dir
 ):
     out = tmp_path / "demo"
-    assert run_demo(out, model_dir=sample_churn_model_dir) == 0
+    # Act two has its own test below.
+    assert run_demo(out, model_dir=sample_churn_model_dir, retraining_samples=None) == 0
     printed = capfd.readouterr().out
     assert f"Output: {out}" in printed and "Timeline" in printed
 
@@ -65,7 +72,9 @@ def test_demo_with_late_labels_scores_each_batch_before_its_labels_and_loads_the
     tmp_path, capfd, sample_churn_model_dir
 ):
     out = tmp_path / "demo"
-    assert run_demo(out, model_dir=sample_churn_model_dir, labels_delay_periods=1) == 0
+    assert (
+        run_demo(out, model_dir=sample_churn_model_dir, labels_delay_periods=1, retraining_samples=None) == 0
+    )
     printed = capfd.readouterr().out
 
     document = json.loads((out / "timeline.json").read_text())
@@ -82,3 +91,56 @@ def test_demo_with_late_labels_scores_each_batch_before_its_labels_and_loads_the
         assert [event.split(" (")[0] for event in loads] == [f"loaded labels of {name}"]
     assert "labels of batch-01.csv" in printed and "the error counts when the labels come" in printed
     assert "(final)" in (out / "timeline.txt").read_text()
+
+
+def test_demo_act_two_retrains_on_the_alarm_promotes_and_brings_the_error_back_under_the_threshold(
+    tmp_path, capfd, sample_churn_model_dir
+):
+    champion = load_bundle(sample_churn_model_dir)
+    out = tmp_path / "act-two"
+    run_retraining_act(out, template_path=DEFAULT_TEMPLATE, model_dir=sample_churn_model_dir)
+    printed = capfd.readouterr().out
+    document = json.loads((out / "timeline.json").read_text())
+    batches = document["batches"]
+    quality = [batch["alarms"]["QualityAlarm"] for batch in batches]
+    # The change comes with batch 4; 2 of 3 breaching periods fire the alarm at batch 5.
+    assert quality[:4] == ["OK"] * 4 and quality[4] == "ALARM"
+
+    events = [(event["event"], event["version"]) for event in document["model_events"]]
+    assert [event for event, _ in events] == ["retrained", "promoted"]
+    new_version = events[1][1]
+    assert events[0][1] == new_version != champion.metadata.version
+    versions = [batch["model_version"] for batch in batches]
+    assert versions == [champion.metadata.version] * 5 + [new_version] * 3
+    # the champion's own directory is untouched: promotion published a layer version
+    assert load_bundle(sample_churn_model_dir).metadata.version == champion.metadata.version
+
+    # After the promotion the error is back under the threshold, and lower than the old model's
+    # on the very same rows (scikit-learn here, with the old model).
+    actuals = pd.read_csv(RETRAINING_SAMPLES / "actuals.csv").set_index("record_id")["churned"]
+    for batch in batches[5:]:
+        frame = pd.read_csv(RETRAINING_SAMPLES / "batches" / batch["key"].removeprefix("incoming/"))
+        labels = actuals.loc[frame["record_id"]].to_numpy()
+        old_error = 1.0 - accuracy_score(
+            labels, champion.estimator.predict(frame[champion.metadata.feature_names])
+        )
+        # the published ErrorRate is scikit-learn's on the new model's predictions (its predictions file)
+        name = batch["key"].removeprefix("incoming/")
+        (predictions_file,) = (out / "results" / name / "versions").glob("*/predictions.csv.gz")
+        predicted = pd.read_csv(predictions_file).set_index("record_id")["prediction"]
+        new_error = 1.0 - accuracy_score(labels, predicted.loc[frame["record_id"]].to_numpy())
+        assert np.isclose(batch["metrics"]["ErrorRate"], new_error, rtol=0, atol=1e-9)
+        assert new_error < 0.2 < old_error
+    assert quality[-1] == "OK"
+
+    subjects = [
+        line
+        for path in (out / "outbox").glob("*.eml")
+        for line in path.read_text().splitlines()
+        if line.startswith("Subject:")
+    ]
+    assert (
+        f"Subject: modelwatch retraining churn-classifier: candidate {new_version} beats "
+        f"{champion.metadata.version}, promoted" in subjects
+    ), subjects
+    assert f"Promoted {new_version}" in printed and "old model" in printed

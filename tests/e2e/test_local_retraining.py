@@ -215,9 +215,17 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
             payload["text"].startswith("[modelwatch] Retraining churn-test: candidate") for payload in posted
         )
 
-        # and the replay file lists the decision as a model event at the end of the alarm's period
-        (event,) = backtest.document()["model_events"]
+        # and the replay file lists the decision as a model event at the end of the alarm's period,
+        # then the promotion; the rollback, on demand after the last period, comes last
+        events = backtest.document()["model_events"]
+        assert [(e["event"], e["version"]) for e in events] == [
+            ("retrained", new_version),
+            ("promoted", new_version),
+            ("rolled_back", old_version),
+        ]
+        event = events[0]
         alarm_period = backtest.periods[7]
+        assert events[1]["time"] == event["time"]
         assert event["event"] == "retrained" and event["version"] == record["challenger_version"]
         assert event["time"] == (alarm_period.start + timedelta(hours=1)).isoformat()
         assert event["holdout"] == {

@@ -1,4 +1,4 @@
-"""`modelwatch demo`: the sample churn story through the whole local pipeline in under 30 seconds.
+"""`modelwatch demo`: the sample churn story through the whole local pipeline, then retraining.
 
 Template -> stack on the embedded AWS -> actuals file -> twelve hourly batches (virtual
 clock) -> metrics -> alarm -> SNS -> email outbox and, when the template has the Slack
@@ -30,6 +30,8 @@ from modelwatch.local.template import load_template
 from modelwatch.modeling import ColumnOptions, build_model
 
 SAMPLES = PROJECT_ROOT / "samplefiles" / "classification"
+# Act two: the churn world changes for good, and retraining closes the loop (samplefiles/README.md).
+RETRAINING_SAMPLES = PROJECT_ROOT / "samplefiles" / "retraining"
 # The demo's on-call address: it makes the template's email subscription exist (AlertEmail).
 DEMO_EMAIL = "oncall@example.com"
 
@@ -89,7 +91,12 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult], *, final: bool 
     has_drift = any("DriftScore" in r.metrics for r in results)
     alarm_ids = shown_alarms(cloud, results)
     others = [lid for lid in cloud.stack.alarms if lid not in alarm_ids]
+    # A promotion or rollback during the run: which model scored each batch.
+    versions = {r.model_version for r in results if r.model_version}
+    model_width = max((len(v) for v in versions), default=0) + 2 if len(versions) > 1 else 0
     header = f"{'batch':<16}{'rows':>6}{'labeled':>9}"
+    if model_width:
+        header += f"  {'model':<{model_width}}"
     if metric:
         header += f"{metric:>11}"
     if metric and final:
@@ -105,6 +112,8 @@ def timeline_text(cloud: LocalCloud, results: list[BatchResult], *, final: bool 
     lines = [header, "-" * len(header)]
     for result in results:
         line = f"{result.key.removeprefix('incoming/'):<16}{result.rows or 0:>6}{result.labeled_rows or 0:>9}"
+        if model_width:
+            line += f"  {result.model_version or '-':<{model_width}}"
         if metric:
             value = result.metrics.get(metric)
             line += f"{value:>11.3f}" if value is not None else f"{'-':>11}"
@@ -241,6 +250,22 @@ def print_alert(alert: Alert) -> None:
             _out(f"     | {line}")
 
 
+def listener(kind: str, payload: Any) -> None:
+    """What the local cloud does, narrated as it happens."""
+    if kind == "alarm":
+        evaluation = payload.evaluation
+        # An alarm's first evaluation is news only when it is not a plain "all is well".
+        routine = evaluation.previous_state == "INSUFFICIENT_DATA" and evaluation.state == "OK"
+        _out(
+            f"  ⏰ {payload.alarm.name}: {evaluation.previous_state} -> {evaluation.state}"
+            + ("" if routine else f" ({evaluation.reason})")
+        )
+    elif kind == "alert":
+        print_alert(payload)
+    elif kind == "warning":
+        _out(f"  ! {payload}")
+
+
 def run_demo(
     out_dir: Path | None = None,
     *,
@@ -248,9 +273,11 @@ def run_demo(
     model_dir: Path = DEFAULT_MODEL_DIR,
     samples: Path = SAMPLES,
     labels_delay_periods: int = 0,
+    retraining_samples: Path | None = RETRAINING_SAMPLES,
 ) -> int:
     """The sample story; with ``labels_delay_periods`` each batch's labels arrive that many alarm
-    periods after it (the late-label story) instead of all before the first batch."""
+    periods after it (the late-label story) instead of all before the first batch. Then, unless
+    ``retraining_samples`` is None, act two in a fresh stack: retraining closes the loop."""
     started = time.perf_counter()
     out_dir = (out_dir or Path("out") / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,20 +286,6 @@ def run_demo(
     batches = sorted(
         path for path in (samples / "batches").glob("batch-*") if path.suffix in (".csv", ".parquet")
     )
-
-    def listener(kind: str, payload: Any) -> None:
-        if kind == "alarm":
-            evaluation = payload.evaluation
-            # An alarm's first evaluation is news only when it is not a plain "all is well".
-            routine = evaluation.previous_state == "INSUFFICIENT_DATA" and evaluation.state == "OK"
-            _out(
-                f"  ⏰ {payload.alarm.name}: {evaluation.previous_state} -> {evaluation.state}"
-                + ("" if routine else f" ({evaluation.reason})")
-            )
-        elif kind == "alert":
-            print_alert(payload)
-        elif kind == "warning":
-            _out(f"  ! {payload}")
 
     cloud = LocalCloud(
         out_dir=out_dir,
@@ -353,9 +366,112 @@ def run_demo(
         f"  chart.png{'' if chart else ' (no alarm to chart)'}, timeline.txt/json, outbox/ (emails), "
         f"results/ ({copied} files), logs/ ({', '.join(p.name for p in sorted(logs.glob('*.log')))})"
     )
-    _out(f"Demo finished in {time.perf_counter() - started:.1f} s")
     shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    if retraining_samples is not None:
+        run_retraining_act(
+            out_dir / "retraining",
+            template_path=template_path,
+            model_dir=model_dir,
+            samples=retraining_samples,
+        )
+    _out(f"Demo finished in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def run_retraining_act(
+    out_dir: Path, *, template_path: Path, model_dir: Path, samples: Path = RETRAINING_SAMPLES
+) -> list[BatchResult]:
+    """Act two, the seed's story: a lasting change, the error alarm, a retrain on the labeled
+    changed batches, the better model promoted at once (AutoPromote=true), and the batches after
+    it scored by the new version with the error back under the threshold. The same functions and
+    template as on AWS; the champion's own directory is never written (promotion publishes a layer
+    version, which the local cloud mounts from its own folder)."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batches = sorted(path for path in (samples / "batches").glob("batch-*") if path.suffix == ".csv")
+    shown = samples.relative_to(PROJECT_ROOT) if samples.is_relative_to(PROJECT_ROOT) else samples
+    _out(
+        f"\nAct two: retraining closes the loop ({shown}). From batch 4 on the churn world changes "
+        "for good; the retrain function answers QualityAlarm and, with AutoPromote=true, promotes a "
+        "better model at once."
+    )
+    cloud = LocalCloud(
+        out_dir=out_dir,
+        template_path=template_path,
+        model_dir=model_dir,
+        parameters={"AlertEmail": DEMO_EMAIL, "RetrainOnAlarm": "QualityAlarm", "AutoPromote": "true"},
+        clock=VirtualClock(datetime.now(UTC)),
+        slack_receiver=True,
+        listener=listener,
+    )
+    with cloud:
+        backtest = Backtest(
+            cloud,
+            on_processed=lambda r: _out(
+                f"[{r.index + 1:>2}/{len(batches)}] {r.key} scored by model {r.model_version}  {r.status}  "
+                + "  ".join(f"{k}={v:.3f}" for k, v in r.metrics.items() if k in _shown(cloud))
+            ),
+            on_event=_narrate_model_events,
+        )
+        backtest.load_actuals(samples / "actuals.csv")
+        results = backtest.run(batches)
+        timeline = timeline_text(cloud, results)
+        _out("\nTimeline (act two)")
+        _out(timeline)
+        (out_dir / "timeline.txt").write_text(timeline + "\n", encoding="utf-8")
+        document = backtest.document()
+        (out_dir / "timeline.json").write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
+        write_chart(cloud, results, out_dir / "chart.png")
+        backtest.copy_results(out_dir / "results")
+    _out(_retraining_outcome(results, document["model_events"], model_dir, samples))
+    _out(f"Act two output: {out_dir}  ({time.perf_counter() - started:.1f} s)")
+    shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
+    return results
+
+
+def _narrate_model_events(period: PeriodResult, event: str) -> None:
+    if event.startswith("model "):
+        _out(f"  🔁 {event} at {period.start:%H:%M}Z")
+
+
+def _retraining_outcome(
+    results: list[BatchResult], events: list[dict[str, Any]], model_dir: Path, samples: Path
+) -> str:
+    """What the promoted model scored, against what the champion gives on the very same rows."""
+    promoted = next((e for e in events if e["event"] == "promoted"), None)
+    if promoted is None:
+        return "No model was promoted: " + (
+            "; ".join(f"{e['event']}: {e.get('reason') or ''}" for e in events) or "no retrain happened"
+        )
+    after = [r for r in results if r.model_version == promoted["version"] and "ErrorRate" in r.metrics]
+    if not after:
+        return f"Model {promoted['version']} was promoted after the last batch."
+    import numpy as np
+    import pandas as pd
+
+    from modelwatch.model_bundle import load_bundle
+
+    champion = load_bundle(model_dir)
+    actuals = pd.read_csv(samples / "actuals.csv").set_index(champion.metadata.id_column)
+    target = actuals.columns[0]
+    lines = [
+        f"Promoted {promoted['version']} (holdout {promoted['holdout']['rows']} rows: "
+        + ", ".join(
+            f"{metric} {promoted['holdout']['champion'].get(metric, float('nan')):.3f} -> {value:.3f}"
+            for metric, value in promoted["holdout"]["challenger"].items()
+            if metric == "ErrorRate"
+        )
+        + "). The batches it scored, and what the old model gives on the same rows:"
+    ]
+    for result in after:
+        frame = pd.read_csv(samples / "batches" / result.key.removeprefix("incoming/"))
+        labels = actuals.loc[frame[champion.metadata.id_column], target].to_numpy()
+        old = float(np.mean(champion.estimator.predict(frame[champion.metadata.feature_names]) != labels))
+        lines.append(
+            f"  {result.key.removeprefix('incoming/')}: ErrorRate {result.metrics['ErrorRate']:.3f} "
+            f"(old model {old:.3f})"
+        )
+    return "\n".join(lines)
 
 
 def _run_with_late_labels(

@@ -100,13 +100,20 @@ class _RoutedStream(io.TextIOBase):
     """
 
     def __init__(self, fallback: TextIO):
-        self.target: TextIO = fallback
+        self.target: TextIO | io.TextIOBase = fallback
 
     def write(self, text: str) -> int:
         return self.target.write(text)
 
     def flush(self) -> None:
         self.target.flush()
+
+
+class _Discarded(io.TextIOBase):
+    """Where a closed stack's functions' logging goes."""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 class LocalFunction:
@@ -294,6 +301,10 @@ class LambdaRuntime:
         for log in self._logs:
             with contextlib.suppress(Exception):
                 log.close()
+        # The functions' log handlers live on in this process's shared loggers ("modelwatch" gets
+        # copies of each function's handler); with its files closed, the stack's stream drops what
+        # they write instead of failing on every line a later stack in the process logs.
+        self._stdout.target = _Discarded()
 
 
 # --------------------------------------------------------------------------- events
