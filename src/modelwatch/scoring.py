@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,10 @@ class Measurement:
     quality_withheld: str | None
     drift: dict[str, Any]
     findings: list[dict[str, Any]]
-    actual_values: list[Any]  # per scored row: the model's class (or a float), None if unlabeled
+    rows_scored: int
+    # Per scored row: the model's class (or a float), None if unlabeled (Scorer.measure only;
+    # a batch read in chunks gets each chunk's from BatchMeasures.add).
+    actual_values: list[Any] = field(default_factory=list)
 
 
 def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Predictions:
@@ -82,54 +85,18 @@ class Scorer:
     def measure(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
     ) -> Measurement:
-        actual_values = [self.labels.normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
-        labeled = np.array([value is not None for value in actual_values], dtype=bool)
-        rows_scored = len(actual_values)
-        rows_labeled = int(labeled.sum())
-        published: dict[str, MetricValue] = {
-            "BatchesProcessed": MetricValue(1.0),
-            "RowsScored": MetricValue(float(rows_scored)),
-            "RowsLabeled": MetricValue(float(rows_labeled)),
-            "LabelCoverage": MetricValue(
-                rows_labeled / rows_scored,
-                row_sum=float(rows_labeled),
-                rows=rows_scored,
-                row_min=float(labeled.min()),
-                row_max=float(labeled.max()),
-            ),
-        }
-        quality: dict[str, MetricValue] = {}
-        withheld = None
-        if rows_labeled >= self.min_labeled_rows:
-            quality = self._quality(actual_values, labeled, predictions)
-        else:
-            withheld = (
-                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={self.min_labeled_rows}; "
-                "quality metrics are not published for this batch"
-            )
-        published.update(quality)
-        estimate = self._estimate(predictions, labeled, quality, rows_scored)
-        published.update(estimate.published)
-        drift_metrics, drift_report, findings = self._drift(validated, predictions)
-        published.update(drift_metrics)
-        findings = list(validated.findings) + findings + self._unknown_labels(validated, raw_actuals, labeled)
-        return Measurement(
-            published=published,
-            quality=quality,
-            estimated=estimate.published,
-            estimation=estimate.report,
-            rows_labeled=rows_labeled,
-            quality_withheld=withheld,
-            drift=drift_report,
-            findings=findings,
-            actual_values=actual_values,
-        )
+        """The measures of a whole batch (BatchMeasures, fed it in one chunk)."""
+        parts = BatchMeasures(self)
+        actual_values = parts.add(validated, predictions, raw_actuals)
+        measured = parts.finish(validated.findings)
+        measured.actual_values = actual_values
+        return measured
 
     def _quality(
-        self, actual_values: list[Any], labeled: np.ndarray, predictions: Predictions
+        self, labeled_actuals: list[Any], labeled: np.ndarray, predictions: Predictions
     ) -> dict[str, MetricValue]:
         metadata = self.bundle.metadata
-        y_true = np.array([value for value in actual_values if value is not None], dtype=object)
+        y_true = np.array(labeled_actuals, dtype=object)
         if metadata.task == "regression":
             return regression_metrics(y_true.astype(float), predictions.labels[labeled].astype(float))
         probabilities = predictions.probabilities
@@ -159,14 +126,16 @@ class Scorer:
             return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
 
     def _drift(
-        self, validated: ValidatedBatch, predictions: Predictions
+        self, columns: drift_module.DriftColumns | None, failure: str | None, predictions: Predictions
     ) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, Any]]]:
         baseline = self.bundle.baseline.get("drift")
-        if not baseline:
+        if not baseline or columns is None:
             return {}, {"skipped": "baseline.json has no drift section; re-package the model"}, []
+        if failure is not None:
+            return {}, {"error": f"{failure}; no drift metrics published"}, []
         try:
-            result = drift_module.compute_drift(
-                validated.features,
+            result = drift_module.compare_drift(
+                columns,
                 self.bundle.metadata,
                 predictions.labels,
                 predictions.probabilities,
@@ -179,24 +148,16 @@ class Scorer:
         metrics = {name: MetricValue(float(value)) for name, value in result.metrics.items()}
         return metrics, result.report, list(result.findings)
 
-    def _unknown_labels(
-        self, validated: ValidatedBatch, raw_actuals: Mapping[str, Any], labeled: np.ndarray
-    ) -> list[dict[str, Any]]:
-        unknown = sorted(
-            {
-                str(raw_actuals[record_id])
-                for record_id, is_labeled in zip(validated.ids, labeled, strict=True)
-                if not is_labeled and record_id in raw_actuals
-            }
-        )
+    def _unknown_labels(self, unknown: set[str]) -> list[dict[str, Any]]:
         if not unknown:
             return []
+        shown = sorted(unknown)[:10]
         metadata = self.bundle.metadata
         return [
             {
                 "feature_name": metadata.target,
                 "constraint_check_type": "unknown_labels",
-                "description": f"actuals hold labels the model does not know: {unknown[:10]}; "
+                "description": f"actuals hold labels the model does not know: {shown}; "
                 f"those rows are not counted as labeled (model classes: {list(metadata.classes)})",
             }
         ]
@@ -218,3 +179,103 @@ class Scorer:
             if column not in table.columns:
                 table[column] = validated.passthrough[column]
         return table
+
+
+class BatchMeasures:
+    """A batch's measures, fed a chunk of scored rows at a time.
+
+    Every measure is the whole batch's, exactly as if it were scored in one piece: the
+    quality metrics, the estimate and prediction drift need every row's prediction (ROC
+    AUC ranks them all), so those stay: the predicted label, the class probabilities and
+    the labeled rows' actuals, about 30 bytes a row for a binary model. Input drift keeps
+    counts per distinct value (modelwatch.drift.DriftColumns), not rows.
+    """
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+        baseline = scorer.bundle.baseline.get("drift")
+        self.drift = drift_module.DriftColumns(scorer.bundle.metadata, baseline) if baseline else None
+        self.drift_failure: str | None = None
+        self.labels: list[np.ndarray] = []
+        self.probabilities: list[np.ndarray] = []
+        self.labeled: list[np.ndarray] = []
+        self.actuals: list[Any] = []  # the labeled rows' actuals, normalised, in row order
+        self.unknown: set[str] = set()
+
+    def add(
+        self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
+    ) -> list[Any]:
+        """Take one chunk's scored rows; returns their actuals (None where unlabeled)."""
+        normalise = self.scorer.labels.normalise
+        actual_values = [normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
+        labeled = np.fromiter(
+            (value is not None for value in actual_values), dtype=bool, count=len(actual_values)
+        )
+        self.actuals.extend(value for value in actual_values if value is not None)
+        self.labeled.append(labeled)
+        self.labels.append(predictions.labels)
+        if predictions.probabilities is not None:
+            self.probabilities.append(predictions.probabilities)
+        if raw_actuals:
+            self.unknown.update(
+                str(raw_actuals[record_id])
+                for record_id, is_labeled in zip(validated.ids, labeled, strict=True)
+                if not is_labeled and record_id in raw_actuals
+            )
+        if self.drift is not None and self.drift_failure is None:
+            try:
+                self.drift.add(validated.features)
+            except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
+                logger.exception("drift computation failed")
+                self.drift_failure = f"{type(problem).__name__}: {problem}"
+        return actual_values
+
+    def finish(self, findings: list[dict[str, Any]]) -> Measurement:
+        """The batch's measures, from every chunk added (at least one row)."""
+        scorer = self.scorer
+        labeled = np.concatenate(self.labeled)
+        predictions = Predictions(
+            np.concatenate(self.labels),
+            np.concatenate(self.probabilities) if self.probabilities else None,
+        )
+        rows_scored = labeled.size
+        rows_labeled = int(labeled.sum())
+        published: dict[str, MetricValue] = {
+            "BatchesProcessed": MetricValue(1.0),
+            "RowsScored": MetricValue(float(rows_scored)),
+            "RowsLabeled": MetricValue(float(rows_labeled)),
+            "LabelCoverage": MetricValue(
+                rows_labeled / rows_scored,
+                row_sum=float(rows_labeled),
+                rows=rows_scored,
+                row_min=float(labeled.min()),
+                row_max=float(labeled.max()),
+            ),
+        }
+        quality: dict[str, MetricValue] = {}
+        withheld = None
+        if rows_labeled >= scorer.min_labeled_rows:
+            quality = scorer._quality(self.actuals, labeled, predictions)
+        else:
+            withheld = (
+                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
+                "quality metrics are not published for this batch"
+            )
+        published.update(quality)
+        estimate = scorer._estimate(predictions, labeled, quality, rows_scored)
+        published.update(estimate.published)
+        drift_metrics, drift_report, drift_findings = scorer._drift(
+            self.drift, self.drift_failure, predictions
+        )
+        published.update(drift_metrics)
+        return Measurement(
+            published=published,
+            quality=quality,
+            estimated=estimate.published,
+            estimation=estimate.report,
+            rows_labeled=rows_labeled,
+            quality_withheld=withheld,
+            drift=drift_report,
+            findings=list(findings) + drift_findings + scorer._unknown_labels(self.unknown),
+            rows_scored=rows_scored,
+        )
