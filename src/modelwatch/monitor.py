@@ -86,7 +86,7 @@ PREDICTIONS_GZIP_LEVEL = 1
 
 
 class PredictionsFile:
-    """predictions.csv.gz written a chunk of rows at a time, with the first chunk's columns.
+    """predictions.csv.gz written a chunk of rows at a time.
 
     mtime=0: the same predictions give the same bytes, so a retried batch rewrites an
     identical object.
@@ -103,12 +103,33 @@ class PredictionsFile:
 
     def write(self, table: pd.DataFrame) -> None:
         assert self.file is not None
+        names = [str(column) for column in table.columns]
         if self.columns is None:
-            self.columns = [str(column) for column in table.columns]
-        else:
-            # A JSONL column first seen after the first chunk has no place in the header.
+            self.columns = names
+        elif names != self.columns:
+            added = [name for name in names if name not in self.columns]
+            if added:
+                self._widen(added)
             table = table.reindex(columns=self.columns)
         self.file.write(table.to_csv(index=False, header=self.file.tell() == 0).encode("utf-8"))
+
+    def _widen(self, added: list[str]) -> None:
+        """Rewrite the rows so far with empty ``added`` columns: a JSONL batch's passthrough
+        column may first appear in a later chunk, and the file has the whole batch's columns.
+        The rows are copied as the text they were written as."""
+        assert self.file is not None and self.columns is not None
+        self.file.close()
+        earlier = self.path.with_name(self.path.name + ".earlier")
+        self.path.rename(earlier)
+        self.columns = self.columns + added
+        self.file = gzip.GzipFile(self.path, "wb", compresslevel=PREDICTIONS_GZIP_LEVEL, mtime=0)
+        with pd.read_csv(
+            earlier, dtype=str, keep_default_na=False, compression="gzip", chunksize=CHUNK_ROWS
+        ) as rows:
+            for part in rows:
+                part = part.reindex(columns=self.columns, fill_value="")
+                self.file.write(part.to_csv(index=False, header=self.file.tell() == 0).encode("utf-8"))
+        earlier.unlink()
 
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
