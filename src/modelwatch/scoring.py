@@ -50,12 +50,15 @@ class Measurement:
 
 def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Predictions:
     try:
-        labels = np.asarray(bundle.estimator.predict(features))
         probabilities = (
             np.asarray(bundle.estimator.predict_proba(features), dtype=float)
             if bundle.has_probabilities
             else None
         )
+        if probabilities is not None and _predict_is_argmax(bundle.estimator):
+            labels = _labels_from_probabilities(bundle.estimator, features, probabilities)
+        else:
+            labels = np.asarray(bundle.estimator.predict(features))
     except Exception as problem:  # the estimator is user code: any failure rejects the batch
         raise BatchRejected(
             f"the model {bundle.metadata.name!r} could not score {key!r}: "
@@ -63,6 +66,46 @@ def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Prediction
             code="model_error",
         ) from None
     return Predictions(labels, probabilities)
+
+
+def _final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)  # a Pipeline: its last step predicts
+    return _final_step(steps[-1][1]) if steps else estimator
+
+
+def _predict_is_argmax(estimator: Any) -> bool:
+    """Classifiers whose ``predict`` is the class of the highest ``predict_proba``.
+
+    Trees and forests compute it that way; gradient boosting takes the sign (binary) or
+    argmax (multiclass) of the raw score, of which the probabilities are a monotone
+    function, so the two agree except where probabilities tie (handled by the caller).
+    Scoring was half the compute path, and half of it the second pass over the model
+    (predict after predict_proba: scripts/bench.py). Any other estimator is asked both.
+    """
+    from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    final = _final_step(estimator)
+    known = (
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+        ExtraTreesClassifier,
+        DecisionTreeClassifier,
+    )
+    return type(final) in known and hasattr(estimator, "classes_")
+
+
+def _labels_from_probabilities(
+    estimator: Any, features: pd.DataFrame, probabilities: np.ndarray
+) -> np.ndarray:
+    """``estimator.predict`` from the probabilities; rows where the top classes tie
+    (which class wins then is the estimator's rule) are asked of the estimator itself."""
+    labels = np.asarray(estimator.classes_).take(probabilities.argmax(axis=1))
+    top = probabilities.max(axis=1, keepdims=True)
+    ties = np.flatnonzero((probabilities == top).sum(axis=1) > 1)
+    if ties.size:
+        labels[ties] = np.asarray(estimator.predict(features.iloc[ties]))
+    return labels
 
 
 class Scorer:
@@ -201,12 +244,13 @@ class BatchMeasures:
         self.labeled: list[np.ndarray] = []
         self.actuals: list[Any] = []  # the labeled rows' actuals, normalised, in row order
         self.unknown: set[str] = set()
+        self.normalised: dict[tuple[type, Any], Any] = {}
 
     def add(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
     ) -> list[Any]:
         """Take one chunk's scored rows; returns their actuals (None where unlabeled)."""
-        normalise = self.scorer.labels.normalise
+        normalise = self._normalise
         actual_values = [normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
         labeled = np.fromiter(
             (value is not None for value in actual_values), dtype=bool, count=len(actual_values)
@@ -229,6 +273,21 @@ class BatchMeasures:
                 logger.exception("drift computation failed")
                 self.drift_failure = f"{type(problem).__name__}: {problem}"
         return actual_values
+
+    def _normalise(self, value: Any) -> Any:
+        """LabelNormaliser.normalise, once per distinct raw value: per row it was the
+        largest cost of the measure step. Equal values of one type normalise alike
+        (Decimal("1") and Decimal("1.0") both to the class 1)."""
+        if value is None:
+            return None
+        key = (type(value), value)
+        try:
+            return self.normalised[key]
+        except KeyError:
+            normalised = self.normalised[key] = self.scorer.labels.normalise(value)
+            return normalised
+        except TypeError:  # unhashable (a JSON list as a label): no class anyway
+            return self.scorer.labels.normalise(value)
 
     def finish(self, findings: list[dict[str, Any]]) -> Measurement:
         """The batch's measures, from every chunk added (at least one row)."""
