@@ -146,7 +146,7 @@ def run(rows: int) -> dict[str, Any]:
             actuals,
             cloudwatch,
             BatchLedger(dynamodb, "bench-ledger"),
-            log,  # type: ignore[arg-type]
+            log,
         )
         started = time.perf_counter()
         report = monitor.process(BatchObject(BUCKET, key)).to_dict()

@@ -17,7 +17,7 @@ from modelwatch import drift as drift_module
 from modelwatch.errors import BatchRejected
 from modelwatch.estimation import Estimate, estimator_for
 from modelwatch.labels import LabelNormaliser
-from modelwatch.metrics import MetricValue, classification_metrics, regression_metrics
+from modelwatch.metrics import MetricValue, classification_metrics_of_codes, regression_metrics
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.validation import ValidatedBatch
 
@@ -117,6 +117,7 @@ class Scorer:
         self.drift_threshold = drift_threshold
         metadata = bundle.metadata
         self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
+        self.class_code = {label: position for position, label in enumerate(metadata.classes)}
         self.estimator, self.no_estimate = estimator_for(
             metadata.task,
             bundle.has_probabilities,
@@ -136,19 +137,24 @@ class Scorer:
         return measured
 
     def _quality(
-        self, labeled_actuals: list[Any], labeled: np.ndarray, predictions: Predictions
+        self, labeled_actuals: np.ndarray, labeled: np.ndarray, predictions: Predictions
     ) -> dict[str, MetricValue]:
+        """``labeled_actuals``: the labeled rows' actuals, as class indices (classification)
+        or floats (regression), in row order."""
         metadata = self.bundle.metadata
-        y_true = np.array(labeled_actuals, dtype=object)
         if metadata.task == "regression":
-            return regression_metrics(y_true.astype(float), predictions.labels[labeled].astype(float))
+            return regression_metrics(labeled_actuals, predictions.labels[labeled].astype(float))
         probabilities = predictions.probabilities
-        return classification_metrics(
-            y_true,
-            predictions.labels[labeled],
+        # Class indices, as classification_metrics would find them (-1: no class).
+        predicted = pd.Index(list(metadata.classes), dtype=object).get_indexer(
+            np.asarray(predictions.labels[labeled], dtype=object)
+        )
+        return classification_metrics_of_codes(
+            labeled_actuals,
+            predicted,
             probabilities[labeled] if probabilities is not None else None,
-            metadata.classes,
-            metadata.positive_class,
+            len(metadata.classes),
+            self.class_code.get(metadata.positive_class, 1),
         )
 
     def _estimate(
@@ -242,7 +248,7 @@ class BatchMeasures:
         self.labels: list[np.ndarray] = []
         self.probabilities: list[np.ndarray] = []
         self.labeled: list[np.ndarray] = []
-        self.actuals: list[Any] = []  # the labeled rows' actuals, normalised, in row order
+        self.actuals: list[np.ndarray] = []  # per chunk: the labeled rows' actuals (class indices or floats)
         self.unknown: set[str] = set()
         self.normalised: dict[tuple[type, Any], Any] = {}
 
@@ -255,7 +261,12 @@ class BatchMeasures:
         labeled = np.fromiter(
             (value is not None for value in actual_values), dtype=bool, count=len(actual_values)
         )
-        self.actuals.extend(value for value in actual_values if value is not None)
+        labeled_values = [value for value in actual_values if value is not None]
+        if self.scorer.bundle.metadata.task == "regression":
+            self.actuals.append(np.asarray(labeled_values, dtype=float))
+        else:  # class indices: 2 bytes a labeled row where the labels took 8 and more
+            code = self.scorer.class_code
+            self.actuals.append(np.fromiter((code[value] for value in labeled_values), dtype=np.int16))
         self.labeled.append(labeled)
         self.labels.append(predictions.labels)
         if predictions.probabilities is not None:
@@ -297,6 +308,8 @@ class BatchMeasures:
             np.concatenate(self.labels),
             np.concatenate(self.probabilities) if self.probabilities else None,
         )
+        # The chunks' arrays are in the whole-batch ones now: not twice in memory.
+        self.labeled, self.labels, self.probabilities = [], [], []
         rows_scored = labeled.size
         rows_labeled = int(labeled.sum())
         published: dict[str, MetricValue] = {
@@ -314,7 +327,7 @@ class BatchMeasures:
         quality: dict[str, MetricValue] = {}
         withheld = None
         if rows_labeled >= scorer.min_labeled_rows:
-            quality = scorer._quality(self.actuals, labeled, predictions)
+            quality = scorer._quality(np.concatenate(self.actuals), labeled, predictions)
         else:
             withheld = (
                 f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
