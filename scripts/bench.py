@@ -7,7 +7,10 @@ prints rows/s, DynamoDB requests and the ratio. Everything else in the pipeline 
 same code, so the ratio is the actuals strategy's. Also prints what the performance
 estimate (CBPE) costs on the same batch, the drift timing, then the cold init of the
 batch monitor with and without bytecode and their ratio (scripts/bench_cold_start.py).
-`--cold-start` runs only that last part.
+`--cold-start` runs only that last part. Last, large batches (scripts/bench_chunked.py):
+the compute path's rows/s and the peak memory of 100,000- and 1,000,000-row batches,
+each in a fresh process; `--large` adds the 16,000,000-row (~1 GB) batch, and
+`--large-only` runs just those sizes.
 """
 
 from __future__ import annotations
@@ -96,15 +99,26 @@ def main() -> int:
     parser.add_argument("--cold-start", action="store_true", help="only the cold-start comparison")
     parser.add_argument("--repetitions", type=int, default=5, help="cold starts per layer (median)")
     parser.add_argument("--label-join", action="store_true", help="only the label join comparison")
+    parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
+    parser.add_argument(
+        "--large-only", action="store_true", help="only the large batches (with --large: all)"
+    )
     options = parser.parse_args()
+    from bench_chunked import print_large_batches  # beside this script, like bench_drift
+
     if options.label_join:
         bench_batch(label_join_only=True)
         return 0
+    if options.large_only:
+        print_large_batches(options.large)
+        return 0
     if not options.cold_start:
         bench_batch()
-    from bench_cold_start import print_cold_start  # beside this script, like bench_drift
+    from bench_cold_start import print_cold_start
 
     print_cold_start(options.repetitions)
+    if not options.cold_start:
+        print_large_batches(options.large)
     return 0
 
 
