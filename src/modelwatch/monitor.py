@@ -12,12 +12,21 @@
 - a defect in modelwatch writes a ``failed`` report that says so, publishes nothing,
   and raises: the function's error alarm fires, and the event is retried, then kept.
 
-Order of effects, all in ``process``: S3 GetObject; the ledger claim (DynamoDB
-UpdateItem); DynamoDB BatchGetItem; S3 PutObject of the predictions; S3 PutObject of
-report.json, the key's newest report and results/latest.json; the ledger's publish mark;
-CloudWatch PutMetricData. Metrics go last and in one call, so a failure before them
-leaves no partial metrics, a retry overwrites the files it already wrote, and the mark
-keeps a retry after a successful PutMetricData from publishing again.
+Order of effects, all in ``process``: S3 GetObject, streamed to /tmp while its SHA-256
+is computed; the ledger claim (DynamoDB UpdateItem); then a chunk of rows at a time
+(``CHUNK_ROWS``): parse, validate, predict, DynamoDB BatchGetItem of the chunk's
+actuals, predictions appended to a gzip file in /tmp; once the last chunk is in and the
+batch accepted: S3 PutObject of the predictions; the prediction log (BatchWriteItem);
+S3 PutObject of report.json, the key's newest report and results/latest.json; the
+ledger's publish mark; CloudWatch PutMetricData.
+
+Memory follows the chunk, plus a few bytes a row that the whole-batch measures need
+(modelwatch.scoring.BatchMeasures) and 8 bytes a row for duplicate ids; /tmp holds the
+object (and its gunzipped content) and the predictions file.
+
+Metrics go last and in one call, so a failure before them leaves no partial metrics, a
+retry overwrites the files it already wrote, and the mark keeps a retry after a
+successful PutMetricData from publishing again.
 """
 
 from __future__ import annotations

@@ -136,22 +136,28 @@ class Scorer:
         measured.actual_values = actual_values
         return measured
 
+    def class_indexes(self, labels: np.ndarray) -> np.ndarray:
+        """Class indices of predicted labels, as classification_metrics finds them (-1: no class)."""
+        index = pd.Index(list(self.bundle.metadata.classes), dtype=object)
+        return index.get_indexer(np.asarray(labels, dtype=object)).astype(np.int16)
+
     def _quality(
-        self, labeled_actuals: np.ndarray, labeled: np.ndarray, predictions: Predictions
+        self,
+        labeled_actuals: np.ndarray,
+        labeled: np.ndarray,
+        predictions: Predictions,
+        predicted_classes: np.ndarray,
     ) -> dict[str, MetricValue]:
         """``labeled_actuals``: the labeled rows' actuals, as class indices (classification)
-        or floats (regression), in row order."""
+        or floats (regression), in row order; ``predicted_classes``: every row's
+        class_indexes (classification)."""
         metadata = self.bundle.metadata
         if metadata.task == "regression":
             return regression_metrics(labeled_actuals, predictions.labels[labeled].astype(float))
         probabilities = predictions.probabilities
-        # Class indices, as classification_metrics would find them (-1: no class).
-        predicted = pd.Index(list(metadata.classes), dtype=object).get_indexer(
-            np.asarray(predictions.labels[labeled], dtype=object)
-        )
         return classification_metrics_of_codes(
             labeled_actuals,
-            predicted,
+            predicted_classes[labeled],
             probabilities[labeled] if probabilities is not None else None,
             len(metadata.classes),
             self.class_code.get(metadata.positive_class, 1),
@@ -251,6 +257,7 @@ class BatchMeasures:
         self.actuals: list[np.ndarray] = []  # per chunk: the labeled rows' actuals (class indices or floats)
         self.unknown: set[str] = set()
         self.normalised: dict[tuple[type, Any], Any] = {}
+        self.predicted_classes: list[np.ndarray] = []  # per chunk, classification: class indices
 
     def add(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
@@ -269,6 +276,8 @@ class BatchMeasures:
             self.actuals.append(np.fromiter((code[value] for value in labeled_values), dtype=np.int16))
         self.labeled.append(labeled)
         self.labels.append(predictions.labels)
+        if self.scorer.bundle.metadata.task == "classification":
+            self.predicted_classes.append(self.scorer.class_indexes(predictions.labels))
         if predictions.probabilities is not None:
             self.probabilities.append(predictions.probabilities)
         if raw_actuals:
@@ -327,7 +336,9 @@ class BatchMeasures:
         quality: dict[str, MetricValue] = {}
         withheld = None
         if rows_labeled >= scorer.min_labeled_rows:
-            quality = scorer._quality(np.concatenate(self.actuals), labeled, predictions)
+            predicted_classes = np.concatenate(self.predicted_classes) if self.predicted_classes else labeled
+            quality = scorer._quality(np.concatenate(self.actuals), labeled, predictions, predicted_classes)
+            del predicted_classes
         else:
             withheld = (
                 f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
