@@ -34,8 +34,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import logging
+import os
+import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +90,39 @@ class Stopwatch:
 
     def total(self) -> dict[str, float]:
         return {**self.timings_ms, "total_ms": (time.perf_counter() - self.started) * 1000}
+
+
+WORKSPACE_PREFIX = "modelwatch-"
+# This process among earlier ones that had its pid (a Lambda sandbox restarted after a
+# timeout or running out of memory can give the new runtime the old one's pid).
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+
+
+def new_workspace() -> tempfile.TemporaryDirectory[str]:
+    """A directory in /tmp for one batch, after removing those of dead processes.
+
+    A batch's directory goes with its call, but not when Lambda kills the process
+    (timeout, out of memory): Lambda keeps /tmp for the sandbox's next invocation, often
+    the retry, which would then find the gigabyte of the killed one in its way. The name
+    holds the pid and this process's token, so only directories of processes that are
+    gone are removed (the local cloud runs several invocations side by side).
+    """
+    root = Path(tempfile.gettempdir())
+    for directory in root.glob(f"{WORKSPACE_PREFIX}*-*-*"):
+        pid, token = (directory.name.removeprefix(WORKSPACE_PREFIX).split("-") + ["", ""])[:2]
+        if pid.isdigit() and (not _alive(int(pid)) or (int(pid) == os.getpid() and token != _PROCESS_TOKEN)):
+            shutil.rmtree(directory, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-{_PROCESS_TOKEN}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 # gzip level of predictions.csv.gz: level 1 compresses the sample's predictions ~4 times
@@ -203,7 +239,7 @@ class BatchMonitor:
         upload_time = now
         claim: Claim | None = None
         # The batch and its predictions on local disk (/tmp in Lambda), gone with the call.
-        workspace = tempfile.TemporaryDirectory(prefix="modelwatch-")
+        workspace = new_workspace()
         try:
             spooled = self.store.spool_batch(
                 batch, self.config.max_batch_bytes, Path(workspace.name) / "batch"
