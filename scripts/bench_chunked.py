@@ -4,8 +4,9 @@ Each size runs in a fresh process (``python scripts/bench_chunked.py --rows N``)
 RSS is measured from just before ``BatchMonitor.process`` (after the upload to the
 server), so it is the batch's with the warm state (model, libraries) it runs in. The
 process uploads a CSV of N rows of the sample scenario (the sample batches repeated
-under suffixed ids, written to out/bench/ once) to an embedded moto server and runs ``BatchMonitor.process`` on it: S3 read,
-ledger, predictions upload, report and metrics go to moto. Two parts are in-memory
+under suffixed ids, written to out/bench/ once) to an embedded moto server and runs
+``BatchMonitor.process`` on it: S3 read, ledger, predictions upload, report and metrics
+go to moto. Two parts are in-memory
 stand-ins, and the output says so: the actuals (the sample's, looked up by the id
 without its suffix: the embedded server answers ~60 BatchGetItem a second, hours for
 16 million rows) and the prediction log (counted, not written: ~150 BatchWriteItem a
