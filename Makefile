@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test unit integration template e2e browser-test lint build validate bench bench-parquet demo local samples clean
+.PHONY: install test unit integration template e2e browser-test lint build validate bench bench-large bench-parquet demo local samples clean
 
 UV_VERSION := 0.13.8
 
@@ -77,8 +77,13 @@ build: $(STAMP)
 	$(BIN)/modelwatch model check --template template.yaml --model-dir "$${MODEL_ARTIFACT_DIR:-layers/model/artifact}"
 	SAM_CLI_TELEMETRY=$${SAM_CLI_TELEMETRY:-0} PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build
 
+# make cannot take `make bench --large` (an option of make's own): `make bench ARGS=--large`
+# or `make bench-large` (the 16-million-row, ~1 GB batch; out/bench/ keeps the file).
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+bench-large: $(STAMP)
+	$(BIN)/python scripts/bench.py --large-only --large
 
 # The Parquet reader's size in the runtime layer and its speed, fastparquet vs pyarrow.
 bench-parquet: $(STAMP)

@@ -9,7 +9,10 @@ estimate (CBPE) costs on the same batch, the drift timing, one retrain on 100,00
 rows (phases and peak memory, against the RetrainFunction's memory and timeout:
 scripts/bench_retrain.py), then the cold init of the batch monitor with and without
 bytecode and their ratio (scripts/bench_cold_start.py). `--cold-start` runs only that
-last part, `--retrain` only the retrain.
+part, `--retrain` only the retrain. Last, large batches (scripts/bench_chunked.py):
+the compute path's rows/s and the peak memory of 100,000- and 1,000,000-row batches,
+each in a fresh process; `--large` adds the 16,000,000-row (~1 GB) batch, and
+`--large-only` runs just those sizes.
 """
 
 from __future__ import annotations
@@ -99,8 +102,13 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=5, help="cold starts per layer (median)")
     parser.add_argument("--label-join", action="store_true", help="only the label join comparison")
     parser.add_argument("--retrain", action="store_true", help="only the retrain on 100,000 labeled rows")
+    parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
+    parser.add_argument(
+        "--large-only", action="store_true", help="only the large batches (with --large: all)"
+    )
     options = parser.parse_args()
-    from bench_retrain import bench_retrain  # beside this script, like bench_drift
+    from bench_chunked import print_large_batches  # beside this script, like bench_drift
+    from bench_retrain import bench_retrain
 
     if options.label_join:
         bench_batch(label_join_only=True)
@@ -108,12 +116,17 @@ def main() -> int:
     if options.retrain:
         bench_retrain()
         return 0
+    if options.large_only:
+        print_large_batches(options.large)
+        return 0
     if not options.cold_start:
         bench_batch()
         bench_retrain()
-    from bench_cold_start import print_cold_start  # beside this script, like bench_drift
+    from bench_cold_start import print_cold_start
 
     print_cold_start(options.repetitions)
+    if not options.cold_start:
+        print_large_batches(options.large)
     return 0
 
 

@@ -24,7 +24,9 @@ import sys
 import warnings
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -241,16 +243,21 @@ class _CsvShape:
 
 def _csv_structure(data: bytes, key: str) -> tuple[list[str], list[str], _CsvShape]:
     """The header, the column names, and the shape of the rows, without keeping any value."""
-    lines = _text_lines(data, newline="")  # newline="": csv must see quoted line breaks as they are
-    blank_lines = 0
-    header_line = ""
     try:
-        for header_line in lines:
-            if header_line.strip():
-                break
-            blank_lines += 1
+        # newline="": csv must see quoted line breaks as they are
+        return _csv_structure_of(_text_lines(data, newline=""), key)
     except UnicodeDecodeError:
         raise _not_utf8(data, key) from None
+
+
+def _csv_structure_of(lines: io.TextIOWrapper, key: str) -> tuple[list[str], list[str], _CsvShape]:
+    """_csv_structure over decoded lines; a byte that is not UTF-8 raises UnicodeDecodeError."""
+    blank_lines = 0
+    header_line = ""
+    for header_line in lines:
+        if header_line.strip():
+            break
+        blank_lines += 1
     delimiter = _detect_delimiter(header_line)
     # strict: an unclosed quote at the end of the file is an error, not a silently cut field.
     reader = csv.reader(itertools.chain([header_line], lines), delimiter=delimiter, strict=True)
@@ -286,8 +293,6 @@ def _csv_structure(data: bytes, key: str) -> tuple[list[str], list[str], _CsvSha
             rows += 1
     except csv.Error as problem:
         raise _csv_error(problem, key, record_line, blank_lines + reader.line_num, delimiter) from None
-    except UnicodeDecodeError:
-        raise _not_utf8(data, key) from None
     found = np.array(misaligned, dtype=np.int64).reshape(-1, 3)
     shape = _CsvShape(
         delimiter=delimiter,
@@ -399,3 +404,220 @@ def read_batch(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
         reason = f"{key!r} has a header but no data rows: expected at least one row after the header"
         raise BatchRejected(reason, code="no_rows", log_safe=reason)
     return frame
+
+
+# -- reading a batch file from disk in chunks ------------------------------------------------
+#
+# The batch monitor spools the object to /tmp (modelwatch.results) and reads it from
+# there a chunk of rows at a time, so memory follows the chunk, not the batch. Each chunk
+# is a frame exactly like read_batch's for those rows (same cells, same attrs, with
+# MisalignedRows indexes relative to the chunk); the rejections are read_batch's.
+
+# Rows per chunk: measured on the sample model (scripts/bench.py), 50,000 to 200,000 rows
+# run at the same rows/s, and a chunk of 100,000 rows of ten columns costs ~60 MB of frame.
+CHUNK_ROWS = 100_000
+_COPY_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class BatchChunk:
+    frame: pd.DataFrame
+    first_row: int  # rows of the file before this chunk (0 for the first)
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> BatchRejected:
+    reason = (
+        f"{key!r} is {size:,} bytes, over the configured batch size limit of {max_bytes:,} bytes "
+        "(MaxBatchMegabytes); split it into smaller batches"
+    )
+    return BatchRejected(reason, code="too_large", log_safe=reason)
+
+
+def _decompress_file(path: Path, key: str, max_bytes: int) -> Path:
+    """gunzip ``path`` beside itself, a megabyte at a time, with read_batch's ceiling."""
+    target = path.with_name(path.name + ".data")
+    written = 0
+    try:
+        with gzip.open(path, "rb") as source, target.open("wb") as sink:
+            while block := source.read(_COPY_BYTES):
+                written += len(block)
+                if written > max_bytes:
+                    reason = (
+                        f"{key!r} expands to more than {max_bytes:,} bytes when decompressed, over the "
+                        "configured batch size limit (MaxBatchMegabytes); split it into smaller batches"
+                    )
+                    raise BatchRejected(reason, code="too_large", log_safe=reason)
+                sink.write(block)
+    except (OSError, EOFError, zlib.error) as problem:
+        reason = (
+            f"{key!r} is not a valid gzip file ({problem}); re-compress it with gzip or upload it "
+            "uncompressed without the .gz suffix"
+        )
+        raise BatchRejected(reason, code="corrupt_gzip", log_safe=reason) from None
+    return target
+
+
+def _holds_no_data(path: Path) -> bool:
+    """Only a BOM and whitespace, read a megabyte at a time."""
+    with path.open("rb") as file:
+        block = file.read(_COPY_BYTES).removeprefix(codecs.BOM_UTF8)
+        while True:
+            if block and not block.isspace():
+                return False
+            block = file.read(_COPY_BYTES)
+            if not block:
+                return True
+
+
+def read_batch_chunks(
+    path: Path, key: str, max_bytes: int, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[BatchChunk]:
+    """read_batch for a file on disk, ``chunk_rows`` rows at a time (Parquet: one chunk).
+
+    Everything that rejects the whole file before any row is read (size, gzip, empty,
+    encoding, CSV structure) is raised before the first chunk; a JSONL line that is not
+    an object is raised when its chunk is read.
+    """
+    detect_format(key)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _too_large(key, size, max_bytes)
+    if size == 0:
+        reason = f"{key!r} is empty (0 bytes): expected a header row and data rows"
+        raise BatchRejected(reason, code="empty", log_safe=reason)
+    batch_format = detect_format(key)
+    if batch_format.kind == "parquet":
+        # fastparquet reads from bytes here; the frame is filled row group by row group.
+        yield BatchChunk(read_batch(path.read_bytes(), key, max_bytes), 0)
+        return
+    data_path = _decompress_file(path, key, max_bytes) if batch_format.compressed else path
+    if _holds_no_data(data_path):
+        reason = f"{key!r} holds no data: expected a header row and data rows"
+        raise BatchRejected(reason, code="empty", log_safe=reason)
+    chunks = (
+        _csv_chunks(data_path, key, chunk_rows)
+        if batch_format.kind == "csv"
+        else _jsonl_chunks(data_path, key, chunk_rows)
+    )
+    rows = 0
+    for chunk in chunks:
+        rows += len(chunk.frame)
+        yield chunk
+    if rows == 0:
+        reason = f"{key!r} has a header but no data rows: expected at least one row after the header"
+        raise BatchRejected(reason, code="no_rows", log_safe=reason)
+
+
+def _file_lines(path: Path, newline: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(path.open("rb"), encoding="utf-8-sig", newline=newline)
+
+
+def _csv_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[BatchChunk]:
+    """_read_csv's two passes over a file: the structure first (nothing kept per row but
+    the misaligned ones), then pandas' C parser ``chunk_rows`` rows at a time."""
+    with _file_lines(path, newline="") as lines:
+        try:
+            header, names, shape = _csv_structure_of(lines, key)
+        except UnicodeDecodeError:
+            raise _not_utf8(path.read_bytes(), key) from None
+    if shape.rows == 0:
+        return
+    misaligned = shape.misaligned
+    read = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            reader = pd.read_csv(
+                path,
+                encoding="utf-8-sig",
+                sep=shape.delimiter,
+                header=None,
+                names=list(range(shape.widest)),
+                dtype=str,
+                keep_default_na=False,
+                na_values=MISSING_TOKENS,
+                index_col=False,
+                engine="c",
+                chunksize=chunk_rows,
+            )
+            with reader:
+                for part in reader:
+                    if read == 0 and part.index[0] == 0:
+                        part = part.iloc[1:]  # the header row, read as data
+                    frame = part.reset_index(drop=True)
+                    first = read
+                    read += len(frame)
+                    if read > shape.rows:
+                        break
+                    yield BatchChunk(_csv_chunk_frame(frame, header, names, shape, first), first)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as problem:
+        reason = (
+            f"malformed CSV in {key!r}: {str(problem).replace('C error: ', '')}; every row needs as many "
+            "fields as the header and every opening quote a closing quote"
+        )
+        raise BatchRejected(reason, code="malformed_csv", log_safe=reason) from None
+    if read != shape.rows:
+        reason = (
+            f"malformed CSV in {key!r}: its rows cannot be told apart consistently ({shape.rows:,} by one "
+            f"reader, {read:,} by another); look for lines holding only spaces or a stray quote"
+        )
+        raise BatchRejected(reason, code="malformed_csv", log_safe=reason)
+    del misaligned
+
+
+def _csv_chunk_frame(
+    frame: pd.DataFrame, header: list[str], names: list[str], shape: _CsvShape, first: int
+) -> pd.DataFrame:
+    found = shape.misaligned
+    inside = (found.row_indexes >= first) & (found.row_indexes < first + len(frame))
+    local = MisalignedRows(
+        row_indexes=found.row_indexes[inside] - first,
+        field_counts=found.field_counts[inside],
+        lines=found.lines[inside],
+        expected_fields=found.expected_fields,
+    )
+    if local.row_indexes.size:
+        frame.iloc[local.row_indexes, :] = np.nan
+    frame = frame.iloc[:, : len(header)].set_axis(names, axis=1)
+    frame.attrs[MISALIGNED_ROWS] = local
+    frame.attrs[DELIMITER] = shape.delimiter
+    return frame
+
+
+def _jsonl_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[BatchChunk]:
+    """_read_jsonl ``chunk_rows`` rows at a time. A chunk has the columns seen so far in
+    the file, in the order first seen, so every chunk's frame is the rows of read_batch's."""
+    seen: dict[str, None] = {}
+    columns: dict[str, list[Any]] = {}
+    rows = first = 0
+    with _file_lines(path, newline="\n") as lines:
+        try:
+            for line_number, line in enumerate(lines, start=1):
+                if not line or line.isspace():
+                    continue
+                record = _json_object(line, line_number, key)
+                for name, value in record.items():
+                    column = columns.get(name)
+                    if column is None:
+                        column = columns[name] = [np.nan] * rows
+                        seen[name] = None
+                    column.append(value)
+                rows += 1
+                if len(record) != len(columns):
+                    for column in columns.values():
+                        if len(column) < rows:
+                            column.append(np.nan)
+                if rows == chunk_rows:
+                    yield BatchChunk(_jsonl_frame(columns, seen, rows), first)
+                    first += rows
+                    rows = 0
+                    columns = {}
+        except UnicodeDecodeError:
+            raise _not_utf8(path.read_bytes(), key) from None
+    if rows:
+        yield BatchChunk(_jsonl_frame(columns, seen, rows), first)
+
+
+def _jsonl_frame(columns: dict[str, list[Any]], seen: dict[str, None], rows: int) -> pd.DataFrame:
+    full = {name: columns.get(name) or [np.nan] * rows for name in seen}
+    return pd.DataFrame(full, dtype=object, index=pd.RangeIndex(rows))

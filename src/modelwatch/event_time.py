@@ -40,6 +40,25 @@ def parse_time(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+class TimestampScan:
+    """The latest value of the timestamp column, over a batch read whole or a chunk at a time."""
+
+    def __init__(self, timestamp_column: str | None):
+        self.column = timestamp_column
+        self.seen = False  # the batch has the column
+        self.latest: datetime | None = None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        if not self.column or self.column not in frame.columns:
+            return
+        self.seen = True
+        # Value by value: a column may mix ISO 8601 forms and epoch seconds.
+        stamps = [stamp for stamp in map(parse_time, frame[self.column].dropna()) if stamp is not None]
+        if stamps:
+            latest = max(stamps)
+            self.latest = latest if self.latest is None else max(self.latest, latest)
+
+
 def resolve_event_time(
     frame: pd.DataFrame,
     batch_time: str | None,
@@ -47,6 +66,15 @@ def resolve_event_time(
     upload_time: datetime,
     now: datetime,
 ) -> EventTime:
+    scan = TimestampScan(timestamp_column)
+    scan.add(frame)
+    return event_time_of(scan, batch_time, upload_time, now)
+
+
+def event_time_of(
+    scan: TimestampScan, batch_time: str | None, upload_time: datetime, now: datetime
+) -> EventTime:
+    timestamp_column = scan.column
     notes: list[str] = []
     candidate: datetime | None = None
     source = "upload time"
@@ -57,11 +85,9 @@ def resolve_event_time(
             notes.append(
                 f"object metadata batch-time {batch_time!r} is not an ISO 8601 time or epoch seconds"
             )
-    if candidate is None and timestamp_column and timestamp_column in frame.columns:
-        # Value by value: a column may mix ISO 8601 forms and epoch seconds.
-        stamps = [stamp for stamp in map(parse_time, frame[timestamp_column].dropna()) if stamp is not None]
-        if stamps:
-            candidate, source = max(stamps), f"latest {timestamp_column!r} value"
+    if candidate is None and scan.seen:
+        if scan.latest is not None:
+            candidate, source = scan.latest, f"latest {timestamp_column!r} value"
         else:
             notes.append(
                 f"no value of the timestamp column {timestamp_column!r} is an ISO 8601 time or epoch seconds"

@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -54,6 +55,28 @@ class PredictionLog:
                 item["probability"] = Decimal(repr(float(probabilities.iloc[position])))
             items[str(record_id)] = item
         return batch_write_items(self.client, self.table, list(items.values()), threads=8)
+
+    def record_file(self, batch_id: str, event_time: str, path: Path, id_column: str, chunk_rows: int) -> int:
+        """``record`` for a predictions.csv.gz on disk, read back ``chunk_rows`` rows at a time.
+
+        The batch monitor writes the file while it scores and logs it only once the batch
+        is known to be accepted, so a rejected batch leaves no log items. Ids and
+        predictions are read as the text they were written as; probabilities as the
+        exact float (pandas 3 parses floats round trip; tests/integration/test_chunked_batches.py
+        checks the logged probabilities)."""
+        written = 0
+        reader = pd.read_csv(
+            path,
+            dtype={id_column: str, "prediction": str},
+            keep_default_na=False,
+            na_values={"probability": [""]},
+            usecols=lambda name: name in (id_column, "prediction", "probability"),
+            chunksize=chunk_rows,
+        )
+        with reader:
+            for table in reader:
+                written += self.record(batch_id, event_time, table, id_column)
+        return written
 
     def batches_of(self, ids: Iterable[str], stats: RequestStats | None = None) -> dict[str, list[str]]:
         """The logged record ids among ``ids``, grouped by the batch that scored them."""

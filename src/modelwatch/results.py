@@ -26,6 +26,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -102,11 +103,49 @@ class BatchFile:
     version_id: str  # the version read ("null" in a bucket without versioning)
 
 
+@dataclass(frozen=True)
+class SpooledBatch:
+    path: Path  # the object's bytes, on local disk (/tmp in Lambda)
+    digest: str  # SHA-256 of those bytes (modelwatch.ledger.content_digest)
+    upload_time: datetime
+    batch_time: str | None
+    version_id: str
+
+
+# Blocks of the S3 stream copied to disk at a time.
+SPOOL_BLOCK_BYTES = 1 << 20
+
+
+def _batch_attributes(response: dict[str, Any]) -> dict[str, Any]:
+    metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
+    modified: datetime = response["LastModified"]
+    return {
+        "upload_time": modified.replace(tzinfo=UTC) if modified.tzinfo is None else modified.astimezone(UTC),
+        "batch_time": metadata.get("batch-time"),
+        "version_id": response.get("VersionId") or "null",
+    }
+
+
 class ResultStore:
     def __init__(self, s3: Any):
         self.s3 = s3
 
     def read_batch(self, batch: BatchObject, limit_bytes: int) -> BatchFile:
+        response = self._get_batch(batch, limit_bytes)
+        return BatchFile(body=response["Body"].read(), **_batch_attributes(response))
+
+    def spool_batch(self, batch: BatchObject, limit_bytes: int, path: Path) -> SpooledBatch:
+        """Copy the batch object to ``path`` a megabyte at a time, hashing it on the way:
+        the content digest of modelwatch.ledger without holding the bytes in memory."""
+        response = self._get_batch(batch, limit_bytes)
+        digest = hashlib.sha256()
+        with path.open("wb") as file:
+            for block in response["Body"].iter_chunks(SPOOL_BLOCK_BYTES):
+                digest.update(block)
+                file.write(block)
+        return SpooledBatch(path=path, digest=digest.hexdigest(), **_batch_attributes(response))
+
+    def _get_batch(self, batch: BatchObject, limit_bytes: int) -> dict[str, Any]:
         request = {"Bucket": batch.bucket, "Key": batch.key}
         if batch.version_id:
             request["VersionId"] = batch.version_id
@@ -129,14 +168,19 @@ class ResultStore:
                 code="too_large",
                 log_safe=f"{response['ContentLength']:,} bytes, over the {limit_bytes:,}-byte limit",
             )
-        metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
-        modified: datetime = response["LastModified"]
-        return BatchFile(
-            body=response["Body"].read(),
-            upload_time=modified.replace(tzinfo=UTC) if modified.tzinfo is None else modified.astimezone(UTC),
-            batch_time=metadata.get("batch-time"),
-            version_id=response.get("VersionId") or "null",
-        )
+        return response
+
+    def upload_predictions(self, batch: BatchObject, path: Path) -> dict[str, str]:
+        """write_predictions for a predictions.csv.gz already written to ``path``
+        (modelwatch.monitor writes it a chunk at a time): one PutObject from the file."""
+        with path.open("rb") as body:
+            self.s3.put_object(
+                Bucket=batch.bucket, Key=batch.predictions_key, Body=body, ContentType="application/gzip"
+            )
+        return {
+            "predictions": f"s3://{batch.bucket}/{batch.predictions_key}",
+            "report": f"s3://{batch.bucket}/{batch.report_key}",
+        }
 
     def write_predictions(self, batch: BatchObject, table: pd.DataFrame) -> dict[str, str]:
         # mtime=0: the same predictions give the same bytes, so a retried batch rewrites

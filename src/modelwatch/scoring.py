@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from modelwatch import drift as drift_module
 from modelwatch.errors import BatchRejected
 from modelwatch.estimation import Estimate, estimator_for
 from modelwatch.labels import LabelNormaliser
-from modelwatch.metrics import MetricValue, classification_metrics, regression_metrics
+from modelwatch.metrics import MetricValue, classification_metrics_of_codes, regression_metrics
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.validation import ValidatedBatch
 
@@ -42,17 +42,23 @@ class Measurement:
     quality_withheld: str | None
     drift: dict[str, Any]
     findings: list[dict[str, Any]]
-    actual_values: list[Any]  # per scored row: the model's class (or a float), None if unlabeled
+    rows_scored: int
+    # Per scored row: the model's class (or a float), None if unlabeled (Scorer.measure only;
+    # a batch read in chunks gets each chunk's from BatchMeasures.add).
+    actual_values: list[Any] = field(default_factory=list)
 
 
 def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Predictions:
     try:
-        labels = np.asarray(bundle.estimator.predict(features))
         probabilities = (
             np.asarray(bundle.estimator.predict_proba(features), dtype=float)
             if bundle.has_probabilities
             else None
         )
+        if probabilities is not None and _predict_is_argmax(bundle.estimator):
+            labels = _labels_from_probabilities(bundle.estimator, features, probabilities)
+        else:
+            labels = np.asarray(bundle.estimator.predict(features))
     except Exception as problem:  # the estimator is user code: any failure rejects the batch
         raise BatchRejected(
             f"the model {bundle.metadata.name!r} could not score {key!r}: "
@@ -60,6 +66,46 @@ def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Prediction
             code="model_error",
         ) from None
     return Predictions(labels, probabilities)
+
+
+def _final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)  # a Pipeline: its last step predicts
+    return _final_step(steps[-1][1]) if steps else estimator
+
+
+def _predict_is_argmax(estimator: Any) -> bool:
+    """Classifiers whose ``predict`` is the class of the highest ``predict_proba``.
+
+    Trees and forests compute it that way; gradient boosting takes the sign (binary) or
+    argmax (multiclass) of the raw score, of which the probabilities are a monotone
+    function, so the two agree except where probabilities tie (handled by the caller).
+    Scoring was half the compute path, and half of it the second pass over the model
+    (predict after predict_proba: scripts/bench.py). Any other estimator is asked both.
+    """
+    from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    final = _final_step(estimator)
+    known = (
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+        ExtraTreesClassifier,
+        DecisionTreeClassifier,
+    )
+    return type(final) in known and hasattr(estimator, "classes_")
+
+
+def _labels_from_probabilities(
+    estimator: Any, features: pd.DataFrame, probabilities: np.ndarray
+) -> np.ndarray:
+    """``estimator.predict`` from the probabilities; rows where the top classes tie
+    (which class wins then is the estimator's rule) are asked of the estimator itself."""
+    labels = np.asarray(estimator.classes_).take(probabilities.argmax(axis=1))
+    top = probabilities.max(axis=1, keepdims=True)
+    ties = np.flatnonzero((probabilities == top).sum(axis=1) > 1)
+    if ties.size:
+        labels[ties] = np.asarray(estimator.predict(features.iloc[ties]))
+    return labels
 
 
 class Scorer:
@@ -71,6 +117,7 @@ class Scorer:
         self.drift_threshold = drift_threshold
         metadata = bundle.metadata
         self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
+        self.class_code = {label: position for position, label in enumerate(metadata.classes)}
         self.estimator, self.no_estimate = estimator_for(
             metadata.task,
             bundle.has_probabilities,
@@ -82,63 +129,38 @@ class Scorer:
     def measure(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
     ) -> Measurement:
-        actual_values = [self.labels.normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
-        labeled = np.array([value is not None for value in actual_values], dtype=bool)
-        rows_scored = len(actual_values)
-        rows_labeled = int(labeled.sum())
-        published: dict[str, MetricValue] = {
-            "BatchesProcessed": MetricValue(1.0),
-            "RowsScored": MetricValue(float(rows_scored)),
-            "RowsLabeled": MetricValue(float(rows_labeled)),
-            "LabelCoverage": MetricValue(
-                rows_labeled / rows_scored,
-                row_sum=float(rows_labeled),
-                rows=rows_scored,
-                row_min=float(labeled.min()),
-                row_max=float(labeled.max()),
-            ),
-        }
-        quality: dict[str, MetricValue] = {}
-        withheld = None
-        if rows_labeled >= self.min_labeled_rows:
-            quality = self._quality(actual_values, labeled, predictions)
-        else:
-            withheld = (
-                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={self.min_labeled_rows}; "
-                "quality metrics are not published for this batch"
-            )
-        published.update(quality)
-        estimate = self._estimate(predictions, labeled, quality, rows_scored)
-        published.update(estimate.published)
-        drift_metrics, drift_report, findings = self._drift(validated, predictions)
-        published.update(drift_metrics)
-        findings = list(validated.findings) + findings + self._unknown_labels(validated, raw_actuals, labeled)
-        return Measurement(
-            published=published,
-            quality=quality,
-            estimated=estimate.published,
-            estimation=estimate.report,
-            rows_labeled=rows_labeled,
-            quality_withheld=withheld,
-            drift=drift_report,
-            findings=findings,
-            actual_values=actual_values,
-        )
+        """The measures of a whole batch (BatchMeasures, fed it in one chunk)."""
+        parts = BatchMeasures(self)
+        actual_values = parts.add(validated, predictions, raw_actuals)
+        measured = parts.finish(validated.findings)
+        measured.actual_values = actual_values
+        return measured
+
+    def class_indexes(self, labels: np.ndarray) -> np.ndarray:
+        """Class indices of predicted labels, as classification_metrics finds them (-1: no class)."""
+        index = pd.Index(list(self.bundle.metadata.classes), dtype=object)
+        return index.get_indexer(np.asarray(labels, dtype=object)).astype(np.int16)
 
     def _quality(
-        self, actual_values: list[Any], labeled: np.ndarray, predictions: Predictions
+        self,
+        labeled_actuals: np.ndarray,
+        labeled: np.ndarray,
+        predictions: Predictions,
+        predicted_classes: np.ndarray,
     ) -> dict[str, MetricValue]:
+        """``labeled_actuals``: the labeled rows' actuals, as class indices (classification)
+        or floats (regression), in row order; ``predicted_classes``: every row's
+        class_indexes (classification)."""
         metadata = self.bundle.metadata
-        y_true = np.array([value for value in actual_values if value is not None], dtype=object)
         if metadata.task == "regression":
-            return regression_metrics(y_true.astype(float), predictions.labels[labeled].astype(float))
+            return regression_metrics(labeled_actuals, predictions.labels[labeled].astype(float))
         probabilities = predictions.probabilities
-        return classification_metrics(
-            y_true,
-            predictions.labels[labeled],
+        return classification_metrics_of_codes(
+            labeled_actuals,
+            predicted_classes[labeled],
             probabilities[labeled] if probabilities is not None else None,
-            metadata.classes,
-            metadata.positive_class,
+            len(metadata.classes),
+            self.class_code.get(metadata.positive_class, 1),
         )
 
     def _estimate(
@@ -159,14 +181,16 @@ class Scorer:
             return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
 
     def _drift(
-        self, validated: ValidatedBatch, predictions: Predictions
+        self, columns: drift_module.DriftColumns | None, failure: str | None, predictions: Predictions
     ) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, Any]]]:
         baseline = self.bundle.baseline.get("drift")
-        if not baseline:
+        if not baseline or columns is None:
             return {}, {"skipped": "baseline.json has no drift section; re-package the model"}, []
+        if failure is not None:
+            return {}, {"error": f"{failure}; no drift metrics published"}, []
         try:
-            result = drift_module.compute_drift(
-                validated.features,
+            result = drift_module.compare_drift(
+                columns,
                 self.bundle.metadata,
                 predictions.labels,
                 predictions.probabilities,
@@ -179,24 +203,16 @@ class Scorer:
         metrics = {name: MetricValue(float(value)) for name, value in result.metrics.items()}
         return metrics, result.report, list(result.findings)
 
-    def _unknown_labels(
-        self, validated: ValidatedBatch, raw_actuals: Mapping[str, Any], labeled: np.ndarray
-    ) -> list[dict[str, Any]]:
-        unknown = sorted(
-            {
-                str(raw_actuals[record_id])
-                for record_id, is_labeled in zip(validated.ids, labeled, strict=True)
-                if not is_labeled and record_id in raw_actuals
-            }
-        )
+    def _unknown_labels(self, unknown: set[str]) -> list[dict[str, Any]]:
         if not unknown:
             return []
+        shown = sorted(unknown)[:10]
         metadata = self.bundle.metadata
         return [
             {
                 "feature_name": metadata.target,
                 "constraint_check_type": "unknown_labels",
-                "description": f"actuals hold labels the model does not know: {unknown[:10]}; "
+                "description": f"actuals hold labels the model does not know: {shown}; "
                 f"those rows are not counted as labeled (model classes: {list(metadata.classes)})",
             }
         ]
@@ -218,3 +234,131 @@ class Scorer:
             if column not in table.columns:
                 table[column] = validated.passthrough[column]
         return table
+
+
+class BatchMeasures:
+    """A batch's measures, fed a chunk of scored rows at a time.
+
+    Every measure is the whole batch's, exactly as if it were scored in one piece: the
+    quality metrics, the estimate and prediction drift need every row's prediction (ROC
+    AUC ranks them all), so those stay: the predicted label, the class probabilities and
+    the labeled rows' actuals, about 30 bytes a row for a binary model. Input drift keeps
+    counts per distinct value (modelwatch.drift.DriftColumns), not rows.
+    """
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+        baseline = scorer.bundle.baseline.get("drift")
+        self.drift = drift_module.DriftColumns(scorer.bundle.metadata, baseline) if baseline else None
+        self.drift_failure: str | None = None
+        self.labels: list[np.ndarray] = []
+        self.probabilities: list[np.ndarray] = []
+        self.labeled: list[np.ndarray] = []
+        self.actuals: list[np.ndarray] = []  # per chunk: the labeled rows' actuals (class indices or floats)
+        self.unknown: set[str] = set()
+        self.normalised: dict[tuple[type, Any], Any] = {}
+        self.predicted_classes: list[np.ndarray] = []  # per chunk, classification: class indices
+
+    def add(
+        self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
+    ) -> list[Any]:
+        """Take one chunk's scored rows; returns their actuals (None where unlabeled)."""
+        normalise = self._normalise
+        actual_values = [normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
+        labeled = np.fromiter(
+            (value is not None for value in actual_values), dtype=bool, count=len(actual_values)
+        )
+        labeled_values = [value for value in actual_values if value is not None]
+        if self.scorer.bundle.metadata.task == "regression":
+            self.actuals.append(np.asarray(labeled_values, dtype=float))
+        else:  # class indices: 2 bytes a labeled row where the labels took 8 and more
+            code = self.scorer.class_code
+            self.actuals.append(np.fromiter((code[value] for value in labeled_values), dtype=np.int16))
+        self.labeled.append(labeled)
+        self.labels.append(predictions.labels)
+        if self.scorer.bundle.metadata.task == "classification":
+            self.predicted_classes.append(self.scorer.class_indexes(predictions.labels))
+        if predictions.probabilities is not None:
+            self.probabilities.append(predictions.probabilities)
+        if raw_actuals:
+            self.unknown.update(
+                str(raw_actuals[record_id])
+                for record_id, is_labeled in zip(validated.ids, labeled, strict=True)
+                if not is_labeled and record_id in raw_actuals
+            )
+        if self.drift is not None and self.drift_failure is None:
+            try:
+                self.drift.add(validated.features)
+            except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
+                logger.exception("drift computation failed")
+                self.drift_failure = f"{type(problem).__name__}: {problem}"
+        return actual_values
+
+    def _normalise(self, value: Any) -> Any:
+        """LabelNormaliser.normalise, once per distinct raw value: per row it was the
+        largest cost of the measure step. Equal values of one type normalise alike
+        (Decimal("1") and Decimal("1.0") both to the class 1)."""
+        if value is None:
+            return None
+        key = (type(value), value)
+        try:
+            return self.normalised[key]
+        except KeyError:
+            normalised = self.normalised[key] = self.scorer.labels.normalise(value)
+            return normalised
+        except TypeError:  # unhashable (a JSON list as a label): no class anyway
+            return self.scorer.labels.normalise(value)
+
+    def finish(self, findings: list[dict[str, Any]]) -> Measurement:
+        """The batch's measures, from every chunk added (at least one row)."""
+        scorer = self.scorer
+        labeled = np.concatenate(self.labeled)
+        predictions = Predictions(
+            np.concatenate(self.labels),
+            np.concatenate(self.probabilities) if self.probabilities else None,
+        )
+        # The chunks' arrays are in the whole-batch ones now: not twice in memory.
+        self.labeled, self.labels, self.probabilities = [], [], []
+        rows_scored = labeled.size
+        rows_labeled = int(labeled.sum())
+        published: dict[str, MetricValue] = {
+            "BatchesProcessed": MetricValue(1.0),
+            "RowsScored": MetricValue(float(rows_scored)),
+            "RowsLabeled": MetricValue(float(rows_labeled)),
+            "LabelCoverage": MetricValue(
+                rows_labeled / rows_scored,
+                row_sum=float(rows_labeled),
+                rows=rows_scored,
+                row_min=float(labeled.min()),
+                row_max=float(labeled.max()),
+            ),
+        }
+        quality: dict[str, MetricValue] = {}
+        withheld = None
+        if rows_labeled >= scorer.min_labeled_rows:
+            predicted_classes = np.concatenate(self.predicted_classes) if self.predicted_classes else labeled
+            quality = scorer._quality(np.concatenate(self.actuals), labeled, predictions, predicted_classes)
+            del predicted_classes
+        else:
+            withheld = (
+                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
+                "quality metrics are not published for this batch"
+            )
+        published.update(quality)
+        estimate = scorer._estimate(predictions, labeled, quality, rows_scored)
+        published.update(estimate.published)
+        drift_metrics, drift_report, drift_findings = scorer._drift(
+            self.drift, self.drift_failure, predictions
+        )
+        published.update(drift_metrics)
+        return Measurement(
+            published=published,
+            quality=quality,
+            estimated=estimate.published,
+            estimation=estimate.report,
+            rows_labeled=rows_labeled,
+            quality_withheld=withheld,
+            drift=drift_report,
+            findings=list(findings) + drift_findings + scorer._unknown_labels(self.unknown),
+            rows_scored=rows_scored,
+        )

@@ -320,6 +320,22 @@ def test_ks_statistic_and_p_value_equal_scipy_on_the_stored_sketch(baseline):
     )
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_ks_over_blocks_of_the_batch_is_the_statistic_over_the_whole(monkeypatch, tied):
+    from modelwatch.drift import statistics
+
+    rng = np.random.default_rng(24)
+    batch = np.sort(np.round(rng.normal(size=5000), 1 if tied else 12))  # tied: repeats straddle blocks
+    sketch = np.quantile(rng.normal(0.2, 1.1, 4000), np.linspace(0, 1, 101))
+    if tied:
+        sketch = np.round(sketch, 1)  # repeated knots: the reference CDF jumps
+    whole = statistics.kolmogorov_smirnov(batch, sketch, 4000)
+    monkeypatch.setattr(statistics, "KS_BLOCK_ROWS", 37)
+    assert statistics.kolmogorov_smirnov(batch, sketch, 4000) == whole
+    if not tied:  # scipy's one-sample formula assumes no ties
+        assert whole[0] == pytest.approx(stats.kstest(batch, sketch_cdf(sketch)).statistic, abs=1e-12)
+
+
 def test_ks_on_the_sketch_agrees_with_ks_2samp_on_the_full_reference():
     rng = np.random.default_rng(22)
     metadata = ModelMetadata(

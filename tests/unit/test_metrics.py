@@ -76,3 +76,25 @@ def test_multiclass_macro_average_over_classes_present_like_scikit_learn():
         ("Recall", skm.recall_score),
     ):
         assert got[name].value == pytest.approx(function(y_true, y_pred, average="macro")), name
+
+
+@pytest.mark.parametrize("rows, distinct", [(50, 50), (5000, 40), (200_000, 200_000)])
+def test_roc_auc_is_scikit_learns_with_and_without_ties(rows, distinct):
+    from modelwatch.metrics import roc_auc
+
+    rng = np.random.default_rng(rows)
+    positive = rng.random(rows) < 0.3
+    # Few distinct scores make many ties, across the classes too.
+    scores = np.round(rng.random(rows) * (distinct - 1)) / (distinct - 1) + positive * 0.2
+    assert roc_auc(positive, scores) == pytest.approx(skm.roc_auc_score(positive, scores), abs=1e-12)
+
+
+def test_log_loss_over_slices_is_scikit_learns_over_the_whole(monkeypatch):
+    import modelwatch.metrics as metrics
+
+    rng = np.random.default_rng(8)
+    y_true = rng.integers(0, 3, 10_007)
+    probabilities = rng.dirichlet([1, 1, 1], 10_007)
+    monkeypatch.setattr(metrics, "LOG_LOSS_SLICE_ROWS", 1000)  # 11 slices
+    got = classification_metrics(y_true, y_true, probabilities, classes=[0, 1, 2], positive_label=None)
+    assert got["LogLoss"].value == pytest.approx(skm.log_loss(y_true, probabilities), abs=1e-12)

@@ -6,6 +6,13 @@ chi-square) and ``columns`` reads a column the same way for both.
 """
 
 from modelwatch.drift.baseline import build_drift_baseline
-from modelwatch.drift.comparison import MIN_ROWS, DriftResult, compute_drift
+from modelwatch.drift.comparison import MIN_ROWS, DriftColumns, DriftResult, compare_drift, compute_drift
 
-__all__ = ["MIN_ROWS", "DriftResult", "build_drift_baseline", "compute_drift"]
+__all__ = [
+    "MIN_ROWS",
+    "DriftColumns",
+    "DriftResult",
+    "build_drift_baseline",
+    "compare_drift",
+    "compute_drift",
+]

@@ -118,3 +118,70 @@ def categorical_column(column: pd.Series) -> CategoricalColumn:
         recode[index] = position[key]
     row_codes = recode[codes]
     return CategoricalColumn(codes=row_codes, keys=keys, rows=len(column), missing=int((row_codes < 0).sum()))
+
+
+class NumericSummary:
+    """A numeric column read a chunk at a time: its distinct finite values and their counts.
+
+    ``column()`` is exactly ``numeric_column`` of the whole column (the sorted values with
+    their repeats), while the chunks in between hold one entry per distinct value: a
+    feature written with a few decimals has thousands, whatever the rows.
+    """
+
+    def __init__(self) -> None:
+        self.values = np.empty(0, dtype=float)
+        self.counts = np.empty(0, dtype=np.int64)
+        self.rows = self.missing = self.invalid = 0
+        self.invalid_examples: list[str] = []
+
+    def add(self, column: NumericColumn) -> None:
+        if column.values.size:
+            values, counts = np.unique(column.values, return_counts=True)
+            # Two sorted runs: a stable sort merges them in linear time.
+            every = np.concatenate([self.values, values])
+            order = np.argsort(every, kind="stable")
+            every, every_count = every[order], np.concatenate([self.counts, counts])[order]
+            starts = np.flatnonzero(np.concatenate(([True], every[1:] != every[:-1])))
+            self.values = every[starts]
+            self.counts = np.add.reduceat(every_count, starts)
+        self.rows += column.rows
+        self.missing += column.missing
+        self.invalid += column.invalid
+        # First seen first (a text column's order); a batch's typed columns hold no
+        # non-finite value, validation made those rows invalid.
+        for example in column.invalid_examples:
+            if len(self.invalid_examples) < EXAMPLES_SHOWN and example not in self.invalid_examples:
+                self.invalid_examples.append(example)
+
+    def column(self) -> NumericColumn:
+        return NumericColumn(
+            values=np.repeat(self.values, self.counts),
+            rows=self.rows,
+            missing=self.missing,
+            invalid=self.invalid,
+            invalid_examples=list(self.invalid_examples),
+        )
+
+
+class CategoricalSummary:
+    """A categorical column read a chunk at a time: how often each key occurs.
+
+    ``column()`` has categorical_column's keys (in the order first seen) and counts; its
+    codes are grouped by key rather than in row order, which no comparison looks at.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.rows = self.missing = 0
+
+    def add(self, column: CategoricalColumn) -> None:
+        counts = np.bincount(column.codes[column.codes >= 0], minlength=len(column.keys))
+        for key, count in zip(column.keys, counts.tolist(), strict=True):
+            self.counts[key] = self.counts.get(key, 0) + count
+        self.rows += column.rows
+        self.missing += column.missing
+
+    def column(self) -> CategoricalColumn:
+        keys = list(self.counts)
+        codes = np.repeat(np.arange(len(keys), dtype=np.int64), list(self.counts.values()))
+        return CategoricalColumn(codes=codes, keys=keys, rows=self.rows, missing=self.missing)

@@ -38,7 +38,9 @@ import pandas as pd
 from modelwatch.drift.columns import (
     EXAMPLES_SHOWN,
     CategoricalColumn,
+    CategoricalSummary,
     NumericColumn,
+    NumericSummary,
     categorical_column,
     numeric_column,
 )
@@ -330,6 +332,42 @@ def _compare_predictions(
     return summary
 
 
+class DriftColumns:
+    """The model's feature columns of a batch, summarised exactly for the comparison.
+
+    Fed the whole batch or a chunk at a time (``add``), it gives ``compare_drift`` the
+    same columns either way; between chunks it holds counts, not rows (NumericSummary).
+    """
+
+    def __init__(self, metadata: ModelMetadata, drift_baseline: dict[str, Any]):
+        self.features = [
+            (feature.name, baseline)
+            for feature in metadata.features
+            if (baseline := drift_baseline["features"].get(feature.name)) is not None
+        ]
+        self.summaries: dict[str, NumericSummary | CategoricalSummary] = {
+            name: NumericSummary() if baseline["type"] == "numeric" else CategoricalSummary()
+            for name, baseline in self.features
+        }
+        self.absent: set[str] = set()
+        self.rows = 0
+
+    def add(self, batch: pd.DataFrame) -> None:
+        rows = len(batch)
+        self.rows += rows
+        for name, _ in self.features:
+            if name in batch.columns:
+                column_data = batch[name]
+            else:
+                self.absent.add(name)
+                column_data = pd.Series([None] * rows, dtype=object)
+            summary = self.summaries[name]
+            if isinstance(summary, NumericSummary):
+                summary.add(numeric_column(column_data))
+            else:
+                summary.add(categorical_column(column_data))
+
+
 def compute_drift(
     batch: pd.DataFrame,
     metadata: ModelMetadata,
@@ -350,31 +388,35 @@ def compute_drift(
     (Bonferroni) over every test run on the features; a feature's adjusted p-value is
     the smallest of its tests'. The prediction's tests are adjusted among themselves.
     """
-    rows = len(batch)
+    columns = DriftColumns(metadata, drift_baseline)
+    columns.add(batch)
+    return compare_drift(columns, metadata, predictions, probabilities, drift_baseline, threshold, min_rows)
+
+
+def compare_drift(
+    columns: DriftColumns,
+    metadata: ModelMetadata,
+    predictions: np.ndarray,
+    probabilities: np.ndarray | None,
+    drift_baseline: dict[str, Any],
+    threshold: float,
+    min_rows: int = MIN_ROWS,
+) -> DriftResult:
+    """compute_drift on a batch's columns summarised by DriftColumns (whole or in chunks)."""
+    rows = columns.rows
     details: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
-    for feature in metadata.features:
-        baseline = drift_baseline["features"].get(feature.name)
-        if baseline is None:
-            continue  # a baseline from an older model version; nothing to compare
-        if feature.name in batch.columns:
-            column_data = batch[feature.name]
-        else:
-            findings.append(
-                _finding(
-                    feature.name, "missing_column", f"the batch has no column {feature.name!r}", 1.0, 0.0
-                )
-            )
-            column_data = pd.Series([None] * rows, dtype=object)
-        column: NumericColumn | CategoricalColumn
-        if baseline["type"] == "numeric":
-            column = numeric_column(column_data)
+    for name, baseline in columns.features:
+        if name in columns.absent:
+            findings.append(_finding(name, "missing_column", f"the batch has no column {name!r}", 1.0, 0.0))
+        column = columns.summaries[name].column()
+        if isinstance(column, NumericColumn):
             detail = _compare_numeric(column, baseline)
         else:
-            column = categorical_column(column_data)
             detail = _compare_categorical(column, baseline)
-        detail = {"name": feature.name, **detail}
-        findings.extend(_quality_findings(feature.name, detail, baseline, column))
+        detail = {"name": name, **detail}
+        findings.extend(_quality_findings(name, detail, baseline, column))
+        del column
         details.append(detail)
 
     tests = sum(len(_p_values(detail)) for detail in details)

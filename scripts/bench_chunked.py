@@ -1,0 +1,244 @@
+"""Large batches: the compute path's rows/s and the batch monitor's peak memory (run by bench.py).
+
+Each size runs in a fresh process (``python scripts/bench_chunked.py --rows N``); its peak
+RSS is measured from just before ``BatchMonitor.process`` (after the upload to the
+server), so it is the batch's with the warm state (model, libraries) it runs in. The
+process uploads a CSV of N rows of the sample scenario (the sample batches repeated
+under suffixed ids, written to out/bench/ once) to an embedded moto server and runs
+``BatchMonitor.process`` on it: S3 read, ledger, predictions upload, report and metrics
+go to moto. Two parts are in-memory
+stand-ins, and the output says so: the actuals (the sample's, looked up by the id
+without its suffix: the embedded server answers ~60 BatchGetItem a second, hours for
+16 million rows) and the prediction log (counted, not written: ~150 BatchWriteItem a
+second on the server). The compute path is read -> validate -> predict -> measure
+(metrics, estimate, drift) -> write predictions, i.e. the report's timings without
+s3_read and actuals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samplefiles" / "classification"
+DATA_DIR = ROOT / "out" / "bench"
+BUCKET = "modelwatch-bench"
+SIZES = (100_000, 1_000_000)
+LARGE = 16_000_000  # ~1 GB of CSV
+STAND_INS = (
+    "in-memory stand-ins: actuals (the sample's, by id) and the prediction log (items counted, "
+    "not written); S3, the ledger and CloudWatch are the embedded moto server"
+)
+
+
+def batch_file(rows: int) -> Path:
+    """A CSV of ``rows`` sample rows, written once, a copy of the samples at a time."""
+    path = DATA_DIR / f"sample-{rows}.csv"
+    if path.exists():
+        return path
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    header, lines = "", []
+    for sample in sorted((SAMPLES / "batches").glob("batch-*.csv")):
+        header, *body = sample.read_text().splitlines()
+        lines.extend(body)
+    partial = path.with_suffix(".partial")
+    with partial.open("w") as file:
+        file.write(header + "\n")
+        written = copy = 0
+        while written < rows:
+            take = lines[: rows - written]
+            # The id is the first field: "b01-r00000" becomes "b01-r00000-<copy>".
+            file.write("".join(line.replace(",", f"-{copy},", 1) + "\n" for line in take))
+            written += len(take)
+            copy += 1
+    partial.rename(path)
+    return path
+
+
+class CountingLog:
+    """The prediction log's stand-in: counts what would be written."""
+
+    def __init__(self) -> None:
+        self.items = 0
+
+    def record(self, batch_id: str, event_time: str, table: Any, id_column: str) -> int:
+        self.items += len(table)
+        return len(table)
+
+    def record_file(self, batch_id: str, event_time: str, path: Path, id_column: str, chunk_rows: int) -> int:
+        import pandas as pd
+
+        with pd.read_csv(path, usecols=[id_column], dtype=str, chunksize=chunk_rows) as reader:
+            for table in reader:
+                self.record(batch_id, event_time, table, id_column)
+        return self.items
+
+
+def reset_peak_rss() -> None:
+    """Start the peak over from the current RSS (Linux: clear_refs 5 resets VmHWM), so the
+    peak is that of BatchMonitor.process with the warm state it runs in (model, imports)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def peak_rss_mb() -> float:
+    """VmHWM, the peak RSS since reset_peak_rss (ru_maxrss cannot be reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(rows: int) -> dict[str, Any]:
+    """One batch of ``rows`` rows through BatchMonitor.process; this process's numbers."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    from modelwatch.actuals import read_actuals_file
+    from modelwatch.config import MonitorConfig
+    from modelwatch.ledger import BatchLedger
+    from modelwatch.local.moto_server import start_moto_server
+    from modelwatch.model_bundle import load_bundle
+    from modelwatch.monitor import BatchMonitor
+    from modelwatch.results import BatchObject, ResultStore
+
+    path = batch_file(rows)
+    model_dir = ROOT / ".build" / "bench-model"
+    aws = start_moto_server()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LEDGER_TABLE": "bench-ledger",
+            "ACTUALS_TABLE": "bench-actuals-stand-in",
+            "PREDICTION_LOG_TABLE": "bench-prediction-log-stand-in",
+            "MODEL_DIR": str(model_dir),
+            # The bench measures memory and time, not the limit.
+            "MAX_BATCH_MEGABYTES": str(max(64, path.stat().st_size // 1_000_000 + 1)),
+        }
+    )
+    try:
+        s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
+        s3.create_bucket(Bucket=BUCKET)
+        dynamodb.create_table(
+            TableName="bench-ledger",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+        bundle = load_bundle(model_dir)
+        metadata = bundle.metadata
+        sample_actuals = {
+            record_id: actual
+            for record_id, actual, _ in read_actuals_file(
+                (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
+            )
+        }
+
+        def actuals(ids: list[str], stats: Any) -> dict[str, Any]:
+            found = {}
+            for record_id in ids:
+                actual = sample_actuals.get(record_id.rpartition("-")[0])
+                if actual is not None:
+                    found[record_id] = actual
+            return found
+
+        key = f"incoming/bench-{rows}.csv"
+        s3.upload_file(str(path), BUCKET, key, Config=TransferConfig(multipart_chunksize=64 << 20))
+        # The upload's buffers (64 MB parts, 10 threads) are the bench's, not the monitor's.
+        reset_peak_rss()
+        log = CountingLog()
+        monitor = BatchMonitor(
+            MonitorConfig.from_env(),
+            bundle,
+            ResultStore(s3),
+            actuals,
+            cloudwatch,
+            BatchLedger(dynamodb, "bench-ledger"),
+            log,
+        )
+        started, cpu_started = time.perf_counter(), time.process_time()
+        report = monitor.process(BatchObject(BUCKET, key)).to_dict()
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    finally:
+        aws.stop()
+    assert report["status"] == "ok", report
+    timings = report["timings_ms"]
+    compute_ms = timings["total_ms"] - timings.get("s3_read_ms", 0.0) - timings.get("actuals_ms", 0.0)
+    return {
+        "rows": rows,
+        "bytes": path.stat().st_size,
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # this process's, all threads (the model predicts on two)
+        "compute_rows_per_second": rows / (compute_ms / 1000),
+        "peak_rss_mb": peak_rss_mb(),
+        "timings_ms": timings,
+        "labeled_rows": report["labeled_rows"],
+        "logged": log.items,
+        "metrics": report["metrics"],
+    }
+
+
+def measure(rows: int) -> dict[str, Any]:
+    """``run`` in a fresh process (its own peak RSS)."""
+    batch_file(rows)  # written here, so generating it is not in the child's numbers
+    output = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--rows", str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+        },
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def print_large_batches(large: bool) -> None:
+    sizes = (*SIZES, LARGE) if large else SIZES
+    print(f"\nlarge batches through BatchMonitor.process, each size in a fresh process ({STAND_INS})")
+    print(
+        f"{'rows':>12}{'MB':>8}{'seconds':>10}{'CPU s':>8}{'compute rows/s':>16}{'peak RSS MB':>13}"
+        "  phases (s)"
+    )
+    for rows in sizes:
+        result = measure(rows)
+        phases = ", ".join(
+            f"{name.removesuffix('_ms')}={value / 1000:.1f}"
+            for name, value in result["timings_ms"].items()
+            if name != "total_ms"
+        )
+        print(
+            f"{rows:>12,}{result['bytes'] / 1e6:>8,.0f}{result['seconds']:>10.1f}"
+            f"{result['cpu_seconds']:>8.1f}"
+            f"{result['compute_rows_per_second']:>16,.0f}{result['peak_rss_mb']:>13,.0f}  {phases}"
+        )
+    if not large:
+        print(f"(the {LARGE:,}-row, ~1 GB run: make bench-large, or make bench ARGS=--large)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, help="run one batch of this many rows here and print its JSON")
+    parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
+    options = parser.parse_args()
+    if options.rows:
+        print(json.dumps(run(options.rows)))
+    else:
+        print_large_batches(options.large)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
