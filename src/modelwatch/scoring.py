@@ -5,7 +5,9 @@ Pure computation, no AWS: the batch monitor fetches the actuals and hands them i
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,10 +265,10 @@ class BatchMeasures:
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
     ) -> list[Any]:
         """Take one chunk's scored rows; returns their actuals (None where unlabeled)."""
-        normalise = self._normalise
-        actual_values = [normalise(raw_actuals.get(record_id)) for record_id in validated.ids]
+        # map over C iterators: a comprehension per row was a third of the measure step.
+        actual_values = list(map(self._normalise, map(raw_actuals.get, validated.ids.tolist())))
         labeled = np.fromiter(
-            (value is not None for value in actual_values), dtype=bool, count=len(actual_values)
+            map(operator.is_not, actual_values, itertools.repeat(None)), dtype=bool, count=len(actual_values)
         )
         labeled_values = [value for value in actual_values if value is not None]
         if self.scorer.bundle.metadata.task == "regression":
@@ -281,10 +283,9 @@ class BatchMeasures:
         if predictions.probabilities is not None:
             self.probabilities.append(predictions.probabilities)
         if raw_actuals:
+            unlabeled = validated.ids.to_numpy(dtype=object)[~labeled]
             self.unknown.update(
-                str(raw_actuals[record_id])
-                for record_id, is_labeled in zip(validated.ids, labeled, strict=True)
-                if not is_labeled and record_id in raw_actuals
+                str(raw_actuals[record_id]) for record_id in unlabeled if record_id in raw_actuals
             )
         if self.drift is not None and self.drift_failure is None:
             try:
