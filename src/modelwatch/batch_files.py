@@ -186,6 +186,23 @@ def _csv_error(problem: csv.Error, key: str, record_line: int, line: int, delimi
     return BatchRejected(reason, code="malformed_csv", log_safe=reason, line=record_line)
 
 
+def _value_reading(shape: _CsvShape) -> dict[str, Any]:
+    """pandas' C parser reading every cell as text, for a file whose structure is known."""
+    return {
+        "encoding": "utf-8-sig",
+        "sep": shape.delimiter,
+        # header=None and names as wide as the longest row, so a long row is read (and then
+        # blanked), not an error: with header=0 pandas takes the width from the header.
+        "header": None,
+        "names": list(range(shape.widest)),
+        "dtype": str,
+        "keep_default_na": False,
+        "na_values": MISSING_TOKENS,
+        "index_col": False,
+        "engine": "c",
+    }
+
+
 def _read_csv(data: bytes, key: str) -> pd.DataFrame:
     """Two passes: Python's csv module finds each row's field count and the line of any
     fault (pandas fills a short row's absent fields exactly like empty ones, and its C
@@ -197,20 +214,7 @@ def _read_csv(data: bytes, key: str) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
-                io.BytesIO(data),
-                encoding="utf-8-sig",
-                sep=delimiter,
-                # header=None and names as wide as the longest row, so a long row is read (and
-                # then blanked), not an error: with header=0 pandas takes the width from the header.
-                header=None,
-                names=list(range(shape.widest)),
-                dtype=str,
-                keep_default_na=False,
-                na_values=MISSING_TOKENS,
-                index_col=False,
-                engine="c",
-            )
+            frame = pd.read_csv(io.BytesIO(data), **_value_reading(shape))
     except (pd.errors.ParserError, pd.errors.ParserWarning) as problem:
         # The csv module accepted the file, so this is a disagreement between the two parsers.
         reason = (
@@ -527,19 +531,7 @@ def _csv_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[BatchChunk]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(
-                path,
-                encoding="utf-8-sig",
-                sep=shape.delimiter,
-                header=None,
-                names=list(range(shape.widest)),
-                dtype=str,
-                keep_default_na=False,
-                na_values=MISSING_TOKENS,
-                index_col=False,
-                engine="c",
-                chunksize=chunk_rows,
-            )
+            reader = pd.read_csv(path, **_value_reading(shape), chunksize=chunk_rows)
             with reader:
                 for part in reader:
                     if read == 0 and part.index[0] == 0:
