@@ -431,7 +431,8 @@ def run_retraining_act(
 
 def _narrate_model_events(period: PeriodResult, event: str) -> None:
     if event.startswith("model "):
-        _out(f"  🔁 {event} at {period.start:%H:%M}Z")
+        # Model records are looked for as each period ends, after its alarms were evaluated.
+        _out(f"  🔁 {event} (end of period {period.index + 1})")
 
 
 def _retraining_outcome(
