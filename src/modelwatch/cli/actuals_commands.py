@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from modelwatch.errors import BatchRejected, ModelBundleError, UserError
+
+T = TypeVar("T")
 
 # What a local endpoint (the embedded moto server, LocalStack) gets when nothing is
 # configured: it accepts any region and credentials, and a first run should just work.
@@ -39,6 +42,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def dynamodb_client(endpoint_url: str | None, region: str | None) -> Any:
     return aws_client("dynamodb", endpoint_url, region)
+
+
+def aws_errors_as_user_errors(action: Callable[[], T]) -> T:
+    """``action()``, with AWS refusing a request or being out of reach as a UserError that says
+    which (the commands that work on a stack's resources share this)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return action()
+    except ClientError as problem:
+        error = problem.response.get("Error", {})
+        raise UserError(
+            f"AWS refused a request: {error.get('Code')}: {error.get('Message', problem)}"
+        ) from None
+    except BotoCoreError as problem:
+        raise UserError(f"could not reach AWS: {problem}") from None
 
 
 def aws_client(service: str, endpoint_url: str | None, region: str | None) -> Any:

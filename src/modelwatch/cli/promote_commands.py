@@ -109,23 +109,17 @@ def _by(args: argparse.Namespace) -> str:
 
 
 def _run(action: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+    from botocore.exceptions import WaiterError
 
+    from modelwatch.cli.actuals_commands import aws_errors_as_user_errors
     from modelwatch.promotion import PromotionError
 
     try:
-        return action()
+        return aws_errors_as_user_errors(action)
     except PromotionError as problem:
         raise UserError(str(problem)) from None
-    except ClientError as problem:
-        error = problem.response.get("Error", {})
-        raise UserError(
-            f"AWS refused a request: {error.get('Code')}: {error.get('Message', problem)}"
-        ) from None
     except WaiterError as problem:
         raise UserError(f"a function did not finish updating: {problem}") from None
-    except BotoCoreError as problem:
-        raise UserError(f"could not reach AWS: {problem}") from None
 
 
 def promote_command(args: argparse.Namespace) -> int:

@@ -62,10 +62,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def retrain_command(args: argparse.Namespace) -> int:
     # Imported here so `modelwatch --help` does not wait for scikit-learn.
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from modelwatch.alerts.announcement import retrain_announcement
-    from modelwatch.cli.actuals_commands import aws_client
+    from modelwatch.cli.actuals_commands import aws_client, aws_errors_as_user_errors
     from modelwatch.config import RetrainConfig
     from modelwatch.model_bundle import load_bundle
     from modelwatch.retraining import REFUSED, Retrainer
@@ -93,15 +91,7 @@ def retrain_command(args: argparse.Namespace) -> int:
         dynamodb=aws_client("dynamodb", args.endpoint_url, args.region),
         sns=aws_client("sns", args.endpoint_url, args.region),
     )
-    try:
-        decision = retrainer.retrain(since=args.since)
-    except ClientError as problem:
-        error = problem.response.get("Error", {})
-        raise UserError(
-            f"AWS refused a request: {error.get('Code')}: {error.get('Message', problem)}"
-        ) from None
-    except BotoCoreError as problem:
-        raise UserError(f"could not reach AWS: {problem}") from None
+    decision = aws_errors_as_user_errors(lambda: retrainer.retrain(since=args.since))
     print(retrain_announcement(decision.as_dict()))
     # A refusal is an answer, not a failure of the command; scripts tell it by the status.
     return 3 if decision.decision == REFUSED else 0
