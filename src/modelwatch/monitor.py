@@ -546,16 +546,26 @@ class BatchMonitor:
 
     def _champion_mismatch(self, bucket: str) -> str | None:
         """None before any promotion (nothing to compare); "" when the loaded model is the
-        promoted champion; else the note saying it is not, and how to fix it.
+        promoted champion; else the note saying it is not, or that the pointer could not be
+        read (which counts as a mismatch), and how to fix it.
 
         A `sam deploy` without ModelLayerVersionArn puts the built model layer back: the
         promotion is silently undone unless this says so (ChampionMismatch, its alarm)."""
         if self._champion is None:
             try:
                 pointer, _ = read_champion_pointer(self.store.s3, bucket)
-            except (ClientError, BotoCoreError) as problem:
-                logger.warning("could not read the champion pointer", extra={"error": str(problem)})
-                return None  # asked again with the next batch
+                if pointer is not None and not (isinstance(pointer, dict) and pointer.get("version")):
+                    raise ValueError("expected a JSON object with the champion's version")
+            except (ClientError, BotoCoreError, ValueError) as problem:
+                # Unverified is not healthy: with no datapoint the alarm would stay OK over a
+                # model that may have been reverted. Asked again with the next batch.
+                logger.error("could not read the champion pointer", extra={"error": str(problem)})
+                return (
+                    f"could not read the promoted champion from s3://{bucket}/{CHAMPION_KEY} ({problem}), so "
+                    f"whether model version {self.bundle.metadata.version} is the champion is unknown; "
+                    "ChampionMismatch is 1 until it can be read. Check the file (`modelwatch model "
+                    "champion`) and the function's s3:GetObject permission on it"
+                )
             self._champion = (pointer,)
         pointer = self._champion[0]
         if pointer is None:

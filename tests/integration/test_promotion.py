@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from modelwatch.cli.main import main
 from modelwatch.model_bundle import load_bundle
@@ -360,6 +361,41 @@ def test_the_promoted_champion_publishes_no_mismatch(stack, tmp_path):
     report = monitor_batch(stack, "match")
     assert not [note for note in report["notes"] if "promoted champion" in note]
     assert stack.statistic("ChampionMismatch", ("Maximum",))["Maximum"] == 0.0
+
+
+def test_an_unreadable_champion_pointer_is_a_mismatch_not_silence(stack):
+    # Given a champion pointer that is not JSON (a hand edit, a truncated copy)
+    stack.s3.put_object(Bucket=BUCKET, Key=CHAMPION_KEY, Body=b'{"version": "v2", "layer_ver')
+
+    # When the batch monitor scores a batch
+    report = monitor_batch(stack, "garbled")
+
+    # Then it is scored, the note says the champion is unknown and what to check,
+    (note,) = [note for note in report["notes"] if "promoted champion" in note]
+    assert f"could not read the promoted champion from s3://{BUCKET}/{CHAMPION_KEY}" in note
+    assert "model version test is the champion is unknown" in note and "s3:GetObject" in note
+    # and ChampionMismatch = 1 fires the alarm rather than leaving it OK for want of data
+    assert report["status"] == "ok"
+    assert stack.statistic("ChampionMismatch", ("Maximum",))["Maximum"] == 1.0
+
+
+def test_a_champion_pointer_s3_refuses_to_read_is_a_mismatch_mocked_access_denied(stack, monkeypatch):
+    # moto does not enforce IAM in process: the refusal is mocked (the only mock here)
+    stack.s3.put_object(Bucket=BUCKET, Key=CHAMPION_KEY, Body=json.dumps({"version": "test", "earlier": []}))
+    refused = []
+
+    def access_denied(s3: Any, bucket: str) -> Any:
+        refused.append(bucket)
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    monkeypatch.setattr("modelwatch.monitor.read_champion_pointer", access_denied)
+
+    report = monitor_batch(stack, "denied")
+
+    (note,) = [note for note in report["notes"] if "promoted champion" in note]
+    assert "AccessDenied" in note and "is unknown" in note
+    assert stack.statistic("ChampionMismatch", ("Maximum",))["Maximum"] == 1.0
+    assert refused == [BUCKET]
 
 
 def test_before_any_promotion_nothing_about_the_champion_is_published(stack):
