@@ -11,8 +11,9 @@ stand-ins, and the output says so: the actuals (the sample's, looked up by the i
 without its suffix: the embedded server answers ~60 BatchGetItem a second, hours for
 16 million rows) and the prediction log (counted, not written: ~150 BatchWriteItem a
 second on the server). The compute path is read -> validate -> predict -> measure
-(metrics, estimate, drift) -> write predictions, i.e. the report's timings without
-s3_read and actuals.
+(metrics, estimate, drift) -> write predictions: the report's total without s3_read. The
+actuals stand-in's lookups stay in it (they run in the read-ahead thread, beside the
+model), and the phases overlap, so they add up to more than the total.
 """
 
 from __future__ import annotations
@@ -174,7 +175,9 @@ def run(rows: int) -> dict[str, Any]:
         aws.stop()
     assert report["status"] == "ok", report
     timings = report["timings_ms"]
-    compute_ms = timings["total_ms"] - timings.get("s3_read_ms", 0.0) - timings.get("actuals_ms", 0.0)
+    # The actuals stand-in runs in the read-ahead thread, overlapping the model, so it is
+    # not subtracted: its cost on the critical path stays in the figure.
+    compute_ms = timings["total_ms"] - timings.get("s3_read_ms", 0.0)
     return {
         "rows": rows,
         "bytes": path.stat().st_size,

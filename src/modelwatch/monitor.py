@@ -31,6 +31,7 @@ successful PutMetricData from publishing again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -39,9 +40,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -68,6 +70,7 @@ from modelwatch.publishing import (
     model_version_datum,
     publish_metrics,
 )
+from modelwatch.read_ahead import read_ahead
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore, SpooledBatch
 from modelwatch.scoring import BatchMeasures, Measurement, Scorer, predict
@@ -89,13 +92,20 @@ class Stopwatch:
     def __init__(self) -> None:
         self.started = self.mark = time.perf_counter()
         self.timings_ms: dict[str, float] = {}
+        self.lock = threading.Lock()
 
     def lap(self, step: str) -> None:
         """Add the time since the last lap to ``step`` (a batch in chunks laps each step once a chunk)."""
+        self.mark = self.add(step, self.mark)
+
+    def add(self, step: str, since: float) -> float:
+        """Add the time since ``since`` to ``step`` and return now: the read-ahead thread's
+        own laps, which overlap the caller's (so the steps can add up to more than the total)."""
         now = time.perf_counter()
         name = f"{step}_ms"
-        self.timings_ms[name] = self.timings_ms.get(name, 0.0) + (now - self.mark) * 1000
-        self.mark = now
+        with self.lock:
+            self.timings_ms[name] = self.timings_ms.get(name, 0.0) + (now - since) * 1000
+        return now
 
     def total(self) -> dict[str, float]:
         return {**self.timings_ms, "total_ms": (time.perf_counter() - self.started) * 1000}
@@ -436,8 +446,12 @@ class BatchMonitor:
         stats = RequestStats()
         columns: list[str] = []
         seen_columns: set[str] = set()
-        predictions_path = workspace / "predictions.csv.gz"
-        with PredictionsFile(predictions_path) as predictions_file:
+
+        def checked_chunks() -> Iterator[tuple[ValidatedBatch, Mapping[str, Any]]]:
+            """Each chunk read, validated and matched with its actuals: run a chunk ahead of
+            the model, in a second thread (modelwatch.read_ahead)."""
+            nonlocal columns
+            started = time.perf_counter()
             for chunk in read_batch_chunks(spooled.path, key, self.config.max_batch_bytes, self.chunk_rows):
                 frame = chunk.frame
                 columns = [str(column) for column in frame.columns]
@@ -452,17 +466,29 @@ class BatchMonitor:
                 totals.add(checked)
                 timestamps.add(frame)
                 del frame, chunk
-                watch.lap("read_validate")
+                started = watch.add("read_validate", started)
                 if checked.ids.empty:
                     continue
+                actuals = self.read_actuals(checked.ids.tolist(), stats)
+                started = watch.add("actuals", started)
+                yield checked, actuals
+                started = time.perf_counter()
+
+        predictions_path = workspace / "predictions.csv.gz"
+        with (
+            PredictionsFile(predictions_path) as predictions_file,
+            contextlib.closing(read_ahead(checked_chunks())) as chunks,
+        ):
+            for checked, actuals in chunks:
+                watch.lap("wait_for_read")
                 predictions = predict(self.bundle, checked.features, key)
                 watch.lap("predict")
-                actuals = self.read_actuals(checked.ids.tolist(), stats)
-                watch.lap("actuals")
                 actual_values = measures.add(checked, predictions, actuals)
                 watch.lap("measure")
                 predictions_file.write(self.scorer.predictions_table(checked, predictions, actual_values))
+                del checked, actuals, predictions, actual_values
                 watch.lap("write")
+            watch.lap("wait_for_read")
         absent = [name for name in required if name not in seen_columns]
         if absent:
             check_rows(pd.DataFrame(columns=columns), metadata, key)  # raises missing_column
