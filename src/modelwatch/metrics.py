@@ -95,26 +95,28 @@ def classification_metrics_of_codes(
     no class), as a batch read in chunks keeps them (modelwatch.scoring.BatchMeasures)."""
     rows = true_codes.size
     right = int(np.count_nonzero(true_codes == pred_codes))
-    accuracy = skm.accuracy_score(true_codes, pred_codes)
+    accuracy = right / rows  # accuracy_score's mean of the matches
     result = {
         "Accuracy": _per_row_share(right, rows, accuracy),
         "ErrorRate": _per_row_share(rows - right, rows, 1.0 - accuracy),
     }
     codes = list(range(class_count))
     binary = class_count == 2
-    if binary:
-        averaging: dict[str, Any] = {"average": "binary", "pos_label": positive_code}
-    else:
-        # The classes present in this batch (actuals or predictions), as scikit-learn
-        # does by default: a class absent from both is not a zero in the average.
-        averaging = {"average": "macro", "labels": np.union1d(true_codes, pred_codes[pred_codes >= 0])}
-    result["Precision"] = MetricValue(
-        float(skm.precision_score(true_codes, pred_codes, zero_division=0, **averaging))
-    )
-    result["Recall"] = MetricValue(
-        float(skm.recall_score(true_codes, pred_codes, zero_division=0, **averaging))
-    )
-    result["F1"] = MetricValue(float(skm.f1_score(true_codes, pred_codes, zero_division=0, **averaging)))
+    # Per class: rows predicted it, rows that are it, rows both. scikit-learn's
+    # precision_score, recall_score and f1_score (zero_division=0) are ratios of these
+    # counts; asking it three times took a tenth of a million-row batch's measure step.
+    predicted = np.bincount(pred_codes[pred_codes >= 0], minlength=class_count)
+    actual = np.bincount(true_codes, minlength=class_count)
+    hits = np.bincount(true_codes[true_codes == pred_codes], minlength=class_count)
+    # Binary: the positive class. Otherwise the macro average over the classes present in
+    # this batch (actuals or predictions), as scikit-learn does by default: a class absent
+    # from both is not a zero in the average.
+    present = np.flatnonzero((predicted > 0) | (actual > 0))
+    chosen = np.array([positive_code]) if binary else present
+    hits, predicted, actual = hits[chosen], predicted[chosen], actual[chosen]
+    result["Precision"] = MetricValue(_mean_ratio(hits, predicted))
+    result["Recall"] = MetricValue(_mean_ratio(hits, actual))
+    result["F1"] = MetricValue(_mean_ratio(2 * hits, predicted + actual))
     if probabilities is not None:
         result["LogLoss"] = MetricValue(_log_loss(true_codes, probabilities, codes))
         if binary and len(np.unique(true_codes)) == 2:
@@ -122,6 +124,15 @@ def classification_metrics_of_codes(
                 roc_auc(true_codes == positive_code, probabilities[:, positive_code])
             )
     return result
+
+
+def _mean_ratio(numerators: np.ndarray, denominators: np.ndarray) -> float:
+    """The mean over classes of numerator / denominator, 0 for a class whose denominator
+    is 0 (scikit-learn's zero_division=0)."""
+    ratios = np.divide(
+        numerators, denominators, out=np.zeros(numerators.size), where=denominators > 0, dtype=float
+    )
+    return float(ratios.mean())
 
 
 # Rows per scikit-learn log_loss call: it holds ~80 bytes a row (one-hot labels, clipped

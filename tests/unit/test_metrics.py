@@ -98,3 +98,26 @@ def test_log_loss_over_slices_is_scikit_learns_over_the_whole(monkeypatch):
     monkeypatch.setattr(metrics, "LOG_LOSS_SLICE_ROWS", 1000)  # 11 slices
     got = classification_metrics(y_true, y_true, probabilities, classes=[0, 1, 2], positive_label=None)
     assert got["LogLoss"].value == pytest.approx(skm.log_loss(y_true, probabilities), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_precision_recall_f1_from_counts_are_scikit_learns_in_odd_batches(seed):
+    # Few rows, skewed and missing classes, a positive class that is never predicted or
+    # never present: the zero_division corners, binary (either positive label) and macro.
+    rng = np.random.default_rng(seed)
+    classes = ["a", "b"] if seed % 2 else ["a", "b", "c", "d"]
+    rows = int(rng.integers(1, 30))
+    weights = rng.dirichlet(np.full(len(classes), 0.3))
+    y_true = rng.choice(classes, rows, p=weights).astype(object)
+    y_pred = rng.choice(classes, rows, p=rng.dirichlet(np.full(len(classes), 0.3))).astype(object)
+    positive = classes[seed % 4 // 2] if len(classes) == 2 else None
+    got = classification_metrics(y_true, y_pred, None, classes=classes, positive_label=positive)
+    averaging = {"average": "binary", "pos_label": positive} if positive else {"average": "macro"}
+    for name, function in (
+        ("F1", skm.f1_score),
+        ("Precision", skm.precision_score),
+        ("Recall", skm.recall_score),
+    ):
+        expected = function(y_true, y_pred, zero_division=0, **averaging)
+        assert got[name].value == pytest.approx(expected, abs=1e-12), (name, list(y_true), list(y_pred))
+    assert got["Accuracy"].value == pytest.approx(skm.accuracy_score(y_true, y_pred), abs=1e-15)
