@@ -269,8 +269,6 @@ class BatchMonitor:
         self.chunk_rows = chunk_rows
         self.scorer = Scorer(bundle, config.min_labeled_rows, config.drift_threshold)
         self.model = ModelIdentity(config.model_name or bundle.metadata.name, bundle.metadata.version)
-        # models/champion.json, read once per cold start (the first batch names the bucket).
-        self._champion: tuple[dict[str, Any] | None] | None = None
 
     @classmethod
     def from_config(cls, config: MonitorConfig) -> BatchMonitor:
@@ -577,23 +575,23 @@ class BatchMonitor:
 
         A `sam deploy` without ModelLayerVersionArn puts the built model layer back: the
         promotion is silently undone unless this says so (ChampionMismatch, its alarm)."""
-        if self._champion is None:
-            try:
-                pointer, _ = read_champion_pointer(self.store.s3, bucket)
-                if pointer is not None and not (isinstance(pointer, dict) and pointer.get("version")):
-                    raise ValueError("expected a JSON object with the champion's version")
-            except (ClientError, BotoCoreError, ValueError) as problem:
-                # Unverified is not healthy: with no datapoint the alarm would stay OK over a
-                # model that may have been reverted. Asked again with the next batch.
-                logger.error("could not read the champion pointer", extra={"error": str(problem)})
-                return (
-                    f"could not read the promoted champion from s3://{bucket}/{CHAMPION_KEY} ({problem}), so "
-                    f"whether model version {self.bundle.metadata.version} is the champion is unknown; "
-                    "ChampionMismatch is 1 until it can be read. Check the file (`modelwatch model "
-                    "champion`) and the function's s3:GetObject permission on it"
-                )
-            self._champion = (pointer,)
-        pointer = self._champion[0]
+        # Read with every batch, not once per sandbox: a promotion that switched this
+        # function's configuration but failed on another, or a pointer written after this
+        # sandbox started, would otherwise show as 0 until the next cold start.
+        try:
+            pointer, _ = read_champion_pointer(self.store.s3, bucket)
+            if pointer is not None and not (isinstance(pointer, dict) and pointer.get("version")):
+                raise ValueError("expected a JSON object with the champion's version")
+        except (ClientError, BotoCoreError, ValueError) as problem:
+            # Unverified is not healthy: with no datapoint the alarm would stay OK over a
+            # model that may have been reverted.
+            logger.error("could not read the champion pointer", extra={"error": str(problem)})
+            return (
+                f"could not read the promoted champion from s3://{bucket}/{CHAMPION_KEY} ({problem}), so "
+                f"whether model version {self.bundle.metadata.version} is the champion is unknown; "
+                "ChampionMismatch is 1 until it can be read. Check the file (`modelwatch model "
+                "champion`) and the function's s3:GetObject permission on it"
+            )
         if pointer is None:
             return None
         if str(pointer.get("version")) == self.bundle.metadata.version:

@@ -318,15 +318,34 @@ def test_the_cli_promotes_with_the_callers_identity_and_prints_the_champion(stac
     assert "no model version 'v9'" in capsys.readouterr().err
 
 
-def monitor_batch(stack: Any, name: str) -> dict[str, Any]:
+def monitor_batch(stack: Any, name: str, handler: Any = None) -> dict[str, Any]:
+    """A batch through the batch monitor: a cold start, or ``handler``'s warm sandbox."""
     frame = churn_frame(100, seed=41, id_prefix=name)
     stack.put_actuals(dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True)))
     key = f"incoming/{name}.csv"
     stack.s3.put_object(
         Bucket=BUCKET, Key=key, Body=frame.drop(columns="churned").to_csv(index=False).encode()
     )
-    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext.of("BatchMonitorFunction"))
+    (handler or load_handler("batch_monitor")).lambda_handler(
+        s3_event(key), LambdaContext.of("BatchMonitorFunction")
+    )
     return stack.report(key)
+
+
+def test_a_warm_batch_monitor_sees_a_promotion_made_after_it_started(stack):
+    # Given a warm sandbox that scored a batch before any promotion
+    warm = load_handler("batch_monitor")
+    assert "ChampionMismatch" not in monitor_batch(stack, "before", warm)["metrics_published"]
+
+    # When v2 is promoted but this function's switch does not happen (a failed promotion)
+    stack.s3.put_object(
+        Bucket=BUCKET, Key=CHAMPION_KEY, Body=json.dumps({"version": "v2", "layer_version_arn": "arn:x:2"})
+    )
+
+    # Then its next batch, in the same sandbox, reports that it serves another version
+    report = monitor_batch(stack, "after", warm)
+    assert any("but the promoted champion is v2" in note for note in report["notes"])
+    assert stack.statistic("ChampionMismatch", ("Maximum",))["Maximum"] == 1.0
 
 
 def test_a_model_that_is_not_the_promoted_champion_is_reported_and_published(stack):

@@ -373,3 +373,28 @@ def test_a_malformed_webhook_setting_names_the_variable(
         AlertConfig.from_env()
 
     assert expected in str(raised.value)
+
+
+def test_a_failed_auto_promotion_says_how_to_finish_it_not_that_nothing_was_switched():
+    from modelwatch.alerts.announcement import retrain_announcement
+
+    # A promotion can fail after models/champion.json names the candidate and some functions
+    # serve it (the switch of one function refused): "nothing was switched" would be false.
+    decision = {
+        "quality_metric": "ErrorRate",
+        "model_name": "churn",
+        "decision": "candidate",
+        "status": "candidate",
+        "reason": "the challenger is better on the holdout",
+        "champion_version": "v1",
+        "challenger_version": "v2",
+        "trigger": {"kind": "on_demand"},
+        "candidate_uri": "s3://bucket/models/v2/",
+        "promotion_error": "ResourceNotFoundException: Function not found: monitor",
+        "promote_command": "modelwatch model promote --version v2 --bucket bucket",
+    }
+    text = retrain_announcement(decision)
+    assert "nothing was switched" not in text
+    assert "AutoPromote failed: ResourceNotFoundException: Function not found: monitor" in text
+    assert "modelwatch model champion" in text and "finishes an interrupted promotion" in text
+    assert "modelwatch model promote --version v2 --bucket bucket" in text

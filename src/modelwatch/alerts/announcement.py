@@ -116,7 +116,15 @@ def retrain_announcement(decision: dict[str, Any]) -> str:
             )
             lines.append(f"Promotion record: {promotion['record_uri']}")
         elif decision.get("promotion_error"):
-            lines.append(f"AutoPromote failed, nothing was switched: {decision['promotion_error']}")
+            lines.append(f"AutoPromote failed: {decision['promotion_error']}")
+            if not decision.get("new_trusted_types"):
+                # It may have failed after writing models/champion.json, with some functions
+                # switched: promoting the same version again finishes the switch.
+                lines.append(
+                    "Some functions may already serve it: check with `modelwatch model champion`; "
+                    "running the promote command below finishes an interrupted promotion, and "
+                    "ChampionMismatch flags a batch monitor that still serves another version"
+                )
         if not promotion:
             lines.append(
                 "Awaiting approval: review comparison.json, then promote it with: "
