@@ -13,6 +13,10 @@ without its suffix: the embedded server answers ~60 BatchGetItem a second, hours
 second on the server). The compute path is read -> validate -> predict -> measure
 (metrics, estimate, drift) -> write predictions, i.e. the report's timings without
 s3_read and actuals.
+
+``--parquet``: the same rows as a Parquet file (typed columns, snappy pages, row groups of
+PARQUET_ROW_GROUP_ROWS rows, written once under out/bench-parquet/), read a chunk of whole
+row groups at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samplefiles" / "classification"
 DATA_DIR = ROOT / "out" / "bench"
 BUCKET = "modelwatch-bench"
+PARQUET_DIR = ROOT / "out" / "bench-parquet"
+PARQUET_ROW_GROUP_ROWS = 100_000
 SIZES = (100_000, 1_000_000)
 LARGE = 16_000_000  # ~1 GB of CSV
 STAND_INS = (
@@ -59,6 +65,24 @@ def batch_file(rows: int) -> Path:
             file.write("".join(line.replace(",", f"-{copy},", 1) + "\n" for line in take))
             written += len(take)
             copy += 1
+    partial.rename(path)
+    return path
+
+
+def parquet_file(rows: int) -> Path:
+    """batch_file's rows as Parquet, with the types pandas reads the CSV's columns as."""
+    import fastparquet
+    import pandas as pd
+
+    path = PARQUET_DIR / f"sample-{rows}.parquet"
+    if path.exists():
+        return path
+    PARQUET_DIR.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(batch_file(rows), dtype={"record_id": str})
+    partial = path.with_suffix(".partial")
+    fastparquet.write(
+        str(partial), frame, row_group_offsets=PARQUET_ROW_GROUP_ROWS, compression="SNAPPY", write_index=False
+    )
     partial.rename(path)
     return path
 
@@ -97,8 +121,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(rows: int) -> dict[str, Any]:
-    """One batch of ``rows`` rows through BatchMonitor.process; this process's numbers."""
+def run(rows: int, parquet: bool = False) -> dict[str, Any]:
+    """One batch of ``rows`` rows (CSV, or Parquet) through BatchMonitor.process; this
+    process's numbers."""
     import boto3
     from boto3.s3.transfer import TransferConfig
 
@@ -110,7 +135,7 @@ def run(rows: int) -> dict[str, Any]:
     from modelwatch.monitor import BatchMonitor
     from modelwatch.results import BatchObject, ResultStore
 
-    path = batch_file(rows)
+    path = parquet_file(rows) if parquet else batch_file(rows)
     model_dir = ROOT / ".build" / "bench-model"
     aws = start_moto_server()
     os.environ.update(
@@ -123,8 +148,9 @@ def run(rows: int) -> dict[str, Any]:
             "ACTUALS_TABLE": "bench-actuals-stand-in",
             "PREDICTION_LOG_TABLE": "bench-prediction-log-stand-in",
             "MODEL_DIR": str(model_dir),
-            # The bench measures memory and time, not the limit.
-            "MAX_BATCH_MEGABYTES": str(max(64, path.stat().st_size // 1_000_000 + 1)),
+            # The bench measures memory and time, not the limit (which bounds a Parquet
+            # file's decompressed pages too: the CSV's size, twice over, covers them).
+            "MAX_BATCH_MEGABYTES": str(max(64, 2 * batch_file(rows).stat().st_size // 1_000_000 + 1)),
         }
     )
     try:
@@ -153,7 +179,7 @@ def run(rows: int) -> dict[str, Any]:
                     found[record_id] = actual
             return found
 
-        key = f"incoming/bench-{rows}.csv"
+        key = f"incoming/bench-{rows}{path.suffix}"
         s3.upload_file(str(path), BUCKET, key, Config=TransferConfig(multipart_chunksize=64 << 20))
         # The upload's buffers (64 MB parts, 10 threads) are the bench's, not the monitor's.
         reset_peak_rss()
@@ -177,6 +203,7 @@ def run(rows: int) -> dict[str, Any]:
     compute_ms = timings["total_ms"] - timings.get("s3_read_ms", 0.0) - timings.get("actuals_ms", 0.0)
     return {
         "rows": rows,
+        "format": path.suffix.removeprefix("."),
         "bytes": path.stat().st_size,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,  # this process's, all threads (the model predicts on two)
@@ -189,11 +216,21 @@ def run(rows: int) -> dict[str, Any]:
     }
 
 
-def measure(rows: int) -> dict[str, Any]:
+def measure(rows: int, parquet: bool = False) -> dict[str, Any]:
     """``run`` in a fresh process (its own peak RSS)."""
-    batch_file(rows)  # written here, so generating it is not in the child's numbers
+    # Written here, so generating the file is not in the child's numbers.
+    if parquet:
+        parquet_file(rows)
+    else:
+        batch_file(rows)
     output = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--rows", str(rows)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--rows",
+            str(rows),
+            *(["--parquet"] if parquet else []),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -205,15 +242,16 @@ def measure(rows: int) -> dict[str, Any]:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def print_large_batches(large: bool) -> None:
+def print_large_batches(large: bool, parquet: bool = False) -> None:
     sizes = (*SIZES, LARGE) if large else SIZES
-    print(f"\nlarge batches through BatchMonitor.process, each size in a fresh process ({STAND_INS})")
+    what = f"Parquet batches (row groups of {PARQUET_ROW_GROUP_ROWS:,} rows)" if parquet else "batches"
+    print(f"\nlarge {what} through BatchMonitor.process, each size in a fresh process ({STAND_INS})")
     print(
         f"{'rows':>12}{'MB':>8}{'seconds':>10}{'CPU s':>8}{'compute rows/s':>16}{'peak RSS MB':>13}"
         "  phases (s)"
     )
     for rows in sizes:
-        result = measure(rows)
+        result = measure(rows, parquet)
         phases = ", ".join(
             f"{name.removesuffix('_ms')}={value / 1000:.1f}"
             for name, value in result["timings_ms"].items()
@@ -232,11 +270,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, help="run one batch of this many rows here and print its JSON")
     parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
+    parser.add_argument("--parquet", action="store_true", help="the same rows as a Parquet file")
     options = parser.parse_args()
     if options.rows:
-        print(json.dumps(run(options.rows)))
+        print(json.dumps(run(options.rows, options.parquet)))
     else:
-        print_large_batches(options.large)
+        print_large_batches(options.large, options.parquet)
     return 0
 
 
