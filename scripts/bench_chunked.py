@@ -17,6 +17,11 @@ s3_read and actuals.
 ``--parquet``: the same rows as a Parquet file (typed columns, snappy pages, row groups of
 PARQUET_ROW_GROUP_ROWS rows, written once under out/bench-parquet/), read a chunk of whole
 row groups at a time.
+
+``--rows N --window``: retraining's side instead, in this process: the batch as the one
+published batch of the window, and the peak RSS of gather_labeled_window over it, with
+the sample's labels for one copy of the sample rows in ``--labeled-every`` (10: about 9%
+of the rows) from an in-memory stand-in for the actuals table.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +222,96 @@ def run(rows: int, parquet: bool = False) -> dict[str, Any]:
     }
 
 
+def run_window(rows: int, parquet: bool, labeled_every: int) -> dict[str, Any]:
+    """gather_labeled_window over one batch of ``rows`` rows; this process's numbers."""
+    import boto3
+
+    import modelwatch.retraining as retraining
+    from modelwatch.actuals import read_actuals_file
+    from modelwatch.config import RetrainConfig
+    from modelwatch.local.moto_server import start_moto_server
+    from modelwatch.model_bundle import load_bundle
+
+    path = parquet_file(rows) if parquet else batch_file(rows)
+    model_dir = ROOT / ".build" / "bench-model"
+    aws = start_moto_server()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    try:
+        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+        s3.create_bucket(Bucket=BUCKET)
+        key = f"incoming/bench-{rows}{path.suffix}"
+        s3.upload_file(str(path), BUCKET, key)
+        dynamodb.create_table(
+            TableName="bench-ledger",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+        now = datetime.now(UTC)
+        # The ledger item of a published batch, as far as published_batches reads it.
+        item = {"s3_bucket": BUCKET, "s3_key": key, "version_id": "null"}
+        dynamodb.put_item(
+            TableName="bench-ledger",
+            Item={
+                "id": {"S": "bench"},
+                **{name: {"S": value} for name, value in item.items()},
+                "batch_event_time": {"S": (now - timedelta(hours=1)).isoformat()},
+            },
+        )
+        metadata = load_bundle(model_dir).metadata
+        sample_actuals = {
+            record_id: actual
+            for record_id, actual, _ in read_actuals_file(
+                (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
+            )
+        }
+
+        def actuals(client: Any, table: str, ids: list[str], *_: Any, **__: Any) -> dict[str, Any]:
+            found = {}
+            for record_id in ids:
+                sample_id, _, copy = record_id.rpartition("-")
+                actual = sample_actuals.get(sample_id)
+                if actual is not None and int(copy) % labeled_every == 0:
+                    found[record_id] = actual
+            return found
+
+        retraining.fetch_actuals = actuals  # the stand-in for the actuals table
+        config = RetrainConfig(
+            model_dir=model_dir,
+            actuals_table="bench-actuals-stand-in",
+            ledger_table="bench-ledger",
+            bucket=BUCKET,
+            alert_topic_arn="",
+            max_batch_megabytes=max(64, 2 * batch_file(rows).stat().st_size // 1_000_000 + 1),
+        )
+        reset_peak_rss()
+        warm_mb = peak_rss_mb()
+        started = time.perf_counter()
+        window = retraining.gather_labeled_window(
+            s3=s3, dynamodb=dynamodb, config=config, metadata=metadata, now=now
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        aws.stop()
+    assert not window.skipped, window.skipped
+    return {
+        "rows": rows,
+        "format": path.suffix.removeprefix("."),
+        "labeled_rows": window.rows,
+        "seconds": seconds,
+        "warm_rss_mb": warm_mb,
+        "peak_rss_mb": peak_rss_mb(),
+        "window_features_mb": float(window.features.memory_usage(deep=True).sum()) / 1e6,
+    }
+
+
 def measure(rows: int, parquet: bool = False) -> dict[str, Any]:
     """``run`` in a fresh process (its own peak RSS)."""
     # Written here, so generating the file is not in the child's numbers.
@@ -271,8 +367,14 @@ def main() -> int:
     parser.add_argument("--rows", type=int, help="run one batch of this many rows here and print its JSON")
     parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
     parser.add_argument("--parquet", action="store_true", help="the same rows as a Parquet file")
+    parser.add_argument("--window", action="store_true", help="with --rows: retraining's gather of the batch")
+    parser.add_argument(
+        "--labeled-every", type=int, default=10, help="--window: one copy of the samples in K"
+    )
     options = parser.parse_args()
-    if options.rows:
+    if options.rows and options.window:
+        print(json.dumps(run_window(options.rows, options.parquet, options.labeled_every)))
+    elif options.rows:
         print(json.dumps(run(options.rows, options.parquet)))
     else:
         print_large_batches(options.large, options.parquet)
