@@ -9,8 +9,9 @@ Every check that can be made before decoding is made on the footer, so a bad fil
 no more than its bytes: the magic bytes (a truncated upload loses the footer), nested
 columns (a cell must be one number, string or boolean), and the decoded size (a few
 kilobytes of run-length-encoded pages can claim a billion rows, which the byte limit on
-the file alone would not stop). Decoding then fills one preallocated frame, row group by
-row group; a page that cannot be decoded is located by its row group and column.
+the file alone would not stop). Decoding then fills one preallocated frame (the whole
+file's, or a chunk's of whole row groups: read_chunks), row group by row group; a page
+that cannot be decoded is located by its row group and column.
 
 fastparquet's own errors for a damaged footer are a TypeError and text printed to
 stdout, so the footer is read with stdout captured and any failure there is reported
@@ -328,14 +329,17 @@ def read_chunks(parquet: ParquetFile, chunk_rows: int) -> Iterator[pd.DataFrame]
     exactly those rows of read_frame's frame (the same dtypes: see below).
 
     fastparquet decodes a row group whole, so a row group of more than ``chunk_rows`` rows
-    is a chunk by itself: memory follows the larger of the two (writers' defaults are
-    about 100,000 rows for DuckDB and 1,000,000 for pyarrow and Spark's 128 MB groups)."""
+    is a chunk by itself: memory follows the larger of the two. Writers' defaults differ:
+    DuckDB writes 122,880 rows a group, pyarrow up to 1,048,576, Spark 128 MB, and
+    fastparquet (pandas.to_parquet with engine="fastparquet") up to 50,000,000, which
+    makes most of its files one chunk."""
     sizes = [group.num_rows for group in parquet.handle.row_groups]
     runs = _runs(sizes, chunk_rows)
     # Each chunk is read by to_pandas over the whole file with a row filter that selects its
     # row groups: the column dtypes are then the whole file's (a nullable integer column is
     # nullable in every chunk, not only in those whose rows hold a null), and every chunk is
-    # decoded as read_frame decodes the file. The filter is a byte a row, kept for the file.
+    # decoded as read_frame decodes the file. The filter is a byte a row of the file,
+    # allocated once.
     selected = np.zeros(parquet.rows, dtype=bool) if len(runs) > 1 else None
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(int)
     for first_group, end_group in runs:
