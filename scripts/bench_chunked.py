@@ -14,6 +14,15 @@ second on the server). The compute path is read -> validate -> predict -> measur
 (metrics, estimate, drift) -> write predictions: the report's total without s3_read. The
 actuals stand-in's lookups stay in it (they run in the read-ahead thread, beside the
 model), and the phases overlap, so they add up to more than the total.
+
+``--parquet``: the same rows as a Parquet file (typed columns, snappy pages, row groups of
+PARQUET_ROW_GROUP_ROWS rows, written once under out/bench-parquet/), read a chunk of whole
+row groups at a time.
+
+``--rows N --window``: retraining's side instead, in this process: the batch as the one
+published batch of the window, and the peak RSS of gather_labeled_window over it, with
+the sample's labels for one copy of the sample rows in ``--labeled-every`` (10: about 9%
+of the rows) from an in-memory stand-in for the actuals table.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samplefiles" / "classification"
 DATA_DIR = ROOT / "out" / "bench"
 BUCKET = "modelwatch-bench"
+PARQUET_DIR = ROOT / "out" / "bench-parquet"
+PARQUET_ROW_GROUP_ROWS = 100_000
 SIZES = (100_000, 1_000_000)
 LARGE = 16_000_000  # ~1 GB of CSV
 STAND_INS = (
@@ -60,6 +72,24 @@ def batch_file(rows: int) -> Path:
             file.write("".join(line.replace(",", f"-{copy},", 1) + "\n" for line in take))
             written += len(take)
             copy += 1
+    partial.rename(path)
+    return path
+
+
+def parquet_file(rows: int) -> Path:
+    """batch_file's rows as Parquet, with the types pandas reads the CSV's columns as."""
+    import fastparquet
+    import pandas as pd
+
+    path = PARQUET_DIR / f"sample-{rows}.parquet"
+    if path.exists():
+        return path
+    PARQUET_DIR.mkdir(parents=True, exist_ok=True)
+    frame = pd.read_csv(batch_file(rows), dtype={"record_id": str})
+    partial = path.with_suffix(".partial")
+    fastparquet.write(
+        str(partial), frame, row_group_offsets=PARQUET_ROW_GROUP_ROWS, compression="SNAPPY", write_index=False
+    )
     partial.rename(path)
     return path
 
@@ -98,8 +128,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(rows: int) -> dict[str, Any]:
-    """One batch of ``rows`` rows through BatchMonitor.process; this process's numbers."""
+def run(rows: int, parquet: bool = False) -> dict[str, Any]:
+    """One batch of ``rows`` rows (CSV, or Parquet) through BatchMonitor.process; this
+    process's numbers."""
     import boto3
     from boto3.s3.transfer import TransferConfig
 
@@ -111,7 +142,7 @@ def run(rows: int) -> dict[str, Any]:
     from modelwatch.monitor import BatchMonitor
     from modelwatch.results import BatchObject, ResultStore
 
-    path = batch_file(rows)
+    path = parquet_file(rows) if parquet else batch_file(rows)
     model_dir = ROOT / ".build" / "bench-model"
     aws = start_moto_server()
     os.environ.update(
@@ -124,8 +155,9 @@ def run(rows: int) -> dict[str, Any]:
             "ACTUALS_TABLE": "bench-actuals-stand-in",
             "PREDICTION_LOG_TABLE": "bench-prediction-log-stand-in",
             "MODEL_DIR": str(model_dir),
-            # The bench measures memory and time, not the limit.
-            "MAX_BATCH_MEGABYTES": str(max(64, path.stat().st_size // 1_000_000 + 1)),
+            # The bench measures memory and time, not the limit (which bounds a Parquet
+            # file's decompressed pages too: the CSV's size, twice over, covers them).
+            "MAX_BATCH_MEGABYTES": str(max(64, 2 * batch_file(rows).stat().st_size // 1_000_000 + 1)),
         }
     )
     try:
@@ -154,7 +186,7 @@ def run(rows: int) -> dict[str, Any]:
                     found[record_id] = actual
             return found
 
-        key = f"incoming/bench-{rows}.csv"
+        key = f"incoming/bench-{rows}{path.suffix}"
         s3.upload_file(str(path), BUCKET, key, Config=TransferConfig(multipart_chunksize=64 << 20))
         # The upload's buffers (64 MB parts, 10 threads) are the bench's, not the monitor's.
         reset_peak_rss()
@@ -181,6 +213,7 @@ def run(rows: int) -> dict[str, Any]:
     compute_ms = timings["total_ms"] - timings.get("s3_read_ms", 0.0)
     return {
         "rows": rows,
+        "format": path.suffix.removeprefix("."),
         "bytes": path.stat().st_size,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,  # this process's, all threads (the model predicts on two)
@@ -214,11 +247,111 @@ def model_only_seconds(bundle: Any, path: Path) -> float:
     return best
 
 
-def measure(rows: int) -> dict[str, Any]:
+def run_window(rows: int, parquet: bool, labeled_every: int) -> dict[str, Any]:
+    """gather_labeled_window over one batch of ``rows`` rows; this process's numbers."""
+    import boto3
+
+    import modelwatch.retraining as retraining
+    from modelwatch.actuals import read_actuals_file
+    from modelwatch.config import RetrainConfig
+    from modelwatch.local.moto_server import start_moto_server
+    from modelwatch.model_bundle import load_bundle
+
+    path = parquet_file(rows) if parquet else batch_file(rows)
+    model_dir = ROOT / ".build" / "bench-model"
+    aws = start_moto_server()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    try:
+        s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+        s3.create_bucket(Bucket=BUCKET)
+        key = f"incoming/bench-{rows}{path.suffix}"
+        s3.upload_file(str(path), BUCKET, key)
+        dynamodb.create_table(
+            TableName="bench-ledger",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+        now = datetime.now(UTC)
+        # The ledger item of a published batch, as far as published_batches reads it.
+        item = {"s3_bucket": BUCKET, "s3_key": key, "version_id": "null"}
+        dynamodb.put_item(
+            TableName="bench-ledger",
+            Item={
+                "id": {"S": "bench"},
+                **{name: {"S": value} for name, value in item.items()},
+                "batch_event_time": {"S": (now - timedelta(hours=1)).isoformat()},
+            },
+        )
+        metadata = load_bundle(model_dir).metadata
+        sample_actuals = {
+            record_id: actual
+            for record_id, actual, _ in read_actuals_file(
+                (SAMPLES / "actuals.csv").read_bytes(), "actuals.csv", metadata.id_column, metadata.target
+            )
+        }
+
+        def actuals(client: Any, table: str, ids: list[str], *_: Any, **__: Any) -> dict[str, Any]:
+            found = {}
+            for record_id in ids:
+                sample_id, _, copy = record_id.rpartition("-")
+                actual = sample_actuals.get(sample_id)
+                if actual is not None and int(copy) % labeled_every == 0:
+                    found[record_id] = actual
+            return found
+
+        retraining.fetch_actuals = actuals  # the stand-in for the actuals table
+        config = RetrainConfig(
+            model_dir=model_dir,
+            actuals_table="bench-actuals-stand-in",
+            ledger_table="bench-ledger",
+            bucket=BUCKET,
+            alert_topic_arn="",
+            max_batch_megabytes=max(64, 2 * batch_file(rows).stat().st_size // 1_000_000 + 1),
+        )
+        reset_peak_rss()
+        warm_mb = peak_rss_mb()
+        started = time.perf_counter()
+        window = retraining.gather_labeled_window(
+            s3=s3, dynamodb=dynamodb, config=config, metadata=metadata, now=now
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        aws.stop()
+    assert not window.skipped, window.skipped
+    return {
+        "rows": rows,
+        "format": path.suffix.removeprefix("."),
+        "labeled_rows": window.rows,
+        "seconds": seconds,
+        "warm_rss_mb": warm_mb,
+        "peak_rss_mb": peak_rss_mb(),
+        "window_features_mb": float(window.features.memory_usage(deep=True).sum()) / 1e6,
+    }
+
+
+def measure(rows: int, parquet: bool = False) -> dict[str, Any]:
     """``run`` in a fresh process (its own peak RSS)."""
-    batch_file(rows)  # written here, so generating it is not in the child's numbers
+    # Written here, so generating the file is not in the child's numbers.
+    if parquet:
+        parquet_file(rows)
+    else:
+        batch_file(rows)
     output = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--rows", str(rows)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--rows",
+            str(rows),
+            *(["--parquet"] if parquet else []),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -230,15 +363,16 @@ def measure(rows: int) -> dict[str, Any]:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def print_large_batches(large: bool) -> None:
+def print_large_batches(large: bool, parquet: bool = False) -> None:
     sizes = (*SIZES, LARGE) if large else SIZES
-    print(f"\nlarge batches through BatchMonitor.process, each size in a fresh process ({STAND_INS})")
+    what = f"Parquet batches (row groups of {PARQUET_ROW_GROUP_ROWS:,} rows)" if parquet else "batches"
+    print(f"\nlarge {what} through BatchMonitor.process, each size in a fresh process ({STAND_INS})")
     print(
         f"{'rows':>12}{'MB':>8}{'seconds':>10}{'CPU s':>8}{'compute rows/s':>16}{'model rows/s':>14}"
         f"{'peak RSS MB':>13}  phases (s)"
     )
     for rows in sizes:
-        result = measure(rows)
+        result = measure(rows, parquet)
         phases = ", ".join(
             f"{name.removesuffix('_ms')}={value / 1000:.1f}"
             for name, value in result["timings_ms"].items()
@@ -262,11 +396,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, help="run one batch of this many rows here and print its JSON")
     parser.add_argument("--large", action="store_true", help="also the 16-million-row (~1 GB) batch")
+    parser.add_argument("--parquet", action="store_true", help="the same rows as a Parquet file")
+    parser.add_argument("--window", action="store_true", help="with --rows: retraining's gather of the batch")
+    parser.add_argument(
+        "--labeled-every", type=int, default=10, help="--window: one copy of the samples in K"
+    )
     options = parser.parse_args()
-    if options.rows:
-        print(json.dumps(run(options.rows)))
+    if options.rows and options.window:
+        print(json.dumps(run_window(options.rows, options.parquet, options.labeled_every)))
+    elif options.rows:
+        print(json.dumps(run(options.rows, options.parquet)))
     else:
-        print_large_batches(options.large)
+        print_large_batches(options.large, options.parquet)
     return 0
 
 

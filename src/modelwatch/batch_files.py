@@ -33,7 +33,14 @@ import numpy as np
 import pandas as pd
 
 from modelwatch.errors import BatchRejected
-from modelwatch.parquet_files import open_parquet, read_frame
+from modelwatch.parquet_files import (
+    ParquetColumn,
+    ParquetFile,
+    open_parquet,
+    open_parquet_file,
+    read_chunks,
+    read_frame,
+)
 
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet")
 # Text a CSV cell may hold to mean "no value".
@@ -368,12 +375,20 @@ def _json_object(line: str, line_number: int, key: str) -> dict[str, Any]:
 
 def _read_parquet(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
     parquet = open_parquet(body, key, max_bytes)
+    _check_parquet_rows(parquet, key)
+    frame = read_frame(parquet)
+    frame.attrs[COLUMN_TYPES] = _column_types(parquet)
+    return frame
+
+
+def _check_parquet_rows(parquet: ParquetFile, key: str) -> None:
     if parquet.rows == 0:
         reason = f"{key!r} has columns but no rows: expected at least one row"
         raise BatchRejected(reason, code="no_rows", log_safe=reason)
-    frame = read_frame(parquet)
-    frame.attrs[COLUMN_TYPES] = {column.name: column for column in parquet.columns}
-    return frame
+
+
+def _column_types(parquet: ParquetFile) -> dict[str, ParquetColumn]:
+    return {column.name: column for column in parquet.columns}
 
 
 def read_batch(body: bytes, key: str, max_bytes: int) -> pd.DataFrame:
@@ -476,7 +491,8 @@ def _holds_no_data(path: Path) -> bool:
 def read_batch_chunks(
     path: Path, key: str, max_bytes: int, chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[BatchChunk]:
-    """read_batch for a file on disk, ``chunk_rows`` rows at a time (Parquet: one chunk).
+    """read_batch for a file on disk, ``chunk_rows`` rows at a time (Parquet: whole row
+    groups, up to ``chunk_rows`` rows unless one row group holds more).
 
     Everything that rejects the whole file before any row is read (size, gzip, empty,
     encoding, CSV structure) is raised before the first chunk; a JSONL line that is not
@@ -491,8 +507,7 @@ def read_batch_chunks(
         raise BatchRejected(reason, code="empty", log_safe=reason)
     batch_format = detect_format(key)
     if batch_format.kind == "parquet":
-        # fastparquet reads from bytes here; the frame is filled row group by row group.
-        yield BatchChunk(read_batch(path.read_bytes(), key, max_bytes), 0)
+        yield from _parquet_chunks(path, key, max_bytes, chunk_rows)
         return
     data_path = _decompress_file(path, key, max_bytes) if batch_format.compressed else path
     if _holds_no_data(data_path):
@@ -613,3 +628,16 @@ def _jsonl_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[BatchChunk]
 def _jsonl_frame(columns: dict[str, list[Any]], seen: dict[str, None], rows: int) -> pd.DataFrame:
     full = {name: columns.get(name) or [np.nan] * rows for name in seen}
     return pd.DataFrame(full, dtype=object, index=pd.RangeIndex(rows))
+
+
+def _parquet_chunks(path: Path, key: str, max_bytes: int, chunk_rows: int) -> Iterator[BatchChunk]:
+    """_read_parquet from the file on disk, a chunk of whole row groups at a time
+    (modelwatch.parquet_files.read_chunks); the footer's checks come before the first chunk."""
+    with open_parquet_file(path, key, max_bytes) as parquet:
+        _check_parquet_rows(parquet, key)
+        column_types = _column_types(parquet)
+        first = 0
+        for frame in read_chunks(parquet, chunk_rows):
+            frame.attrs[COLUMN_TYPES] = column_types
+            yield BatchChunk(frame, first)
+            first += len(frame)

@@ -9,8 +9,9 @@ Every check that can be made before decoding is made on the footer, so a bad fil
 no more than its bytes: the magic bytes (a truncated upload loses the footer), nested
 columns (a cell must be one number, string or boolean), and the decoded size (a few
 kilobytes of run-length-encoded pages can claim a billion rows, which the byte limit on
-the file alone would not stop). Decoding then fills one preallocated frame, row group by
-row group; a page that cannot be decoded is located by its row group and column.
+the file alone would not stop). Decoding then fills one preallocated frame (the whole
+file's, or a chunk's of whole row groups: read_chunks), row group by row group; a page
+that cannot be decoded is located by its row group and column.
 
 fastparquet's own errors for a damaged footer are a TypeError and text printed to
 stdout, so the footer is read with stdout captured and any failure there is reported
@@ -25,15 +26,18 @@ import io
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from modelwatch.errors import BatchRejected
 
 PARQUET_MAGIC = b"PAR1"
 # The magic at the start, and the footer's length and the magic again at the end.
-_MINIMUM_BYTES = len(PARQUET_MAGIC) * 2 + 4
+_TAIL_BYTES = 4 + len(PARQUET_MAGIC)
+_MINIMUM_BYTES = len(PARQUET_MAGIC) + _TAIL_BYTES
 _MAX_DETAIL_CHARACTERS = 200
 
 # Physical types (parquet.thrift Type) and the annotations that change what they hold.
@@ -125,19 +129,23 @@ def _rejected(reason: str, code: str, log_safe: str | None = None, **details: ob
     return BatchRejected(reason, code=code, log_safe=reason if log_safe is None else log_safe, **details)
 
 
-def _check_frame_bytes(data: bytes, key: str, what: str) -> None:
-    if len(data) < _MINIMUM_BYTES or not data.startswith(PARQUET_MAGIC):
+def _check_ends(file: BinaryIO, size: int, key: str, what: str) -> None:
+    """The magic bytes at both ends and a footer length that fits, read from ``file``."""
+    file.seek(0)
+    if size < _MINIMUM_BYTES or file.read(len(PARQUET_MAGIC)) != PARQUET_MAGIC:
         raise _rejected(
             f"{what} {key!r} is not a Parquet file: it does not start with the Parquet magic bytes "
             "'PAR1'; expected a file written by a Parquet writer (pandas.to_parquet, Spark, DuckDB), "
             "or a name ending in .csv or .jsonl if it holds text",
             "not_parquet",
         )
-    footer_length = struct.unpack("<I", data[-8:-4])[0]
-    if not data.endswith(PARQUET_MAGIC) or footer_length > len(data) - _MINIMUM_BYTES:
+    file.seek(size - _TAIL_BYTES)
+    tail = file.read(_TAIL_BYTES)  # the footer's length, then the magic
+    footer_length = struct.unpack("<I", tail[:4])[0]
+    if tail[4:] != PARQUET_MAGIC or footer_length > size - _MINIMUM_BYTES:
         raise _rejected(
             f"{what} {key!r} is truncated: a Parquet file ends with its footer and the bytes 'PAR1', and "
-            f"these {len(data):,} bytes do not; the upload was probably cut short: upload the whole file "
+            f"these {size:,} bytes do not; the upload was probably cut short: upload the whole file "
             "again",
             "truncated_parquet",
         )
@@ -178,13 +186,28 @@ def _top_level_columns(schema_elements: list[Any], key: str, what: str) -> list[
 
 def open_parquet(data: bytes, key: str, max_bytes: int | None, what: str = "batch file") -> ParquetFile:
     """Check the bytes and the footer; decode nothing yet. Raises BatchRejected."""
+    return _open(io.BytesIO(data), len(data), key, max_bytes, what)
+
+
+@contextlib.contextmanager
+def open_parquet_file(
+    path: Path, key: str, max_bytes: int | None, what: str = "batch file"
+) -> Iterator[ParquetFile]:
+    """open_parquet for a file on disk, read where it lies: the footer now, and each row
+    group's column chunks when they are decoded, so the file's bytes are never all in memory."""
+    with path.open("rb") as file:
+        yield _open(file, path.stat().st_size, key, max_bytes, what)
+
+
+def _open(file: BinaryIO, size: int, key: str, max_bytes: int | None, what: str) -> ParquetFile:
     import fastparquet  # here, not at module level: CSV batches do not pay its import (~0.2 s)
 
-    _check_frame_bytes(data, key, what)
+    _check_ends(file, size, key, what)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured):
-            handle = fastparquet.ParquetFile(io.BytesIO(data))
+            # A file object: fastparquet seeks in it rather than opening the path itself.
+            handle = fastparquet.ParquetFile(file)
             elements = list(handle.schema.schema_elements)
     except Exception as problem:  # fastparquet raises TypeError, ValueError, ... for a damaged footer
         detail = (str(problem) or captured.getvalue().strip() or type(problem).__name__)[
@@ -297,15 +320,75 @@ def read_frame(parquet: ParquetFile) -> pd.DataFrame:
         with contextlib.redirect_stdout(captured):
             frame = parquet.handle.to_pandas(index=False, categories=[])
     except Exception as problem:
-        # Decode again one row group at a time to say where; the first failure raises.
-        for _ in iter_frames(parquet):
-            pass
-        detail = f"{type(problem).__name__}: {problem}"[:_MAX_DETAIL_CHARACTERS]
-        raise _rejected(
-            f"{parquet.what} {parquet.key!r} cannot be decoded ({detail}); the file is damaged: "
-            "write it again",
-            "corrupt_parquet",
-            log_safe=f"{parquet.what} {parquet.key!r} cannot be decoded ({type(problem).__name__}); the file "
-            "is damaged: write it again",
-        ) from None
+        raise _decoding_failure(parquet, range(len(parquet.handle.row_groups)), problem) from None
     return _plain_columns(frame.reset_index(drop=True), parquet)
+
+
+def read_chunks(parquet: ParquetFile, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Every row, in frames of whole consecutive row groups of up to ``chunk_rows`` rows, each
+    exactly those rows of read_frame's frame (the same dtypes: see below).
+
+    fastparquet decodes a row group whole, so a row group of more than ``chunk_rows`` rows
+    is a chunk by itself: memory follows the larger of the two. Writers' defaults differ:
+    DuckDB writes 122,880 rows a group, pyarrow up to 1,048,576, Spark 128 MB, and
+    fastparquet (pandas.to_parquet with engine="fastparquet") up to 50,000,000, which
+    makes most of its files one chunk."""
+    sizes = [group.num_rows for group in parquet.handle.row_groups]
+    runs = _runs(sizes, chunk_rows)
+    # Each chunk is read by to_pandas over the whole file with a row filter that selects its
+    # row groups: the column dtypes are then the whole file's (a nullable integer column is
+    # nullable in every chunk, not only in those whose rows hold a null), and every chunk is
+    # decoded as read_frame decodes the file. The filter is a byte a row of the file,
+    # allocated once.
+    selected = np.zeros(parquet.rows, dtype=bool) if len(runs) > 1 else None
+    starts = np.concatenate(([0], np.cumsum(sizes))).astype(int)
+    for first_group, end_group in runs:
+        start, stop = starts[first_group], starts[end_group]
+        if selected is not None:
+            selected[:] = False
+            selected[start:stop] = True
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(captured):
+                frame = parquet.handle.to_pandas(
+                    index=False, categories=[], row_filter=False if selected is None else selected
+                )
+        except Exception as problem:
+            raise _decoding_failure(parquet, range(first_group, end_group), problem) from None
+        yield _plain_columns(frame.reset_index(drop=True), parquet)
+
+
+def _runs(sizes: list[int], chunk_rows: int) -> list[tuple[int, int]]:
+    """(first, end) row group indexes of consecutive row groups holding up to ``chunk_rows``
+    rows together; a row group of more rows is a run by itself."""
+    runs: list[tuple[int, int]] = []
+    first = rows = 0
+    for index, size in enumerate(sizes):
+        if index > first and rows + size > chunk_rows:
+            runs.append((first, index))
+            first, rows = index, 0
+        rows += size
+    if sizes:
+        runs.append((first, len(sizes)))
+    return runs
+
+
+def _decoding_failure(parquet: ParquetFile, group_indexes: range, problem: Exception) -> BatchRejected:
+    """Where decoding ``group_indexes`` failed: decoded again one row group at a time, the
+    first that fails is named (with its column); else the whole read's error."""
+    for group_index in group_indexes:
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(captured):
+                parquet.handle.read_row_group_file(
+                    parquet.handle.row_groups[group_index], list(parquet.handle.columns), {}, index=False
+                )
+        except Exception as failure:
+            return _undecodable(parquet, group_index, None, failure)
+    detail = f"{type(problem).__name__}: {problem}"[:_MAX_DETAIL_CHARACTERS]
+    return _rejected(
+        f"{parquet.what} {parquet.key!r} cannot be decoded ({detail}); the file is damaged: write it again",
+        "corrupt_parquet",
+        log_safe=f"{parquet.what} {parquet.key!r} cannot be decoded ({type(problem).__name__}); the file "
+        "is damaged: write it again",
+    )

@@ -96,20 +96,12 @@ class BatchObject:
 
 
 @dataclass(frozen=True)
-class BatchFile:
-    body: bytes
-    upload_time: datetime
-    batch_time: str | None  # the object metadata ``batch-time``, when the uploader set it
-    version_id: str  # the version read ("null" in a bucket without versioning)
-
-
-@dataclass(frozen=True)
 class SpooledBatch:
     path: Path  # the object's bytes, on local disk (/tmp in Lambda)
     digest: str  # SHA-256 of those bytes (modelwatch.ledger.content_digest)
     upload_time: datetime
-    batch_time: str | None
-    version_id: str
+    batch_time: str | None  # the object metadata ``batch-time``, when the uploader set it
+    version_id: str  # the version read ("null" in a bucket without versioning)
 
 
 # Blocks of the S3 stream copied to disk at a time.
@@ -129,10 +121,6 @@ def _batch_attributes(response: dict[str, Any]) -> dict[str, Any]:
 class ResultStore:
     def __init__(self, s3: Any):
         self.s3 = s3
-
-    def read_batch(self, batch: BatchObject, limit_bytes: int) -> BatchFile:
-        response = self._get_batch(batch, limit_bytes)
-        return BatchFile(body=response["Body"].read(), **_batch_attributes(response))
 
     def spool_batch(self, batch: BatchObject, limit_bytes: int, path: Path) -> SpooledBatch:
         """Copy the batch object to ``path`` a megabyte at a time, hashing it on the way:

@@ -3,9 +3,10 @@
 Order of work for one retrain (``Retrainer.retrain``), side effects last:
 
 1. gather the labeled window: the batch ledger lists the batches that published; those
-   whose event time lies in the last ``window_days`` are read from S3 at the version
-   that was scored, validated as the batch monitor validates them, and joined with the
-   actuals table. Rows without a label are dropped; each row keeps its batch's event time;
+   whose event time lies in the last ``window_days`` are copied from S3 to /tmp at the
+   version that was scored, read a chunk of rows at a time, validated as the batch
+   monitor validates them, and joined with the actuals table. Rows without a label are
+   dropped as each chunk is read; each row keeps its batch's event time;
 2. refuse below ``min_labeled_rows`` (the decision says how many there were);
 3. hold out the newest slice: the newest batches holding at least HOLDOUT_FRACTION of
    the labeled rows since the degradation began (all of them when that is unknown), and
@@ -41,6 +42,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,7 +53,7 @@ from modelwatch import drift
 from modelwatch.actuals import fetch_actuals
 from modelwatch.alerts.alarm_message import ALARM, AlarmNotification
 from modelwatch.alerts.announcement import announcement_subject, retrain_announcement
-from modelwatch.batch_files import read_batch
+from modelwatch.batch_files import CHUNK_ROWS, detect_format, read_batch_chunks
 from modelwatch.calibration import fit_calibration
 from modelwatch.config import MODELS_PREFIX, RetrainConfig
 from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
@@ -59,9 +61,10 @@ from modelwatch.estimation import CALIBRATION_FILE
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import classification_metrics, plain_values, regression_metrics
 from modelwatch.model_bundle import ModelBundle, ModelMetadata, library_versions
+from modelwatch.monitor import new_workspace
 from modelwatch.promotion import Promoter, PromotionError
 from modelwatch.results import BatchObject, ResultStore
-from modelwatch.validation import validate_batch
+from modelwatch.validation import RowTotals, SeenIds, check_invalid_share, check_rows
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +185,32 @@ def published_batches(dynamodb: Any, ledger_table: str) -> list[tuple[BatchObjec
     return sorted(found, key=lambda pair: (pair[1], pair[0].key))
 
 
+@dataclass
+class _LabeledRows:
+    """One batch's part of the window."""
+
+    valid_rows: int = 0
+    features: list[pd.DataFrame] = field(default_factory=list)  # the labeled rows' features, by chunk
+    target: list[Any] = field(default_factory=list)  # their labels, normalised
+
+    @property
+    def labeled_rows(self) -> int:
+        return len(self.target)
+
+
 def gather_labeled_window(
-    *, s3: Any, dynamodb: Any, config: RetrainConfig, metadata: ModelMetadata, now: datetime
+    *,
+    s3: Any,
+    dynamodb: Any,
+    config: RetrainConfig,
+    metadata: ModelMetadata,
+    now: datetime,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> LabeledWindow:
+    """The labeled rows of the window's batches. Each batch is spooled to /tmp and read
+    ``chunk_rows`` rows at a time, keeping only the labeled rows' features: memory follows
+    the labeled rows the fit needs, not the batches' bytes (a batch at MaxBatchMegabytes
+    was held whole, and its frame, when it was read from memory)."""
     start = now - timedelta(days=config.window_days)
     store = ResultStore(s3)
     labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
@@ -196,27 +222,22 @@ def gather_labeled_window(
         if not start <= event_time <= now:
             continue
         try:
-            batch_file = store.read_batch(batch, config.max_batch_bytes)
-            frame = read_batch(batch_file.body, batch.key, config.max_batch_bytes)
-            validated = validate_batch(frame, metadata, batch.key, config.max_invalid_row_percent)
+            # One batch on /tmp at a time, removed once read (see modelwatch.monitor.new_workspace).
+            with new_workspace() as workspace:
+                spooled = store.spool_batch(batch, config.max_batch_bytes, Path(workspace) / "batch")
+                rows = _labeled_rows(spooled.path, batch.key, dynamodb, config, metadata, labels, chunk_rows)
         except BatchRejected as rejection:
             # Codes only: the reason may quote cell values, and decisions are read widely.
             window.skipped.append(
                 {"key": batch.key, "version_id": batch.version_id, "reason": rejection.log_safe}
             )
             continue
-        ids = validated.ids.tolist()
-        actuals = fetch_actuals(dynamodb, config.actuals_table, ids)
-        normalised = [labels.normalise(actuals.get(record_id)) for record_id in ids]
-        labeled = np.array([value is not None for value in normalised], dtype=bool)
         window.batches.append(
-            WindowBatch(batch.key, batch.version_id, event_time, len(ids), int(labeled.sum()))
+            WindowBatch(batch.key, batch.version_id, event_time, rows.valid_rows, rows.labeled_rows)
         )
-        if not labeled.any():
-            continue
-        frames.append(validated.features.loc[labeled].reset_index(drop=True))
-        targets.extend(value for value, keep in zip(normalised, labeled, strict=True) if keep)
-        times.extend([_naive_utc(event_time)] * int(labeled.sum()))
+        frames.extend(rows.features)
+        targets.extend(rows.target)
+        times.extend([_naive_utc(event_time)] * rows.labeled_rows)
     if frames:
         window.features = pd.concat(frames, ignore_index=True)
         window.target = (
@@ -224,6 +245,53 @@ def gather_labeled_window(
         )
         window.event_times = np.asarray(times, dtype="datetime64[ns]")
     return window
+
+
+def _labeled_rows(
+    path: Path,
+    key: str,
+    dynamodb: Any,
+    config: RetrainConfig,
+    metadata: ModelMetadata,
+    labels: LabelNormaliser,
+    chunk_rows: int,
+) -> _LabeledRows:
+    """The batch file's valid rows that have a label, validated as the batch monitor
+    validates them (modelwatch.monitor's chunked read): row numbers and repeated ids across
+    chunks, the missing columns and the share of invalid rows of the whole batch, which
+    rejects it only after its last chunk."""
+    found = _LabeledRows()
+    totals = RowTotals(metadata)
+    seen_ids = SeenIds()
+    required = [metadata.id_column, *metadata.feature_names]
+    columns: list[str] = []
+    seen_columns: set[str] = set()
+    for chunk in read_batch_chunks(path, key, config.max_batch_bytes, chunk_rows):
+        frame = chunk.frame
+        columns = [str(column) for column in frame.columns]
+        seen_columns.update(columns)
+        unseen = [name for name in required if name not in seen_columns]
+        if unseen and detect_format(key).kind == "jsonl":
+            # A JSONL column may first appear further down the file: until then its rows
+            # have no value, as read_batch reads them.
+            frame = frame.assign(**dict.fromkeys(unseen, np.nan))
+        checked = check_rows(frame, metadata, key, chunk.first_row, seen_ids)
+        totals.add(checked)
+        del frame, chunk
+        if checked.ids.empty:
+            continue
+        ids = checked.ids.tolist()
+        actuals = fetch_actuals(dynamodb, config.actuals_table, ids)
+        normalised = [labels.normalise(actuals.get(record_id)) for record_id in ids]
+        labeled = np.array([value is not None for value in normalised], dtype=bool)
+        if labeled.any():
+            found.features.append(checked.features.loc[labeled].reset_index(drop=True))
+            found.target.extend(value for value, keep in zip(normalised, labeled, strict=True) if keep)
+    if any(name not in seen_columns for name in required):
+        check_rows(pd.DataFrame(columns=columns), metadata, key)  # raises missing_column
+    check_invalid_share(totals.batch(), key, config.max_invalid_row_percent)
+    found.valid_rows = totals.valid
+    return found
 
 
 def holdout_mask(event_times: np.ndarray, since: datetime | None = None) -> np.ndarray:

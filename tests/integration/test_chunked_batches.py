@@ -3,19 +3,23 @@
 The batch monitor reads, validates, scores and writes CHUNK_ROWS rows at a time. Here
 the same 1,000 rows (with invalid rows, missing values, ids repeated across chunks, a
 misaligned CSV row, unlabeled rows and an unknown label) go through the monitor once as
-one chunk and once in chunks of 97 rows, as CSV, gzip CSV and JSONL, against moto; every
-field of the two reports, every datapoint, the predictions file and the prediction log
-must agree (numbers to 1e-9), and the quality metrics must be scikit-learn's.
+one chunk and once in chunks of 97 rows, as CSV, gzip CSV, JSONL and Parquet (row groups
+of several sizes, one of them larger than a chunk), against moto; every field of the two
+reports, every datapoint, the predictions file and the prediction log must agree (numbers
+to 1e-9), and the quality metrics must be scikit-learn's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import fastparquet
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,6 +80,33 @@ def jsonl_text(frame: pd.DataFrame) -> str:
     return "\n".join(records) + "\n"
 
 
+# Rows per Parquet row group, repeated to 1,000 rows: chunks of 97 rows take two row groups
+# of 40, one of 97, one of 35 and the 40 after it, or the 150 alone (more than a chunk).
+ROW_GROUP_SIZES = (40, 40, 97, 35, 150)
+NUMERIC_COLUMNS = ("tenure_months", "monthly_charges", "data_usage_gb", "days_since_last_login")
+
+
+def parquet_body(frame: pd.DataFrame) -> bytes:
+    """The rows as typed Parquet columns: numbers as doubles ("soon" as infinity, which is no
+    number either), support_tickets as integers with a null on an unlabeled row, the rows
+    the quality metrics are checked on being the CSV's (fastparquet reads the column back
+    as nullable, in every chunk), missing text as null."""
+    typed = frame.replace("", None)
+    for name in NUMERIC_COLUMNS:
+        typed[name] = typed[name].replace("soon", "inf").astype(float)
+    typed["support_tickets"] = pd.array(
+        [None if index == 850 else int(value) for index, value in enumerate(typed["support_tickets"])],
+        dtype="Int64",
+    )
+    sizes = np.resize(ROW_GROUP_SIZES, ROWS)
+    offsets = np.cumsum(np.concatenate(([0], sizes)))
+    offsets = offsets[offsets < ROWS].tolist()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "batch.parquet"
+        fastparquet.write(str(path), typed, row_group_offsets=offsets, write_index=False)
+        return path.read_bytes()
+
+
 def monitor(chunk_rows: int) -> BatchMonitor:
     built = BatchMonitor.from_config(MonitorConfig.from_env())
     built.chunk_rows = chunk_rows
@@ -112,6 +143,7 @@ def assert_same(whole: Any, chunked: Any, where: str = "report") -> None:
         (".csv", lambda frame: csv_text(frame).encode()),
         (".csv.gz", lambda frame: gzip.compress(csv_text(frame).encode())),
         (".jsonl", lambda frame: jsonl_text(frame).encode()),
+        (".parquet", parquet_body),
     ],
 )
 def test_chunked_batch_reports_what_the_whole_batch_reports(
@@ -122,6 +154,9 @@ def test_chunked_batch_reports_what_the_whole_batch_reports(
     frame, actuals = batch_rows()
     stack.put_actuals(actuals)
     body = encode(frame)
+    if suffix == ".parquet":
+        groups = [group.num_rows for group in fastparquet.ParquetFile(io.BytesIO(body)).row_groups]
+        assert len(groups) > 11 and max(groups) > SMALL_CHUNK and sum(groups) == ROWS
     reports, predictions, logs = {}, {}, {}
     # When the same bytes are processed as one chunk and as 11 chunks of 97 rows
     for chunk_rows in (10 * ROWS, SMALL_CHUNK):
@@ -144,7 +179,7 @@ def test_chunked_batch_reports_what_the_whole_batch_reports(
     assert whole["timings_ms"].keys() == chunked["timings_ms"].keys()
     assert whole["actuals_requests"] <= chunked["actuals_requests"] <= whole["actuals_requests"] + 11
     # 3 not numbers, 2 repeated ids, 1 missing id (+ 1 misaligned CSV row)
-    assert (chunked["rows"], chunked["rows_invalid"]) == (ROWS, 6 if suffix == ".jsonl" else 7)
+    assert (chunked["rows"], chunked["rows_invalid"]) == (ROWS, 7 if suffix.startswith(".csv") else 6)
     listed = [row["row"] for row in chunked["invalid_rows"]]
     assert listed == sorted(listed) and {6, 151, 401, 641, 721, 956} <= set(listed)
     assert any(f["constraint_check_type"] == "unknown_labels" for f in chunked["data_quality"])

@@ -4,8 +4,10 @@ template's QualityAlarm would send; every figure recomputed here with scikit-lea
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import fastparquet
 import numpy as np
 import pandas as pd
 import pytest
@@ -507,3 +510,122 @@ def test_a_retrain_that_raised_is_retried_and_a_delivery_after_the_decision_is_n
     assert "only 0 labeled rows" in retried["decisions"][0]["reason"]
     assert repeated["decisions"] == [] and "already retrained on" in repeated["skipped"][0]
     assert len(stack.keys("models/decisions/")) == 1
+
+
+# -- the window, read a chunk at a time -------------------------------------------------------
+
+WINDOW_ROWS = 300
+ROW_GROUP_ROWS = 15  # Parquet: chunks of 37 rows take two row groups
+
+
+def window_batch(index: int, suffix: str) -> tuple[bytes, pd.DataFrame, dict[str, Any]]:
+    """A batch of WINDOW_ROWS rows with rows validation rejects (not a number, an id repeated
+    from an earlier chunk, a missing id), an accepted missing value, labels for four rows in
+    five and an unknown label; the file's bytes, the rows as written, and the labels."""
+    frame = churn_frame(WINDOW_ROWS, seed=200 + index, id_prefix=f"w{index}").astype(
+        {"tenure_months": object}
+    )
+    frame.loc[10, "tenure_months"] = "soon"
+    frame.loc[200, "record_id"] = frame.loc[5, "record_id"]
+    frame.loc[120, "record_id"] = None
+    frame.loc[60, "monthly_charges"] = np.nan
+    labels: dict[str, Any] = {
+        record_id: int(churned)
+        for position, (record_id, churned) in enumerate(
+            zip(frame["record_id"], frame["churned"], strict=True)
+        )
+        if position % 5 and record_id is not None
+    }
+    labels[frame.loc[150, "record_id"]] = "maybe"
+    rows = frame.drop(columns="churned")
+    if suffix == ".csv.gz":
+        body = gzip.compress(rows.to_csv(index=False).encode())
+    elif suffix == ".jsonl":
+        records = [
+            {name: value for name, value in record.items() if not pd.isna(value)}
+            for record in rows.to_dict("records")
+        ]
+        for record in records[:50]:
+            record.pop("plan")  # a feature first seen in the second chunk of 37 rows
+        body = ("\n".join(json.dumps(record) for record in records) + "\n").encode()
+        frame.loc[:49, "plan"] = np.nan
+    else:
+        typed = rows.assign(tenure_months=rows["tenure_months"].replace("soon", "inf").astype(float))
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "batch.parquet"
+            offsets = list(range(0, WINDOW_ROWS, ROW_GROUP_ROWS))
+            fastparquet.write(str(path), typed, row_group_offsets=offsets, write_index=False)
+            body = path.read_bytes()
+    return body, frame, labels
+
+
+def test_the_window_read_in_chunks_holds_each_batchs_valid_labeled_rows(stack, monkeypatch):
+    # Given three batches scored by the batch monitor: gzip CSV, JSONL and Parquet, each
+    # with invalid, repeated, unlabeled and missing values
+    from modelwatch.batch_files import CHUNK_ROWS
+    from modelwatch.config import RetrainConfig
+    from modelwatch.retraining import gather_labeled_window
+
+    monkeypatch.setenv("MODEL_DIR", str(stack.model_dir))
+    monitor = load_handler("batch_monitor")
+    now = datetime.now(UTC).replace(microsecond=0)
+    expected_features, expected_target, expected_times = [], [], []
+    for index, suffix in enumerate((".csv.gz", ".jsonl", ".parquet")):
+        body, frame, labels = window_batch(index, suffix)
+        batch_time = now - timedelta(hours=3 - index)
+        stack.put_actuals(labels)
+        key = f"incoming/window-{index}{suffix}"
+        version = stack.s3.put_object(
+            Bucket=BUCKET, Key=key, Body=body, Metadata={"batch-time": batch_time.isoformat()}
+        )["VersionId"]
+        event = s3_event(key)
+        event["Records"][0]["s3"]["object"]["versionId"] = version
+        monitor.lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+        assert stack.report(key)["status"] == "ok"
+        # The rows a whole read keeps, computed here with pandas: valid (a number, an id,
+        # the id's first row) and labeled with one of the model's classes
+        valid = frame.index.difference([10, 120, 200])
+        kept = frame.loc[valid]
+        kept = kept[[labels.get(record_id) in (0, 1) for record_id in kept["record_id"]]]
+        expected_features.append(kept[FEATURES])
+        expected_target.extend(labels[record_id] for record_id in kept["record_id"])
+        expected_times.extend([np.datetime64(batch_time.replace(tzinfo=None), "ns")] * len(kept))
+    expected = pd.concat(expected_features, ignore_index=True).astype(
+        {"tenure_months": float, "monthly_charges": float, "plan": object}
+    )
+    config = RetrainConfig(
+        model_dir=stack.model_dir,
+        actuals_table=stack.actuals_table,
+        ledger_table=stack.ledger_table,
+        bucket=BUCKET,
+        alert_topic_arn="",
+    )
+    metadata = load_bundle(stack.model_dir).metadata
+
+    # When the window is gathered in chunks of 37 rows, and in one chunk a batch
+    windows = [
+        gather_labeled_window(
+            s3=stack.s3,
+            dynamodb=stack.dynamodb,
+            config=config,
+            metadata=metadata,
+            now=now,
+            chunk_rows=chunk_rows,
+        )
+        for chunk_rows in (37, CHUNK_ROWS)
+    ]
+
+    # Then both hold exactly those rows, in batch and file order, with their labels and event times
+    for window in windows:
+        assert window.skipped == []
+        assert [(batch.key, batch.rows) for batch in window.batches] == [
+            (f"incoming/window-{index}{suffix}", WINDOW_ROWS - 3)
+            for index, suffix in enumerate((".csv.gz", ".jsonl", ".parquet"))
+        ]
+        assert sum(batch.labeled_rows for batch in window.batches) == len(expected) > 600
+        pd.testing.assert_frame_equal(window.features, expected)
+        np.testing.assert_array_equal(window.target, np.asarray(expected_target))
+        np.testing.assert_array_equal(window.event_times, np.asarray(expected_times, dtype="datetime64[ns]"))
+    # (the JSONL batch's first rows, before its plan column first appears, have no plan)
+    jsonl_start = windows[0].batches[0].labeled_rows
+    assert windows[0].features["plan"].iloc[jsonl_start : jsonl_start + 5].isna().all()

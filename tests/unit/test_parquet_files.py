@@ -6,17 +6,19 @@ the reference for the values.
 """
 
 import io
+import tempfile
 import tracemalloc
+from pathlib import Path
 
 import fastparquet
 import numpy as np
 import pandas as pd
 import pytest
 
-from modelwatch.batch_files import COLUMN_TYPES, read_batch
+from modelwatch.batch_files import COLUMN_TYPES, read_batch, read_batch_chunks
 from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import Feature, ModelMetadata
-from modelwatch.validation import validate_batch
+from modelwatch.validation import check_rows, validate_batch
 from tests.parquet_writer import parquet_bytes
 
 LIMIT = 10 * 1024 * 1024
@@ -74,9 +76,20 @@ def sample_frame(rows: int = 500, seed: int = 3) -> pd.DataFrame:
 
 
 def rejection(body: bytes, key: str = KEY, max_bytes: int = LIMIT) -> BatchRejected:
+    """The rejection of the bytes read whole, which the file read in chunks from disk (as
+    the batch monitor reads it) must repeat word for word."""
     with pytest.raises(BatchRejected) as rejected:
         validate_batch(read_batch(body, key, max_bytes), METADATA, key, 5.0)
-    return rejected.value
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "batch"
+        path.write_bytes(body)
+        with pytest.raises(BatchRejected) as rejected_in_chunks:
+            for chunk in read_batch_chunks(path, key, max_bytes, chunk_rows=1000):
+                check_rows(chunk.frame, METADATA, key, chunk.first_row)
+    whole, chunked = rejected.value, rejected_in_chunks.value
+    assert (chunked.code, chunked.reason, chunked.log_safe) == (whole.code, whole.reason, whole.log_safe)
+    assert chunked.details == whole.details
+    return whole
 
 
 def test_a_parquet_batch_validates_to_the_same_rows_as_the_csv_of_the_same_data():
@@ -219,6 +232,57 @@ def test_memory_is_a_small_multiple_of_the_decoded_frame():
     tracemalloc.stop()
     frame_bytes = int(read.memory_usage(deep=True).sum())
     assert peak < 3 * frame_bytes
+
+
+def written(body: bytes, directory: Path) -> Path:
+    path = directory / "batch"
+    path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2048, 3000, 5000, 100_000])
+def test_chunks_are_whole_row_groups_holding_read_batchs_rows(tmp_path, chunk_rows):
+    # Given 7,000 rows in row groups of 2,048 (DuckDB's), an integer column whose only null
+    # is in the third row group, timestamps of instants, and text with nulls
+    frame = sample_frame(7000)
+    frame["visits"] = pd.array([None if index == 5000 else index for index in range(7000)], dtype="Int64")
+    frame["seen_at"] = pd.date_range("2026-11-01", periods=7000, freq="min", tz="UTC")
+    body = parquet_bytes(frame, row_group_size=2048)
+    groups = [group.num_rows for group in fastparquet.ParquetFile(io.BytesIO(body)).row_groups]
+    assert groups == [2048, 2048, 2048, 856]
+    whole = read_batch(body, KEY, LIMIT)
+    # When the file is read from disk in chunks of up to chunk_rows rows
+    chunks = list(read_batch_chunks(written(body, tmp_path), KEY, LIMIT, chunk_rows))
+    # Then each chunk is whole row groups (one alone when it holds more than chunk_rows),
+    # exactly read_batch's rows from its first_row on, with the same dtypes and notes
+    expected_sizes = {1: groups, 2048: groups, 3000: [2048, 2048, 2904], 5000: [4096, 2904], 100_000: [7000]}
+    assert [len(chunk.frame) for chunk in chunks] == expected_sizes[chunk_rows]
+    assert [chunk.first_row for chunk in chunks] == np.cumsum([0, *expected_sizes[chunk_rows][:-1]]).tolist()
+    for chunk in chunks:
+        rows = whole.iloc[chunk.first_row : chunk.first_row + len(chunk.frame)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(chunk.frame, rows)
+        assert chunk.frame.attrs[COLUMN_TYPES] == whole.attrs[COLUMN_TYPES]
+    # (the integer column is nullable in every chunk, as in the whole file: objects, None for the null)
+    assert all(chunk.frame["visits"].dtype == object for chunk in chunks)
+    assert whole["visits"].iloc[5000] is None and whole["visits"].iloc[4999] == 4999
+    # and against the frame written: the values came through
+    assert whole["record_id"].tolist() == frame["record_id"].tolist()
+    assert whole["seen_at"].equals(frame["seen_at"].astype(whole["seen_at"].dtype))
+
+
+def test_memory_of_a_chunked_read_follows_the_chunk_not_the_file(tmp_path):
+    frame = sample_frame(100_000)
+    body = parquet_bytes(frame, row_group_size=10_240)  # ten row groups
+    whole_bytes = int(read_batch(body, KEY, LIMIT).memory_usage(deep=True).sum())
+    path = written(body, tmp_path)
+    del body
+    tracemalloc.start()
+    rows = sum(len(chunk.frame) for chunk in read_batch_chunks(path, KEY, LIMIT, chunk_rows=10_240))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rows == 100_000
+    # Neither the file's bytes nor the whole frame: about a chunk's frame (a tenth) and its pages.
+    assert peak < whole_bytes / 4
 
 
 @pytest.mark.parametrize(
