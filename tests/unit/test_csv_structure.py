@@ -5,7 +5,8 @@ running Python's csv module over every line (_csv_structure_of, the reference) o
 plain file, by counting delimiter bytes with numpy (_plain_csv_structure). Here both read
 many generated files (blank and whitespace lines, CRLF, no final line break, short and long
 rows, a BOM, each delimiter, non-ASCII text, reads cut anywhere) and must agree on every
-field; a file that is not plain must be left to csv (None), one case per reason.
+field; a file that is not plain must be left to csv (None), one case per reason, and
+generated files with a byte that is not UTF-8 are rejected naming its line.
 """
 
 from __future__ import annotations
@@ -91,6 +92,20 @@ def test_the_byte_scan_agrees_with_csv_on_generated_plain_files(seed):
     # Reads of one byte, of a few, and whole: lines cut anywhere, and lines longer than a read.
     for read_bytes in (1, 7, 64, 1 << 22):
         assert by_bytes(data, read_bytes) == expected, read_bytes
+
+
+@pytest.mark.parametrize("seed", range(0, 400, 8))
+def test_a_generated_file_with_a_byte_that_is_not_utf8_is_rejected_naming_its_line(seed):
+    # Given a plain file with one byte replaced by one that UTF-8 never uses
+    data = bytearray(generated_file(seed))
+    offset = random.Random(seed).randrange(len(data))
+    data[offset] = 0xFF
+    # Then the byte scan leaves it to csv's reading, and the batch is rejected naming the line
+    assert by_bytes(bytes(data), 64) is None
+    with pytest.raises(BatchRejected) as rejected:
+        read_batch(bytes(data), "a.csv", 1 << 20)
+    assert rejected.value.code == "not_utf8"
+    assert rejected.value.details["line"] == data.count(b"\n", 0, offset) + 1
 
 
 def test_the_generated_files_hold_every_kind_of_line():
