@@ -7,9 +7,10 @@ JSON values for JSONL, the declared types for Parquet: see modelwatch.parquet_fi
 typing happens in modelwatch.validation so that a bad cell, or a CSV row with too few or
 too many fields, rejects one row, not the batch.
 
-Memory: the file is decoded a few kilobytes at a time and parsed into columns as it is
-read, so a batch at the size limit costs its bytes plus the DataFrame, nothing per line
-(a Parquet file: its bytes plus the frame, filled one row group at a time).
+Memory: the file is decoded a few kilobytes at a time (a plain CSV file's structure is
+scanned a few megabytes at a time) and parsed into columns as it is read, so a batch at
+the size limit costs its bytes plus the DataFrame, nothing per line (a Parquet file: its
+bytes plus the frame, filled one row group at a time).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -211,10 +212,11 @@ def _value_reading(shape: _CsvShape) -> dict[str, Any]:
 
 
 def _read_csv(data: bytes, key: str) -> pd.DataFrame:
-    """Two passes: Python's csv module finds each row's field count and the line of any
-    fault (pandas fills a short row's absent fields exactly like empty ones, and its C
-    parser has no field-count hook), then pandas' C parser reads the values, ten times
-    faster than building the columns in Python."""
+    """Two passes: Python's csv module (or, for a plain file, a byte scan that gives the
+    same answer) finds each row's field count and the line of any fault (pandas fills a
+    short row's absent fields exactly like empty ones, and its C parser has no field-count
+    hook), then pandas' C parser reads the values, ten times faster than building the
+    columns in Python."""
     header, names, shape = _csv_structure(data, key)
     misaligned = shape.misaligned
     delimiter = shape.delimiter
@@ -252,8 +254,28 @@ class _CsvShape:
     misaligned: MisalignedRows
 
 
+def _column_names(header: list[str], key: str) -> list[str]:
+    """The header's fields as column names; a name given twice rejects the file."""
+    # pandas' name for a column without one, which the rest of modelwatch has always seen.
+    names = [name if name else f"Unnamed: {index}" for index, name in enumerate(header)]
+    repeated = _duplicates(names)
+    if repeated:
+        # pandas would rename the second copy to "name.1" and score the first silently.
+        positions = [index + 1 for index, name in enumerate(names) if name in set(repeated)]
+        raise BatchRejected(
+            f"{key!r} has duplicate column names {_listed(repeated)}: each column must appear once",
+            code="duplicate_column",
+            log_safe=f"{key!r} has duplicate column names at positions {_listed(positions)} (1 = first): "
+            "each column must appear once",
+        )
+    return names
+
+
 def _csv_structure(data: bytes, key: str) -> tuple[list[str], list[str], _CsvShape]:
     """The header, the column names, and the shape of the rows, without keeping any value."""
+    plain = _plain_csv_structure(io.BytesIO(data), key)
+    if plain is not None:
+        return plain
     try:
         # newline="": csv must see quoted line breaks as they are
         return _csv_structure_of(_text_lines(data, newline=""), key)
@@ -277,18 +299,7 @@ def _csv_structure_of(lines: io.TextIOWrapper, key: str) -> tuple[list[str], lis
         header = next(reader)
         record_line = blank_lines + reader.line_num + 1
         width = len(header)
-        # pandas' name for a column without one, which the rest of modelwatch has always seen.
-        names = [name if name else f"Unnamed: {index}" for index, name in enumerate(header)]
-        repeated = _duplicates(names)
-        if repeated:
-            # pandas would rename the second copy to "name.1" and score the first silently.
-            positions = [index + 1 for index, name in enumerate(names) if name in set(repeated)]
-            raise BatchRejected(
-                f"{key!r} has duplicate column names {_listed(repeated)}: each column must appear once",
-                code="duplicate_column",
-                log_safe=f"{key!r} has duplicate column names at positions {_listed(positions)} (1 = first): "
-                "each column must appear once",
-            )
+        names = _column_names(header, key)
         misaligned: list[tuple[int, int, int]] = []  # (row index, fields, line)
         rows = 0
         widest = width
@@ -314,6 +325,150 @@ def _csv_structure_of(lines: io.TextIOWrapper, key: str) -> tuple[list[str], lis
         ),
     )
     return header, names, shape
+
+
+# -- the structure of a plain CSV file, from its bytes ---------------------------------------
+#
+# _csv_structure_of runs Python's csv module over every line: a second per million rows,
+# more than pandas takes to read the values. Most batches are plain: valid UTF-8, no quote
+# character, no carriage return but in a "\r\n" line break, and no field over csv's size
+# limit. In such a file each line is one row and each delimiter byte separates two fields,
+# exactly as csv reads it (a quote is what lets a field hold a delimiter or a line break,
+# and a lone "\r" is a line break to Python's text reader and an error inside a field to
+# csv; in UTF-8 an ASCII byte is always that character, never part of another), so
+# counting delimiter bytes per line with numpy gives csv's field counts. A file that is
+# not plain, or that has no header (only blank lines), is left to _csv_structure_of, whose
+# answer and errors stay the reference (tests/unit/test_csv_structure.py compares the two
+# on generated files).
+
+_SCAN_BYTES = 4 << 20  # read a few megabytes at a time, cut at the last line break
+_NEWLINE = ord("\n")
+# The bytes that make a line not blank to str.strip: ASCII other than whitespace. A line
+# of whitespace and non-ASCII bytes is decoded to tell (U+00A0 and friends are whitespace).
+_SOLID = np.array([byte < 128 and not chr(byte).isspace() for byte in range(256)])
+
+
+class _NotPlain(Exception):
+    """Something in the file that only csv's reading describes exactly."""
+
+
+def _check_plain(part: bytes) -> None:
+    """Raise _NotPlain unless ``part`` (whole lines) is plain."""
+    if b'"' in part or (b"\r" in part and part.count(b"\r") != part.count(b"\r\n")):
+        raise _NotPlain
+    if not part.isascii():
+        try:
+            codecs.utf_8_decode(part, "strict", True)  # what the text reader would do
+        except UnicodeDecodeError:
+            raise _NotPlain from None
+
+
+def _plain_csv_structure(
+    file: BinaryIO, key: str, read_bytes: int = _SCAN_BYTES
+) -> tuple[list[str], list[str], _CsvShape] | None:
+    """_csv_structure_of for a plain file (see above), or None if it is not plain.
+
+    Nothing is raised before the whole file has been seen to be plain: in a file that is
+    not, csv's reading may fail first, and its error is the one to report.
+    """
+    try:
+        return _scan_plain_csv(file, key, read_bytes)
+    except _NotPlain:
+        return None
+
+
+def _scan_plain_csv(file: BinaryIO, key: str, read_bytes: int) -> tuple[list[str], list[str], _CsvShape]:
+    limit = csv.field_size_limit()
+    blank_lines = 0
+    raw = file.readline().removeprefix(codecs.BOM_UTF8)  # utf-8-sig drops a BOM at the start only
+    while True:
+        if not raw:
+            raise _NotPlain  # no header, only blank lines: csv's reading says what it makes of it
+        _check_plain(raw)
+        header_line = raw.decode("utf-8")
+        if header_line.strip():
+            break
+        blank_lines += 1
+        raw = file.readline()
+    delimiter = _detect_delimiter(header_line)
+    # The last piece holds the line break, which csv does not count: an overestimate is safe.
+    if max(map(len, header_line.split(delimiter))) > limit:
+        raise _NotPlain
+    header = next(csv.reader([header_line], delimiter=delimiter, strict=True))
+    width = len(header)
+    delimiter_byte = ord(delimiter)
+    lines_before = blank_lines + 1  # lines of the file before the part being scanned
+    rows = 0
+    widest = width
+    misaligned: list[np.ndarray] = []  # (row index, fields, line) for each misaligned row
+    carry = b""  # a line not yet ended at the end of the last read
+    while True:
+        block = file.read(read_bytes)
+        if block:
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than a read
+                carry = data
+                continue
+            part, carry = data[:cut], data[cut:]
+            _check_plain(part)
+        elif carry:
+            _check_plain(carry)  # the last line, without a line break
+            part, carry = carry + b"\n", b""
+        else:
+            break
+        found, kept, part_lines, longest = _scan_lines(part, delimiter_byte, width, limit)
+        if found.size:
+            found[:, 0] += rows
+            found[:, 2] += lines_before
+            misaligned.append(found)
+            widest = max(widest, longest)
+        rows += kept
+        lines_before += part_lines
+    names = _column_names(header, key)
+    every = np.concatenate(misaligned) if misaligned else np.empty((0, 3), dtype=np.int64)
+    shape = _CsvShape(
+        delimiter=delimiter,
+        rows=rows,
+        widest=widest,
+        misaligned=MisalignedRows(
+            row_indexes=every[:, 0], field_counts=every[:, 1], lines=every[:, 2], expected_fields=width
+        ),
+    )
+    return header, names, shape
+
+
+def _scan_lines(part: bytes, delimiter_byte: int, width: int, limit: int) -> tuple[np.ndarray, int, int, int]:
+    """One read's whole lines (``part`` ends with a line break): its misaligned rows as
+    (row index, fields, line) counted from the part's start (0-based rows, 1-based lines),
+    its rows, its lines, and the most fields on a misaligned row."""
+    bytes_ = np.frombuffer(part, dtype=np.uint8)
+    # Where each field ends (a delimiter or a line break), and which of those end a line:
+    # one pass over the bytes for both.
+    breaks = np.flatnonzero((bytes_ == _NEWLINE) | (bytes_ == delimiter_byte))
+    line_breaks = np.flatnonzero(bytes_[breaks] == _NEWLINE)
+    ends = breaks[line_breaks]
+    fields = np.diff(line_breaks, prepend=-1)
+    lengths = np.diff(ends, prepend=-1)  # each line's bytes, its line break included
+    # A field has at most as many characters as bytes: only a long line may hold one over
+    # csv's limit (which csv rejects, quoted or not).
+    if int(lengths.max()) > limit and int(np.diff(breaks, prepend=-1).max()) - 1 > limit:
+        raise _NotPlain
+    # csv's blank line: at most one field, and only whitespace in it (pandas skips these too).
+    blank = np.zeros(ends.size, dtype=bool)
+    single = np.flatnonzero(fields == 1)
+    if single.size:
+        starts = ends - lengths + 1
+        solid = np.logical_or.reduceat(_SOLID[bytes_], starts)
+        for line in single[~solid[single]].tolist():
+            blank[line] = not part[starts[line] : ends[line] + 1].decode("utf-8").strip()
+    kept = ~blank
+    wrong = np.flatnonzero(kept & (fields != width))
+    if not wrong.size:
+        return np.empty((0, 3), dtype=np.int64), int(kept.sum()), int(ends.size), width
+    row_indexes = np.cumsum(kept)[wrong] - 1
+    found = np.column_stack([row_indexes, fields[wrong], wrong + 1]).astype(np.int64)
+    return found, int(kept.sum()), int(ends.size), int(fields[wrong].max())
 
 
 def _read_jsonl(data: bytes, key: str) -> pd.DataFrame:
@@ -534,11 +689,16 @@ def _file_lines(path: Path, newline: str) -> io.TextIOWrapper:
 def _csv_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[BatchChunk]:
     """_read_csv's two passes over a file: the structure first (nothing kept per row but
     the misaligned ones), then pandas' C parser ``chunk_rows`` rows at a time."""
-    with _file_lines(path, newline="") as lines:
-        try:
-            header, names, shape = _csv_structure_of(lines, key)
-        except UnicodeDecodeError:
-            raise _not_utf8(path.read_bytes(), key) from None
+    with path.open("rb") as file:
+        plain = _plain_csv_structure(file, key)
+    if plain is not None:
+        header, names, shape = plain
+    else:
+        with _file_lines(path, newline="") as lines:
+            try:
+                header, names, shape = _csv_structure_of(lines, key)
+            except UnicodeDecodeError:
+                raise _not_utf8(path.read_bytes(), key) from None
     if shape.rows == 0:
         return
     misaligned = shape.misaligned

@@ -7,7 +7,7 @@ import pytest
 from modelwatch.batch_files import read_batch
 from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import Feature, ModelMetadata
-from modelwatch.validation import validate_batch
+from modelwatch.validation import SeenIds, validate_batch
 
 
 def metadata(accepts_missing=True):
@@ -194,3 +194,45 @@ def test_missing_column_of_a_headerless_file_keeps_its_first_row_out_of_the_log(
     assert rejected.value.code == "missing_column"
     assert SECRET in rejected.value.reason and SECRET not in rejected.value.log_safe
     assert "'record_id'" in rejected.value.log_safe and "incoming/b.csv" in rejected.value.log_safe
+
+
+def test_ids_are_stripped_and_too_long_means_over_2048_utf8_bytes():
+    # Given ids padded with whitespace, blank ones, and long ones of 1-, 3- and 4-byte characters
+    ids = [" a1 ", "\ta2", "   ", "x" * 2048, "x" * 2049, "€" * 682, "€" * 683, "😀" * 512, "😀" * 513, "a1"]
+    text = "record_id,tenure,plan\n" + "".join(f"{record_id},{i},basic\n" for i, record_id in enumerate(ids))
+    result = validate_batch(frame(text), metadata(), "incoming/b.csv", 100)
+    # Then the kept ids are str.strip's, a blank one is missing, an id is too long when its
+    # UTF-8 encoding is, and " a1 " and "a1" are the same id
+    stripped = [record_id.strip() for record_id in ids]
+    too_long = [len(record_id.encode("utf-8")) > 2048 for record_id in stripped]
+    assert too_long == [False, False, False, False, True, False, True, False, True, False]
+    kept = [
+        record_id
+        for position, record_id in enumerate(stripped)
+        if record_id and not too_long[position] and record_id not in stripped[:position]
+    ]
+    assert result.ids.tolist() == kept and result.ids.dtype == object
+    reasons = {item["row"]: item["reason"] for item in result.invalid_rows}
+    assert reasons == {
+        3: "missing id",
+        5: "id longer than 2048 bytes",
+        7: "id longer than 2048 bytes",
+        9: "id longer than 2048 bytes",
+        10: "duplicate id (an earlier row has it)",
+    }
+    assert result.features["plan"].dtype == object and result.features["tenure"].dtype == float
+
+
+def test_ids_seen_in_earlier_chunks_are_found_as_a_set_finds_them():
+    # Given 40 chunks of ids, some repeated within and across chunks, some missing
+    rng = np.random.default_rng(7)
+    seen_ids = SeenIds()
+    reference: set[str] = set()
+    for _ in range(40):
+        drawn = rng.integers(0, 30_000, size=int(rng.integers(0, 2_000)))
+        chunk = pd.Series([None if value % 97 == 0 else f"id-{value}" for value in drawn], dtype=object)
+        earlier = seen_ids.add(chunk)
+        # Then an id is reported as seen exactly when an earlier chunk had it (a missing id never)
+        assert earlier.tolist() == [value is not None and value in reference for value in chunk]
+        reference.update(value for value in chunk if value is not None)
+    assert len(seen_ids.runs) < 8  # the runs were merged as they grew
