@@ -44,6 +44,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -150,29 +151,49 @@ def _alive(pid: int) -> bool:
 PREDICTIONS_GZIP_LEVEL = 1
 
 
-# Characters that make Python's csv writer quote a field (QUOTE_MINIMAL, the defaults).
+# Characters that can make Python's csv writer quote a field (QUOTE_MINIMAL, the defaults:
+# the delimiter, the quote, the line ends). Whether one does is left to the csv module
+# (``_quoted``): Python 3.11 writes a field with a lone "\r" as it is.
 _CSV_SPECIAL = (",", '"', "\r", "\n")
+
+# An integer column spanning at most this many values is written through a table of their
+# texts (a prediction's class index, a 0/1 flag): 8 times faster than str() per value.
+_INT_TABLE_SPAN = 4096
 
 
 def csv_text(table: pd.DataFrame, header: bool) -> str:
-    """``table.to_csv(index=False, header=header)``, three times faster: each column is
-    turned to text once (float64 by repr, which reads back as the same number; missing
-    values empty; text and objects by str, as pandas does), and the rows are joined
-    directly unless a field needs quoting, when Python's csv writer (pandas' own) writes
-    them. pandas' writer was a fifth of the compute path (scripts/bench_chunked.py); a
-    column of any other type (dates, float32) is left to it."""
+    """``table.to_csv(index=False, header=header)``, byte for byte, 2.5 times faster.
+
+    Each column is turned to text once, as pandas does: float64 by repr (which reads back
+    as the same float64; the list's repr is one C loop, a third faster than repr per
+    value, and numpy's cast to str gives the same text three times slower), integers and
+    booleans by str, text and objects by str, missing values empty. The rows are then one
+    ``"".join`` of fields and separators, where pandas' writer (Python's csv module, a row
+    at a time) was a fifth of the compute path. A field that may need quoting is written
+    by the csv module itself, so the quoting is exactly pandas'. A column of any other
+    type (dates, float32) is left to pandas. On a predictions table, the probabilities'
+    repr is now about 60% of the time.
+    """
     if not all(_fast_type(dtype) for dtype in table.dtypes):
         return table.to_csv(index=False, header=header)
-    columns = [_column_text(table[name]) for name in table.columns]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if header:
         writer.writerow([str(name) for name in table.columns])
-    if len(columns) < 2 or any(any(mark in "".join(column) for mark in _CSV_SPECIAL) for column in columns):
-        writer.writerows(zip(*columns, strict=True))
-    elif len(table):
-        buffer.write("\n".join(map(",".join, zip(*columns, strict=True))))
-        buffer.write("\n")
+    rows, width = table.shape
+    if not rows:
+        return buffer.getvalue()
+    columns = [_column_text(table.iloc[:, position]) for position in range(width)]
+    if width == 1:  # the csv module writes a row of one empty field as "" (not an empty line)
+        writer.writerows(zip(columns[0]))
+        return buffer.getvalue()
+    # Fields and separators interleaved by slice assignment (C loops), then joined once.
+    parts = [","] * (2 * rows * width)
+    for position, (texts, dtype) in enumerate(zip(columns, table.dtypes, strict=True)):
+        # Numbers' texts hold no character the csv module quotes.
+        parts[2 * position :: 2 * width] = texts if _numpy_number(dtype) else _quoted(texts)
+    parts[2 * width - 1 :: 2 * width] = ["\n"] * rows
+    buffer.write("".join(parts))
     return buffer.getvalue()
 
 
@@ -180,18 +201,67 @@ def _fast_type(dtype: Any) -> bool:
     return dtype == np.float64 or dtype.kind in "iubO" or isinstance(dtype, pd.StringDtype)
 
 
+def _numpy_number(dtype: Any) -> bool:
+    """float64, integers and booleans without missing values (pandas' nullable Int64 and
+    boolean have the same kinds, and go the way of objects)."""
+    return isinstance(dtype, np.dtype) and dtype.kind in "fiub"
+
+
 def _column_text(column: pd.Series) -> list[str]:
-    if column.dtype == np.float64:
-        return ["" if value != value else repr(value) for value in column.tolist()]
-    if column.dtype.kind in "iub":
-        return list(map(str, column.tolist()))
+    """Each value's text, as pandas writes it (unquoted)."""
+    if _numpy_number(column.dtype):
+        return _number_text(column.to_numpy())
     values = column.to_numpy(dtype=object)
     missing = pd.isna(values)
-    return ["" if absent else str(value) for value, absent in zip(values, missing, strict=True)]
+    # pandas' text dtype holds str already (and a missing marker, blanked below).
+    texts = values.tolist() if isinstance(column.dtype, pd.StringDtype) else list(map(str, values.tolist()))
+    return _blank(texts, missing)
+
+
+def _number_text(values: np.ndarray) -> list[str]:
+    """float64 by repr (which reads back as the same float64), integers and booleans by str."""
+    if values.dtype == np.float64:
+        # repr of the list: the float reprs separated by ", " (which no float's repr holds).
+        texts = repr(values.tolist())[1:-1].split(", ")
+        return _blank(texts, np.isnan(values))
+    if values.dtype.kind == "b":
+        return np.array(["False", "True"], dtype=object)[values.view(np.uint8)].tolist()
+    low, high = int(values.min()), int(values.max())
+    if high - low < _INT_TABLE_SPAN:
+        names = np.array([str(value) for value in range(low, high + 1)], dtype=object)
+        return names[values - values.min()].tolist()
+    return list(map(str, values.tolist()))
+
+
+def _blank(texts: list[str], missing: np.ndarray) -> list[str]:
+    for position in np.flatnonzero(missing).tolist():
+        texts[position] = ""
+    return texts
+
+
+def _quoted(texts: list[str]) -> list[str]:
+    """``texts`` with each field that holds a ``_CSV_SPECIAL`` character as the csv module
+    writes it, quoted or not by the module's own rule (a lone "\\r" is not, in Python 3.11)."""
+    joined = "".join(texts)
+    if not any(mark in joined for mark in _CSV_SPECIAL):
+        return texts
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for position, text in enumerate(texts):
+        if any(mark in text for mark in _CSV_SPECIAL):
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow([text])  # one field, not empty: written as in any row, then "\n"
+            texts[position] = buffer.getvalue()[:-1]
+    return texts
 
 
 class PredictionsFile:
     """predictions.csv.gz written a chunk of rows at a time.
+
+    A chunk is compressed on a thread of its own while the next chunk is read, validated
+    and scored: zlib releases the GIL, and gzip was a fifth of the write step. At most one
+    chunk's text waits for it, so memory still follows the chunk.
 
     mtime=0: the same predictions give the same bytes, so a retried batch rewrites an
     identical object.
@@ -201,13 +271,17 @@ class PredictionsFile:
         self.path = path
         self.columns: list[str] | None = None
         self.file: gzip.GzipFile | None = None
+        self.compressor: ThreadPoolExecutor | None = None
+        self.pending: Future[int] | None = None
+        self.written = 0  # bytes of text handed to the compressor
 
     def __enter__(self) -> PredictionsFile:
         self.file = gzip.GzipFile(self.path, "wb", compresslevel=PREDICTIONS_GZIP_LEVEL, mtime=0)
+        self.compressor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictions-gzip")
         return self
 
     def write(self, table: pd.DataFrame) -> None:
-        assert self.file is not None
+        assert self.file is not None and self.compressor is not None
         names = [str(column) for column in table.columns]
         if self.columns is None:
             self.columns = names
@@ -216,13 +290,23 @@ class PredictionsFile:
             if added:
                 self._widen(added)
             table = table.reindex(columns=self.columns)
-        self.file.write(csv_text(table, header=self.file.tell() == 0).encode("utf-8"))
+        text = csv_text(table, header=self.written == 0).encode("utf-8")
+        self._wait()
+        self.pending = self.compressor.submit(self.file.write, text)
+        self.written += len(text)
+
+    def _wait(self) -> None:
+        """Until the chunk being compressed is in the file (its error, if any, raised here)."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
 
     def _widen(self, added: list[str]) -> None:
         """Rewrite the rows so far with empty ``added`` columns: a JSONL batch's passthrough
         column may first appear in a later chunk, and the file has the whole batch's columns.
         The rows are copied as the text they were written as."""
         assert self.file is not None and self.columns is not None
+        self._wait()
         self.file.close()
         earlier = self.path.with_name(self.path.name + ".earlier")
         self.path.rename(earlier)
@@ -239,8 +323,17 @@ class PredictionsFile:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
     ) -> None:
-        assert self.file is not None
-        self.file.close()
+        assert self.file is not None and self.compressor is not None
+        try:
+            if kind is None:
+                self._wait()
+            elif self.pending is not None:
+                # The exception on its way out (a rejected batch) is the outcome, not a
+                # failure to write a file that will not be uploaded.
+                self.pending.exception()
+        finally:
+            self.compressor.shutdown()
+            self.file.close()
 
 
 class BatchMonitor:

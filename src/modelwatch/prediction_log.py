@@ -39,10 +39,14 @@ class PredictionLog:
         """Log every scored row of ``table`` (a predictions table) as scored by ``batch_id``.
         A record id scored again later (a changed file, a new model) points to the newer batch."""
         expires = int(self.clock()) + self.retention_days * 86_400
-        probabilities = table["probability"] if "probability" in table.columns else None
+        # Whole columns as Python lists: a row's value by position (.iloc) cost 6 µs, 13
+        # CPU-seconds for a million rows before any write.
+        probabilities = (
+            table["probability"].tolist() if "probability" in table.columns else [math.nan] * len(table)
+        )
         items: dict[str, dict[str, Any]] = {}
-        for position, (record_id, prediction) in enumerate(
-            zip(table[id_column], table["prediction"], strict=True)
+        for record_id, prediction, probability in zip(
+            table[id_column].tolist(), table["prediction"].tolist(), probabilities, strict=True
         ):
             item: dict[str, Any] = {
                 ID_ATTRIBUTE: str(record_id),
@@ -51,8 +55,8 @@ class PredictionLog:
                 "prediction": str(prediction),
                 "expiration": expires,
             }
-            if probabilities is not None and not math.isnan(float(probabilities.iloc[position])):
-                item["probability"] = Decimal(repr(float(probabilities.iloc[position])))
+            if not math.isnan(float(probability)):
+                item["probability"] = Decimal(repr(float(probability)))
             items[str(record_id)] = item
         return batch_write_items(self.client, self.table, list(items.values()), threads=8)
 
