@@ -195,16 +195,24 @@ def batch_write_items(
     retry: RetryPolicy | None = None,
     stats: RequestStats | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    typed: bool = False,
 ) -> int:
     """Put plain-Python ``items`` (no two with the same key), 25 per BatchWriteItem request,
-    unprocessed items retried with backoff; returns how many were written."""
+    unprocessed items retried with backoff; returns how many were written. ``typed``:
+    the items are in DynamoDB's attribute-value form already ({"S": ...}, {"N": ...})."""
     retry = retry or RetryPolicy()
     stats = stats if stats is not None else RequestStats()
 
     def write_chunk(chunk: Sequence[dict[str, Any]]) -> int:
         pending = {
             table: [
-                {"PutRequest": {"Item": {name: _serializer.serialize(value) for name, value in item.items()}}}
+                {
+                    "PutRequest": {
+                        "Item": item
+                        if typed
+                        else {name: _serializer.serialize(value) for name, value in item.items()}
+                    }
+                }
                 for item in chunk
             ]
         }
