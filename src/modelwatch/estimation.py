@@ -173,6 +173,19 @@ class Calibration:
         # One-vs-rest maps need not sum to 1; a row every map sent to 0 keeps its raw probabilities.
         return np.where(totals > 0, calibrated / np.where(totals > 0, totals, 1.0), probabilities)
 
+    def calibrated_positive(self, positive: np.ndarray) -> np.ndarray:
+        """A binary model's calibrated positive-class probabilities, from the raw ones
+        (``apply``'s positive column)."""
+        assert self.positive_index is not None
+        return np.clip(self.columns[self.positive_index].apply(positive), 0, 1)
+
+    @property
+    def positive_map_increasing(self) -> bool:
+        """Whether calibrated_positive keeps the order of the raw probabilities (an
+        isotonic map fitted increasing does; a hand-written one need not)."""
+        assert self.positive_index is not None
+        return bool(np.all(np.diff(self.columns[self.positive_index].y) >= 0))
+
     def standard_error(self, metric: str, rows: int, value: float) -> float | None:
         """The metric's sampling error on ``rows`` rows, from the reference's standard deviation.
 
@@ -211,35 +224,103 @@ def expected_roc_auc(positive: np.ndarray) -> float | None:
     positive with its probability p and a false positive with 1 - p. Sorting once and
     summing cumulatively gives every threshold's expected counts.
     """
-    ordered = np.sort(np.asarray(positive, dtype=float))[::-1]
-    true_positives = np.cumsum(ordered)
-    false_positives = np.cumsum(1.0 - ordered)
-    positives, negatives = true_positives[-1], false_positives[-1]
-    if positives <= 0 or negatives <= 0:
+    return expected_roc_auc_of_sorted(np.sort(np.asarray(positive, dtype=float)))
+
+
+# Rows per block in expected_roc_auc_of_sorted: its cumulative sums cost ~40 bytes a row.
+AUC_BLOCK_ROWS = 1_000_000
+
+
+def expected_roc_auc_of_sorted(ascending: np.ndarray, transform: Any = None) -> float | None:
+    """expected_roc_auc of probabilities sorted ascending, or of ``transform`` of them when
+    that keeps their order (a calibration map), a block of rows at a time: memory follows
+    the block, not the batch.
+
+    The expected counts at each distinct threshold are the cumulative sums down to the last
+    row of its run of equal probabilities; the area under the curve through them is summed
+    as trapezoids in counts, and divided by the expected positives x negatives at the end.
+    """
+    descending = ascending[::-1]  # a view
+    rows = descending.size
+    area = 0.0
+    true_sum = false_sum = 0.0  # the cumulative sums down to the last block's end
+    true_point = false_point = 0.0  # the curve's last point so far (a run's end), in counts
+    for start in range(0, rows, AUC_BLOCK_ROWS):
+        stop = min(rows, start + AUC_BLOCK_ROWS)
+        # One row past the block, to see whether its last row ends a run.
+        block = np.asarray(descending[start : min(rows, stop + 1)], dtype=float)
+        if transform is not None:
+            block = transform(block)
+        run_ends = np.empty(stop - start, dtype=bool)
+        run_ends[: block.size - 1] = block[1:] != block[:-1]
+        if stop == rows:
+            run_ends[-1] = True
+        block = block[: stop - start]
+        cumulative_true = np.cumsum(block)
+        cumulative_true += true_sum
+        cumulative_false = np.cumsum(1.0 - block)
+        cumulative_false += false_sum
+        true_points = np.concatenate(([true_point], cumulative_true[run_ends]))
+        false_points = np.concatenate(([false_point], cumulative_false[run_ends]))
+        area += float(np.sum(np.diff(false_points) * (true_points[1:] + true_points[:-1]))) / 2.0
+        true_sum, false_sum = float(cumulative_true[-1]), float(cumulative_false[-1])
+        true_point, false_point = float(true_points[-1]), float(false_points[-1])
+    if true_sum <= 0 or false_sum <= 0:
         return None
-    # The last row of each run of equal probabilities: one point per distinct threshold.
-    ends = np.r_[np.nonzero(np.diff(ordered))[0], ordered.size - 1]
-    true_rate = np.r_[0.0, true_positives[ends] / positives]
-    false_rate = np.r_[0.0, false_positives[ends] / negatives]
-    return float(np.trapezoid(true_rate, false_rate))
+    return area / (true_sum * false_sum)
+
+
+class CbpeSums:
+    """CBPE's sums over a set of rows, added a chunk at a time: the expected confusion
+    matrix, and each row's calibrated probability of its predicted class (sum, min, max)."""
+
+    def __init__(self, class_count: int):
+        self.confusion = np.zeros((class_count, class_count))
+        self.rows = 0
+        self.correct_sum = 0.0
+        self.correct_min = math.inf
+        self.correct_max = -math.inf
+
+    def add(self, calibrated: np.ndarray, predicted: np.ndarray) -> None:
+        rows = calibrated.shape[0]
+        if not rows:
+            return
+        self.confusion += expected_confusion_matrix(calibrated, predicted)
+        correct = calibrated[np.arange(rows), predicted]
+        self.rows += rows
+        self.correct_sum += float(correct.sum())
+        self.correct_min = min(self.correct_min, float(correct.min()))
+        self.correct_max = max(self.correct_max, float(correct.max()))
 
 
 @dataclass(frozen=True)
 class CbpeResult:
     """CBPE's figures on one set of rows."""
 
-    rows: int
-    confusion: np.ndarray
-    expected_correct: np.ndarray  # per row: calibrated probability of its predicted class
+    sums: CbpeSums
     values: dict[str, float]  # by realized metric name (ErrorRate, ...)
+
+    @property
+    def rows(self) -> int:
+        return self.sums.rows
+
+    @property
+    def confusion(self) -> np.ndarray:
+        return self.sums.confusion
 
 
 def cbpe(calibrated: np.ndarray, predicted: np.ndarray, positive_index: int | None) -> CbpeResult:
     """The estimates for rows with these calibrated probabilities and predicted class indices."""
-    rows = calibrated.shape[0]
-    expected_correct = calibrated[np.arange(rows), predicted]
-    confusion = expected_confusion_matrix(calibrated, predicted)
-    accuracy = float(np.trace(confusion) / rows)
+    sums = CbpeSums(calibrated.shape[1])
+    sums.add(calibrated, predicted)
+    auc = expected_roc_auc(calibrated[:, positive_index]) if positive_index is not None else None
+    return cbpe_of_sums(sums, positive_index, auc)
+
+
+def cbpe_of_sums(sums: CbpeSums, positive_index: int | None, auc: float | None) -> CbpeResult:
+    """The estimates from CbpeSums; ``auc``: expected_roc_auc of the same rows (binary)."""
+    confusion = sums.confusion
+    accuracy = float(np.trace(confusion) / sums.rows)
     values = {"ErrorRate": 1.0 - accuracy, "Accuracy": accuracy}
     if positive_index is not None:
         negative_index = 1 - positive_index
@@ -250,10 +331,9 @@ def cbpe(calibrated: np.ndarray, predicted: np.ndarray, positive_index: int | No
         values["Precision"] = _ratio(true_positive, true_positive + false_positive)
         values["Recall"] = _ratio(true_positive, true_positive + false_negative)
         values["F1"] = _ratio(2 * true_positive, 2 * true_positive + false_positive + false_negative)
-        auc = expected_roc_auc(calibrated[:, positive_index])
         if auc is not None:
             values["ROCAUC"] = auc
-    return CbpeResult(rows, confusion, expected_correct, values)
+    return CbpeResult(sums, values)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -273,6 +353,16 @@ class Estimate:
     @classmethod
     def skipped(cls, reason: str) -> Estimate:
         return cls({}, {"skipped": reason})
+
+
+@dataclass
+class EstimateTotals:
+    """A batch's CBPE sums so far (PerformanceEstimator.add): over every row, over the
+    labeled rows, and the predicted labels that are none of the model's classes."""
+
+    every: CbpeSums
+    labeled: CbpeSums
+    unknown: set[str]
 
 
 class PerformanceEstimator:
@@ -295,24 +385,78 @@ class PerformanceEstimator:
         """The batch's estimates with their bands; with ``realized`` metrics (labels exist),
         also the estimate on the labeled rows beside the realized value, and the finding
         when the realized error is beyond the band."""
-        calibration = self.calibration
-        index_of = {label: index for index, label in enumerate(calibration.classes)}
+        index_of = {label: index for index, label in enumerate(self.calibration.classes)}
         # Looked up once per distinct label (factorize keeps a NaN as a value, as the dict
         # does): per row it was half the estimate's time.
         codes, distinct = pd.factorize(np.asarray(predicted_labels), use_na_sentinel=False)
         predicted = np.array([index_of.get(label, -1) for label in distinct], dtype=int)[codes]
-        if np.any(predicted < 0):
-            unknown = sorted({str(label) for label in predicted_labels if label not in index_of})[:5]
+        totals = self.totals()
+        self.add(totals, probabilities, predicted, labeled, np.asarray(predicted_labels))
+        auc = labeled_auc = None
+        positive_index = self.calibration.positive_index
+        if positive_index is not None and not totals.unknown:
+            positive = np.asarray(probabilities, dtype=float)[:, positive_index]
+            auc = self.expected_auc(np.sort(positive))
+            if realized:
+                labeled_auc = self.expected_auc(np.sort(positive[labeled]))
+        return self.finish(totals, realized, auc, labeled_auc)
+
+    def totals(self) -> EstimateTotals:
+        """Empty sums for a batch, to ``add`` its rows to a chunk at a time."""
+        classes = len(self.calibration.classes)
+        return EstimateTotals(CbpeSums(classes), CbpeSums(classes), set())
+
+    def add(
+        self,
+        totals: EstimateTotals,
+        probabilities: np.ndarray,
+        predicted: np.ndarray,
+        labeled: np.ndarray,
+        predicted_labels: np.ndarray,
+    ) -> None:
+        """Add rows: their class probabilities, predicted class indices (-1: a label that is
+        none of the classes, which leaves the batch without an estimate), which rows are
+        labeled and the predicted labels themselves (to name the unknown ones)."""
+        unknown = predicted < 0
+        if np.any(unknown):
+            totals.unknown.update(str(label) for label in predicted_labels[unknown])
+        if totals.unknown:
+            return
+        calibrated = self.calibration.apply(probabilities)
+        totals.every.add(calibrated, predicted)
+        totals.labeled.add(calibrated[labeled], predicted[labeled])
+
+    def expected_auc(self, ascending: np.ndarray) -> float | None:
+        """expected_roc_auc of rows by their raw positive-class probabilities, sorted
+        ascending (None for a multiclass model), calibrated a block at a time."""
+        calibration = self.calibration
+        if calibration.positive_index is None:
+            return None
+        if calibration.positive_map_increasing:
+            return expected_roc_auc_of_sorted(ascending, calibration.calibrated_positive)
+        return expected_roc_auc(calibration.calibrated_positive(ascending))
+
+    def finish(
+        self,
+        totals: EstimateTotals,
+        realized: Mapping[str, MetricValue],
+        auc: float | None,
+        labeled_auc: float | None,
+    ) -> Estimate:
+        """The estimate of the rows added; ``auc`` and ``labeled_auc``: ``expected_auc`` of
+        every row and of the labeled ones (binary models)."""
+        if totals.unknown:
+            unknown = sorted(totals.unknown)[:5]
             return Estimate.skipped(f"the model predicted labels that are not among its classes: {unknown}")
-        calibrated = calibration.apply(probabilities)
-        result = cbpe(calibrated, predicted, calibration.positive_index)
+        calibration = self.calibration
+        result = cbpe_of_sums(totals.every, calibration.positive_index, auc)
         published = {}
         metrics = {}
         for name in self.estimable:
             if name not in result.values:
                 continue
             value = result.values[name]
-            published[ESTIMATED_NAME[name]] = self._metric_value(name, value, result.expected_correct)
+            published[ESTIMATED_NAME[name]] = self._metric_value(name, value, result.sums)
             metrics[name] = {"estimated": value, **self._band(name, value, result.rows)}
         report: dict[str, Any] = {
             "method": METHOD,
@@ -331,23 +475,31 @@ class PerformanceEstimator:
             "findings": [],
         }
         if realized:
-            comparison, findings = self._versus_realized(calibrated[labeled], predicted[labeled], realized)
+            on_labeled = cbpe_of_sums(totals.labeled, calibration.positive_index, labeled_auc)
+            comparison, findings = self._versus_realized(on_labeled, realized)
             report["versus_realized"] = comparison
             report["findings"] = findings
         return Estimate(published, report)
 
-    def _metric_value(self, name: str, value: float, expected_correct: np.ndarray) -> MetricValue:
+    def _metric_value(self, name: str, value: float, sums: CbpeSums) -> MetricValue:
         if name not in ("ErrorRate", "Accuracy"):
             return MetricValue(value)
         # Row means, published like the realized ones (StatisticValues), so an alarm's
         # Average over a period weighs every row equally.
-        per_row = expected_correct if name == "Accuracy" else 1.0 - expected_correct
+        if name == "Accuracy":
+            return MetricValue(
+                value,
+                row_sum=sums.correct_sum,
+                rows=sums.rows,
+                row_min=sums.correct_min,
+                row_max=sums.correct_max,
+            )
         return MetricValue(
             value,
-            row_sum=float(per_row.sum()),
-            rows=int(per_row.size),
-            row_min=float(per_row.min()),
-            row_max=float(per_row.max()),
+            row_sum=sums.rows - sums.correct_sum,
+            rows=sums.rows,
+            row_min=1.0 - sums.correct_max,
+            row_max=1.0 - sums.correct_min,
         )
 
     def _band(self, name: str, value: float, rows: int) -> dict[str, float | None]:
@@ -376,10 +528,9 @@ class PerformanceEstimator:
         }
 
     def _versus_realized(
-        self, calibrated: np.ndarray, predicted: np.ndarray, realized: Mapping[str, MetricValue]
+        self, on_labeled: CbpeResult, realized: Mapping[str, MetricValue]
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Realized beside the estimate on the same (labeled) rows, with the band for that many rows."""
-        on_labeled = cbpe(calibrated, predicted, self.calibration.positive_index)
         metrics = {}
         for name in self.estimable:
             if name not in on_labeled.values or name not in realized:

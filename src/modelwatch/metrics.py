@@ -92,47 +92,96 @@ def classification_metrics_of_codes(
     positive_code: int,
 ) -> dict[str, MetricValue]:
     """classification_metrics for labels given as class indices (-1: a prediction that is
-    no class), as a batch read in chunks keeps them (modelwatch.scoring.BatchMeasures)."""
-    rows = true_codes.size
-    right = int(np.count_nonzero(true_codes == pred_codes))
-    accuracy = right / rows  # accuracy_score's mean of the matches
-    result = {
-        "Accuracy": _per_row_share(right, rows, accuracy),
-        "ErrorRate": _per_row_share(rows - right, rows, 1.0 - accuracy),
-    }
-    codes = list(range(class_count))
-    binary = class_count == 2
-    # Per class: rows predicted it, rows that are it, rows both. scikit-learn's
-    # precision_score, recall_score and f1_score (zero_division=0) are ratios of these
-    # counts; asking it three times took a tenth of a million-row batch's measure step.
-    predicted = np.bincount(pred_codes[pred_codes >= 0], minlength=class_count)
-    actual = np.bincount(true_codes, minlength=class_count)
-    hits = np.bincount(true_codes[true_codes == pred_codes], minlength=class_count)
-    # Binary: the positive class. Otherwise the macro average over the classes present in
-    # this batch (actuals or predictions), as scikit-learn does by default: a class absent
-    # from both is not a zero in the average.
-    present = np.flatnonzero((predicted > 0) | (actual > 0))
-    chosen = np.array([positive_code]) if binary else present
-    hits, predicted, actual = hits[chosen], predicted[chosen], actual[chosen]
-    result["Precision"] = MetricValue(_mean_ratio(hits, predicted))
-    result["Recall"] = MetricValue(_mean_ratio(hits, actual))
-    result["F1"] = MetricValue(_mean_ratio(2 * hits, predicted + actual))
-    if probabilities is not None:
-        result["LogLoss"] = MetricValue(_log_loss(true_codes, probabilities, codes))
-        if binary and len(np.unique(true_codes)) == 2:
-            result["ROCAUC"] = MetricValue(
-                roc_auc(true_codes == positive_code, probabilities[:, positive_code])
-            )
-    return result
+    no class), through ClassificationTotals as a batch read in chunks computes them."""
+    totals = ClassificationTotals(class_count, positive_code)
+    totals.add(true_codes, pred_codes, probabilities)
+    scores = None
+    if probabilities is not None and class_count == 2:
+        is_positive = true_codes == positive_code
+        scores = (
+            np.sort(probabilities[is_positive, positive_code]),
+            np.sort(probabilities[~is_positive, positive_code]),
+        )
+    return totals.metrics(scores)
 
 
-def _mean_ratio(numerators: np.ndarray, denominators: np.ndarray) -> float:
-    """The mean over classes of numerator / denominator, 0 for a class whose denominator
-    is 0 (scikit-learn's zero_division=0)."""
-    ratios = np.divide(
-        numerators, denominators, out=np.zeros(numerators.size), where=denominators > 0, dtype=float
-    )
-    return float(ratios.mean())
+class ClassificationTotals:
+    """What the classification metrics of a set of labeled rows need, summed a chunk of
+    rows at a time: the confusion counts (actual class by predicted class, with a column
+    for a prediction that is no class) and the sum of the rows' log losses.
+
+    Accuracy, Precision, Recall and F1 are scikit-learn's on the counts (each cell given
+    as one row weighted by its count, which scikit-learn sums as it sums the rows); the
+    log loss is scikit-learn's per chunk, weighted by its rows. ROC AUC ranks the rows, so
+    ``metrics`` takes the scores it needs, sorted.
+    """
+
+    def __init__(self, class_count: int, positive_code: int):
+        self.class_count = class_count
+        self.positive_code = positive_code
+        self.confusion = np.zeros((class_count, class_count + 1), dtype=np.int64)
+        self.log_loss_sum = 0.0
+        self.with_probabilities = True
+        # Raised by metrics(): a batch whose quality is withheld never needed the log loss.
+        self.log_loss_error: Exception | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.confusion.sum())
+
+    def add(self, true_codes: np.ndarray, pred_codes: np.ndarray, probabilities: np.ndarray | None) -> None:
+        """Count labeled rows: actual and predicted class indices, and their class probabilities."""
+        columns = self.class_count + 1
+        # The last column stands for -1, a prediction that is no class.
+        cells = true_codes.astype(np.int64) * columns + np.where(pred_codes < 0, self.class_count, pred_codes)
+        self.confusion += np.bincount(cells, minlength=self.confusion.size).reshape(self.confusion.shape)
+        if probabilities is None:
+            self.with_probabilities = False
+        elif true_codes.size and self.log_loss_error is None:
+            try:
+                self.log_loss_sum += _log_loss_sum(true_codes, probabilities, list(range(self.class_count)))
+            except Exception as problem:  # noqa: BLE001 - kept for metrics(), which raises it
+                self.log_loss_error = problem
+
+    def metrics(self, scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, MetricValue]:
+        """The metrics of every row added; ``scores``: for a binary model, the positive-class
+        probabilities of the rows whose actual is the positive class and of the others,
+        each sorted (ROC AUC)."""
+        true_cells, pred_cells = np.nonzero(self.confusion)
+        weights = self.confusion[true_cells, pred_cells].astype(float)
+        pred_cells = np.where(pred_cells == self.class_count, -1, pred_cells)
+        rows = self.rows
+        right = int(np.trace(self.confusion[:, : self.class_count]))
+        accuracy = skm.accuracy_score(true_cells, pred_cells, sample_weight=weights)
+        result = {
+            "Accuracy": _per_row_share(right, rows, accuracy),
+            "ErrorRate": _per_row_share(rows - right, rows, 1.0 - accuracy),
+        }
+        binary = self.class_count == 2
+        if binary:
+            averaging: dict[str, Any] = {"average": "binary", "pos_label": self.positive_code}
+        else:
+            # The classes present in this batch (actuals or predictions), as scikit-learn
+            # does by default: a class absent from both is not a zero in the average.
+            averaging = {"average": "macro", "labels": np.union1d(true_cells, pred_cells[pred_cells >= 0])}
+        counted = {"zero_division": 0, "sample_weight": weights, **averaging}
+        result["Precision"] = MetricValue(float(skm.precision_score(true_cells, pred_cells, **counted)))
+        result["Recall"] = MetricValue(float(skm.recall_score(true_cells, pred_cells, **counted)))
+        result["F1"] = MetricValue(float(skm.f1_score(true_cells, pred_cells, **counted)))
+        if self.with_probabilities:
+            if self.log_loss_error is not None:
+                raise self.log_loss_error
+            result["LogLoss"] = MetricValue(self.log_loss_sum / rows)
+            if binary and scores is not None and scores[0].size and scores[1].size:
+                result["ROCAUC"] = MetricValue(roc_auc_of_sorted(*scores))
+        return result
+
+
+def classification_metrics_of_totals(
+    totals: ClassificationTotals, scores: tuple[np.ndarray, np.ndarray] | None
+) -> dict[str, MetricValue]:
+    """ClassificationTotals.metrics: the metrics of a batch read in chunks (modelwatch.scoring)."""
+    return totals.metrics(scores)
 
 
 # Rows per scikit-learn log_loss call: it holds ~80 bytes a row (one-hot labels, clipped
@@ -140,9 +189,10 @@ def _mean_ratio(numerators: np.ndarray, denominators: np.ndarray) -> float:
 LOG_LOSS_SLICE_ROWS = 1_000_000
 
 
-def _log_loss(true_codes: np.ndarray, probabilities: np.ndarray, codes: list[int]) -> float:
-    """scikit-learn's log_loss, a slice of rows at a time: the row-weighted mean of the
-    slices' means is the batch's mean (to rounding), and memory follows the slice."""
+def _log_loss_sum(true_codes: np.ndarray, probabilities: np.ndarray, codes: list[int]) -> float:
+    """The sum of the rows' log losses, scikit-learn's log_loss (a mean) a slice of rows at
+    a time times its rows: the sum over slices divided by the rows is the batch's mean (to
+    rounding), and memory follows the slice."""
     rows = true_codes.size
     total = 0.0
     for start in range(0, rows, LOG_LOSS_SLICE_ROWS):
@@ -150,32 +200,35 @@ def _log_loss(true_codes: np.ndarray, probabilities: np.ndarray, codes: list[int
         total += float(skm.log_loss(true_codes[start:stop], probabilities[start:stop], labels=codes)) * (
             stop - start
         )
-    return total / rows
+    return total
 
 
 def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for the rows where ``positive`` is true; needs both classes."""
+    return roc_auc_of_sorted(np.sort(scores[positive]), np.sort(scores[~positive]))
+
+
+# Positive rows per block in roc_auc_of_sorted: its two positions a row cost 16 bytes.
+AUC_BLOCK_ROWS = 1_000_000
+
+
+def roc_auc_of_sorted(positive_scores: np.ndarray, negative_scores: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney statistic: the share of (positive, negative) pairs the
-    scores order correctly, a tie counting half.
+    scores order correctly, a tie counting half; both arrays sorted ascending, not empty.
 
     The same number as ``sklearn.metrics.roc_auc_score`` (its trapezoids over the ROC
-    curve are this sum; tests/unit/test_metrics.py checks 1e-12), with a third of its
-    memory: one sort of the scores instead of its curve arrays (~87 bytes a row). Needs
-    both classes present.
+    curve are this sum; tests/unit/test_metrics.py checks 1e-12). The pairs are counted
+    in integers, a block of positives at a time, each by two binary searches among the
+    negatives: no memory beyond the block, where scikit-learn's curve arrays take ~87
+    bytes a row.
     """
-    order = np.argsort(scores, kind="stable")
-    ordered = scores[order]
-    is_positive = positive[order]
-    del order
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    del ordered
-    ends = np.append(starts[1:], positive.size)
-    positives_per_score = np.add.reduceat(is_positive.astype(np.int64), starts)
-    # Tied scores share the average of their 1-based ranks.
-    mean_rank = (starts + 1 + ends) / 2.0
-    n_positive = int(positives_per_score.sum())
-    n_negative = positive.size - n_positive
-    rank_sum = float(np.dot(mean_rank, positives_per_score))
-    return (rank_sum - n_positive * (n_positive + 1) / 2.0) / (n_positive * n_negative)
+    doubled_pairs = 0  # 2 x correctly ordered pairs + tied pairs
+    for start in range(0, positive_scores.size, AUC_BLOCK_ROWS):
+        block = positive_scores[start : start + AUC_BLOCK_ROWS]
+        below = np.searchsorted(negative_scores, block, side="left")
+        at_or_below = np.searchsorted(negative_scores, block, side="right")
+        doubled_pairs += int(below.sum()) + int(at_or_below.sum())
+    return doubled_pairs / (2.0 * positive_scores.size * negative_scores.size)
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, MetricValue]:

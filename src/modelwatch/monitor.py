@@ -20,8 +20,9 @@ batch accepted: S3 PutObject of the predictions; the prediction log (BatchWriteI
 S3 PutObject of report.json, the key's newest report and results/latest.json; the
 ledger's publish mark; CloudWatch PutMetricData.
 
-Memory follows the chunk, plus a few bytes a row that the whole-batch measures need
-(modelwatch.scoring.BatchMeasures) and 8 bytes a row for duplicate ids; /tmp holds the
+Memory follows the chunk, plus 8 bytes a row that the whole-batch measures need (a
+classifier's positive-class probability or a regressor's prediction, and a regressor's
+actuals: modelwatch.scoring.BatchMeasures) and 8 bytes a row for duplicate ids; /tmp holds the
 object (and its gunzipped content) and the predictions file.
 
 Metrics go last and in one call, so a failure before them leaves no partial metrics, a

@@ -19,7 +19,12 @@ from modelwatch import drift as drift_module
 from modelwatch.errors import BatchRejected
 from modelwatch.estimation import Estimate, estimator_for
 from modelwatch.labels import LabelNormaliser
-from modelwatch.metrics import MetricValue, classification_metrics_of_codes, regression_metrics
+from modelwatch.metrics import (
+    ClassificationTotals,
+    MetricValue,
+    classification_metrics_of_totals,
+    regression_metrics,
+)
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.validation import ValidatedBatch
 
@@ -120,6 +125,8 @@ class Scorer:
         metadata = bundle.metadata
         self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
         self.class_code = {label: position for position, label in enumerate(metadata.classes)}
+        # The class whose Precision, Recall and ROC AUC a binary model reports.
+        self.positive_code = self.class_code.get(metadata.positive_class, 1)
         self.estimator, self.no_estimate = estimator_for(
             metadata.task,
             bundle.has_probabilities,
@@ -142,68 +149,6 @@ class Scorer:
         """Class indices of predicted labels, as classification_metrics finds them (-1: no class)."""
         index = pd.Index(list(self.bundle.metadata.classes), dtype=object)
         return index.get_indexer(np.asarray(labels, dtype=object)).astype(np.int16)
-
-    def _quality(
-        self,
-        labeled_actuals: np.ndarray,
-        labeled: np.ndarray,
-        predictions: Predictions,
-        predicted_classes: np.ndarray,
-    ) -> dict[str, MetricValue]:
-        """``labeled_actuals``: the labeled rows' actuals, as class indices (classification)
-        or floats (regression), in row order; ``predicted_classes``: every row's
-        class_indexes (classification)."""
-        metadata = self.bundle.metadata
-        if metadata.task == "regression":
-            return regression_metrics(labeled_actuals, predictions.labels[labeled].astype(float))
-        probabilities = predictions.probabilities
-        return classification_metrics_of_codes(
-            labeled_actuals,
-            predicted_classes[labeled],
-            probabilities[labeled] if probabilities is not None else None,
-            len(metadata.classes),
-            self.class_code.get(metadata.positive_class, 1),
-        )
-
-    def _estimate(
-        self, predictions: Predictions, labeled: np.ndarray, quality: dict[str, MetricValue], rows: int
-    ) -> Estimate:
-        """CBPE on every batch of at least MinLabeledRows rows, labeled or not."""
-        if self.estimator is None or predictions.probabilities is None:
-            return Estimate.skipped(self.no_estimate or "the model gave no probabilities for this batch")
-        if rows < self.min_labeled_rows:
-            return Estimate.skipped(
-                f"{rows} rows, fewer than MinLabeledRows={self.min_labeled_rows}; "
-                "estimated metrics are not published for this batch"
-            )
-        try:
-            return self.estimator.estimate(predictions.probabilities, predictions.labels, labeled, quality)
-        except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
-            logger.exception("performance estimation failed")
-            return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
-
-    def _drift(
-        self, columns: drift_module.DriftColumns | None, failure: str | None, predictions: Predictions
-    ) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, Any]]]:
-        baseline = self.bundle.baseline.get("drift")
-        if not baseline or columns is None:
-            return {}, {"skipped": "baseline.json has no drift section; re-package the model"}, []
-        if failure is not None:
-            return {}, {"error": f"{failure}; no drift metrics published"}, []
-        try:
-            result = drift_module.compare_drift(
-                columns,
-                self.bundle.metadata,
-                predictions.labels,
-                predictions.probabilities,
-                baseline,
-                threshold=self.drift_threshold,
-            )
-        except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
-            logger.exception("drift computation failed")
-            return {}, {"error": f"{type(problem).__name__}: {problem}; no drift metrics published"}, []
-        metrics = {name: MetricValue(float(value)) for name, value in result.metrics.items()}
-        return metrics, result.report, list(result.findings)
 
     def _unknown_labels(self, unknown: set[str]) -> list[dict[str, Any]]:
         if not unknown:
@@ -241,25 +186,62 @@ class Scorer:
 class BatchMeasures:
     """A batch's measures, fed a chunk of scored rows at a time.
 
-    Every measure is the whole batch's, exactly as if it were scored in one piece: the
-    quality metrics, the estimate and prediction drift need every row's prediction (ROC
-    AUC ranks them all), so those stay: the predicted label, the class probabilities and
-    the labeled rows' actuals, about 30 bytes a row for a binary model. Input drift keeps
-    counts per distinct value (modelwatch.drift.DriftColumns), not rows.
+    Every measure is the whole batch's, exactly as if it were scored in one piece. What is
+    a sum over rows is summed chunk by chunk: the labeled rows' confusion counts and log
+    loss (metrics.ClassificationTotals), CBPE's expected confusion matrices
+    (estimation.EstimateTotals), the count of each predicted label (prediction drift).
+    What ranks the rows is kept, and only that: a classifier's probability of its positive
+    class (ROC AUC, the estimated ROC AUC and prediction drift sort them all), 8 bytes a
+    row, kept apart for labeled positive, other labeled and unlabeled rows so that no row
+    needs its label or a mask; a regression model's predictions, and its labeled rows'
+    actuals (8 bytes more a labeled row). A multiclass model keeps nothing a row. At the
+    end the kept values are moved into one array, chunk by chunk, and sorted in place, so
+    finish adds nothing a row to them. Input drift keeps counts per distinct value
+    (modelwatch.drift.DriftColumns), not rows.
+
+    With the sample (binary) model the batch monitor's peak RSS grows ~47 bytes a row
+    (scripts/bench_chunked.py, 100,000 against 1,000,000 rows; it was ~137), and the peak
+    is in the chunk loop, no longer in finish: these 8 bytes, the duplicate ids' 8
+    (validation.SeenIds), and ~30 of heap that the allocator keeps between chunks.
     """
 
     def __init__(self, scorer: Scorer):
         self.scorer = scorer
+        metadata = scorer.bundle.metadata
+        self.classification = metadata.task == "classification"
         baseline = scorer.bundle.baseline.get("drift")
-        self.drift = drift_module.DriftColumns(scorer.bundle.metadata, baseline) if baseline else None
+        self.drift = drift_module.DriftColumns(metadata, baseline) if baseline else None
         self.drift_failure: str | None = None
-        self.labels: list[np.ndarray] = []
-        self.probabilities: list[np.ndarray] = []
-        self.labeled: list[np.ndarray] = []
-        self.actuals: list[np.ndarray] = []  # per chunk: the labeled rows' actuals (class indices or floats)
+        prediction_baseline = (baseline or {}).get("prediction") or {}
+        # Prediction drift's parts, summed a chunk at a time (a regressor's values are kept).
+        self.predicted_categories = (
+            drift_module.CategoricalSummary() if "classes" in prediction_baseline else None
+        )
+        self.predicted_numbers = (
+            drift_module.NumericSummary() if self.classification and "values" in prediction_baseline else None
+        )
+        self.rows = self.rows_labeled = 0
+        self.with_probabilities = True  # every chunk came with class probabilities
         self.unknown: set[str] = set()
         self.normalised: dict[tuple[type, Any], Any] = {}
-        self.predicted_classes: list[np.ndarray] = []  # per chunk, classification: class indices
+        class_count = len(metadata.classes)
+        self.binary = self.classification and class_count == 2
+        self.quality = (
+            ClassificationTotals(class_count, scorer.positive_code) if self.classification else None
+        )
+        # The probability column kept a row: a binary model's positive class (ROC AUC), or
+        # the positive class whose probability prediction drift compares.
+        self.score_column: int | None = None
+        if self.binary:
+            self.score_column = scorer.positive_code
+        elif self.classification and "positive_probability" in prediction_baseline:
+            self.score_column = metadata.positive_index
+        # Classification: the kept probabilities of labeled rows of the score column's
+        # class, of the other labeled rows, and of unlabeled rows. Regression: the
+        # labeled rows' predictions, their actuals, and the unlabeled rows' predictions.
+        self.kept: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+        self.estimate = scorer.estimator.totals() if scorer.estimator is not None else None
+        self.estimate_failure: str | None = None
 
     def add(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
@@ -271,17 +253,17 @@ class BatchMeasures:
             map(operator.is_not, actual_values, itertools.repeat(None)), dtype=bool, count=len(actual_values)
         )
         labeled_values = [value for value in actual_values if value is not None]
-        if self.scorer.bundle.metadata.task == "regression":
-            self.actuals.append(np.asarray(labeled_values, dtype=float))
-        else:  # class indices: 2 bytes a labeled row where the labels took 8 and more
-            code = self.scorer.class_code
-            self.actuals.append(np.fromiter((code[value] for value in labeled_values), dtype=np.int16))
-        self.labeled.append(labeled)
-        self.labels.append(predictions.labels)
-        if self.scorer.bundle.metadata.task == "classification":
-            self.predicted_classes.append(self.scorer.class_indexes(predictions.labels))
-        if predictions.probabilities is not None:
-            self.probabilities.append(predictions.probabilities)
+        self.rows += labeled.size
+        self.rows_labeled += len(labeled_values)
+        if predictions.probabilities is None:
+            self.with_probabilities = False
+        if self.classification:
+            self._add_classes(predictions, labeled, labeled_values)
+        else:
+            values = np.asarray(predictions.labels, dtype=float)
+            self.kept[0].append(values[labeled])
+            self.kept[1].append(np.asarray(labeled_values, dtype=float))
+            self.kept[2].append(values[~labeled])
         if raw_actuals:
             unlabeled = validated.ids.to_numpy(dtype=object)[~labeled]
             self.unknown.update(
@@ -290,10 +272,45 @@ class BatchMeasures:
         if self.drift is not None and self.drift_failure is None:
             try:
                 self.drift.add(validated.features)
+                labels = pd.Series(np.asarray(predictions.labels).ravel())
+                if self.predicted_categories is not None:
+                    self.predicted_categories.add(drift_module.categorical_column(labels))
+                if self.predicted_numbers is not None:
+                    self.predicted_numbers.add(drift_module.numeric_column(labels))
             except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
                 logger.exception("drift computation failed")
                 self.drift_failure = f"{type(problem).__name__}: {problem}"
         return actual_values
+
+    def _add_classes(self, predictions: Predictions, labeled: np.ndarray, labeled_values: list[Any]) -> None:
+        code = self.scorer.class_code
+        actual = np.fromiter(
+            (code[value] for value in labeled_values), dtype=np.int16, count=len(labeled_values)
+        )
+        predicted = self.scorer.class_indexes(predictions.labels)
+        probabilities = predictions.probabilities
+        assert self.quality is not None
+        self.quality.add(
+            actual, predicted[labeled], probabilities[labeled] if probabilities is not None else None
+        )
+        if probabilities is None:
+            return
+        estimator = self.scorer.estimator
+        if estimator is not None and self.estimate is not None and self.estimate_failure is None:
+            try:
+                estimator.add(
+                    self.estimate, probabilities, predicted, labeled, np.asarray(predictions.labels)
+                )
+            except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
+                logger.exception("performance estimation failed")
+                self.estimate_failure = f"{type(problem).__name__}: {problem}"
+        if self.score_column is not None:
+            score = probabilities[:, self.score_column]
+            of_class = np.zeros(labeled.size, dtype=bool)
+            of_class[labeled] = actual == self.score_column
+            self.kept[0].append(score[of_class])
+            self.kept[1].append(score[labeled & ~of_class])
+            self.kept[2].append(score[~labeled])
 
     def _normalise(self, value: Any) -> Any:
         """LabelNormaliser.normalise, once per distinct raw value: per row it was the
@@ -313,15 +330,7 @@ class BatchMeasures:
     def finish(self, findings: list[dict[str, Any]]) -> Measurement:
         """The batch's measures, from every chunk added (at least one row)."""
         scorer = self.scorer
-        labeled = np.concatenate(self.labeled)
-        predictions = Predictions(
-            np.concatenate(self.labels),
-            np.concatenate(self.probabilities) if self.probabilities else None,
-        )
-        # The chunks' arrays are in the whole-batch ones now: not twice in memory.
-        self.labeled, self.labels, self.probabilities = [], [], []
-        rows_scored = labeled.size
-        rows_labeled = int(labeled.sum())
+        rows_scored, rows_labeled = self.rows, self.rows_labeled
         published: dict[str, MetricValue] = {
             "BatchesProcessed": MetricValue(1.0),
             "RowsScored": MetricValue(float(rows_scored)),
@@ -330,27 +339,61 @@ class BatchMeasures:
                 rows_labeled / rows_scored,
                 row_sum=float(rows_labeled),
                 rows=rows_scored,
-                row_min=float(labeled.min()),
-                row_max=float(labeled.max()),
+                row_min=0.0 if rows_labeled < rows_scored else 1.0,
+                row_max=1.0 if rows_labeled > 0 else 0.0,
             ),
         }
+        # The kept values, labeled rows first, then (sorted, below) every row's: moved
+        # chunk by chunk into one array, so they are never in memory twice.
+        kept_parts = self.kept if self.classification else (self.kept[0], self.kept[2])
+        ordered = np.empty(sum(chunk.size for part in kept_parts for chunk in part), dtype=float)
+        first = _move_into(ordered, 0, self.kept[0])
         quality: dict[str, MetricValue] = {}
         withheld = None
-        if rows_labeled >= scorer.min_labeled_rows:
-            predicted_classes = np.concatenate(self.predicted_classes) if self.predicted_classes else labeled
-            quality = scorer._quality(np.concatenate(self.actuals), labeled, predictions, predicted_classes)
-            del predicted_classes
+        if self.classification:
+            labeled_end = _move_into(ordered, first, self.kept[1])
+            if rows_labeled >= scorer.min_labeled_rows:
+                scores = None
+                if self.binary and self.score_column is not None and self.with_probabilities:
+                    ordered[:first].sort()
+                    ordered[first:labeled_end].sort()
+                    scores = (ordered[:first], ordered[first:labeled_end])
+                assert self.quality is not None
+                quality = classification_metrics_of_totals(self.quality, scores)
         else:
+            labeled_end = first
+            actuals = np.empty(rows_labeled, dtype=float)
+            _move_into(actuals, 0, self.kept[1])
+            if rows_labeled >= scorer.min_labeled_rows:
+                quality = regression_metrics(actuals, ordered[:labeled_end])
+            del actuals
+        if rows_labeled < scorer.min_labeled_rows:
             withheld = (
                 f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
                 "quality metrics are not published for this batch"
             )
         published.update(quality)
-        estimate = scorer._estimate(predictions, labeled, quality, rows_scored)
+        estimate = self._skipped_estimate()
+        labeled_auc = None
+        if estimate is None and quality and self.binary and ordered.size:
+            try:
+                ordered[:labeled_end].sort()
+                labeled_auc = self._expected_auc(ordered[:labeled_end])
+            except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
+                estimate = _failed_estimate(problem)
+        _move_into(ordered, labeled_end, self.kept[2])
+        ordered.sort()
+        if estimate is None:
+            try:
+                assert scorer.estimator is not None and self.estimate is not None
+                auc = self._expected_auc(ordered) if ordered.size else None
+                estimate = scorer.estimator.finish(self.estimate, quality, auc, labeled_auc)
+            except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
+                estimate = _failed_estimate(problem)
         published.update(estimate.published)
-        drift_metrics, drift_report, drift_findings = scorer._drift(
-            self.drift, self.drift_failure, predictions
-        )
+        prediction = self._prediction_drift(ordered)
+        del ordered  # before the features' comparison, which takes 8 bytes a row of its own
+        drift_metrics, drift_report, drift_findings = self._drift(prediction)
         published.update(drift_metrics)
         return Measurement(
             published=published,
@@ -363,3 +406,87 @@ class BatchMeasures:
             findings=list(findings) + drift_findings + scorer._unknown_labels(self.unknown),
             rows_scored=rows_scored,
         )
+
+    def _skipped_estimate(self) -> Estimate | None:
+        """Why the batch gets no estimate, or None when it gets one (CBPE on every batch
+        of at least MinLabeledRows rows, labeled or not)."""
+        scorer = self.scorer
+        if scorer.estimator is None or not self.with_probabilities:
+            return Estimate.skipped(scorer.no_estimate or "the model gave no probabilities for this batch")
+        if self.rows < scorer.min_labeled_rows:
+            return Estimate.skipped(
+                f"{self.rows} rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
+                "estimated metrics are not published for this batch"
+            )
+        if self.estimate is not None and self.estimate.unknown:
+            return scorer.estimator.finish(self.estimate, {}, None, None)  # says which labels
+        if self.estimate_failure is not None:
+            return Estimate.skipped(f"{self.estimate_failure}; no estimated metrics published")
+        return None
+
+    def _expected_auc(self, ascending: np.ndarray) -> float | None:
+        estimator = self.scorer.estimator
+        return estimator.expected_auc(ascending) if estimator is not None and self.binary else None
+
+    def _prediction_drift(self, ordered: np.ndarray) -> dict[str, Any] | None:
+        """Prediction drift's comparison (None without a drift baseline or after a failure);
+        ``ordered``: the kept values of every row, sorted."""
+        baseline = self.scorer.bundle.baseline.get("drift")
+        if not baseline or self.drift is None or self.drift_failure is not None:
+            return None
+        try:
+            prediction_baseline = baseline["prediction"]
+            columns = drift_module.PredictionColumns(
+                classes=self.predicted_categories.column() if self.predicted_categories is not None else None,
+                values=self.predicted_numbers.column() if self.predicted_numbers is not None else None,
+            )
+            if not self.classification and "values" in prediction_baseline:
+                columns.values = drift_module.numeric_column_of_sorted(ordered)
+            positive = self.scorer.bundle.metadata.positive_index
+            if (
+                "positive_probability" in prediction_baseline
+                and positive is not None
+                and self.with_probabilities
+                and self.score_column == positive
+            ):
+                columns.positive_probability = drift_module.numeric_column_of_sorted(ordered)
+            return drift_module.compare_predictions(columns, prediction_baseline, self.scorer.drift_threshold)
+        except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
+            logger.exception("drift computation failed")
+            self.drift_failure = f"{type(problem).__name__}: {problem}"
+            return None
+
+    def _drift(
+        self, prediction: dict[str, Any] | None
+    ) -> tuple[dict[str, MetricValue], dict[str, Any], list[dict[str, Any]]]:
+        scorer = self.scorer
+        baseline = scorer.bundle.baseline.get("drift")
+        if not baseline or self.drift is None:
+            return {}, {"skipped": "baseline.json has no drift section; re-package the model"}, []
+        if self.drift_failure is not None or prediction is None:
+            return {}, {"error": f"{self.drift_failure}; no drift metrics published"}, []
+        try:
+            result = drift_module.compare_drift(
+                self.drift, prediction, baseline, threshold=scorer.drift_threshold
+            )
+        except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
+            logger.exception("drift computation failed")
+            return {}, {"error": f"{type(problem).__name__}: {problem}; no drift metrics published"}, []
+        metrics = {name: MetricValue(float(value)) for name, value in result.metrics.items()}
+        return metrics, result.report, list(result.findings)
+
+
+def _failed_estimate(problem: Exception) -> Estimate:
+    logger.exception("performance estimation failed")
+    return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
+
+
+def _move_into(target: np.ndarray, start: int, chunks: list[np.ndarray]) -> int:
+    """Copy the chunks into ``target`` from ``start`` on, dropping each once copied (so the
+    values are not held twice); returns where the next values go."""
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        target[start : start + chunk.size] = chunk
+        start += chunk.size
+    return start

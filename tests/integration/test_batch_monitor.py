@@ -441,7 +441,7 @@ def test_mocked_defect_writes_a_failed_report_raises_and_publishes_nothing(stack
     def broken(*args, **kwargs):
         raise RuntimeError("simulated defect")
 
-    monkeypatch.setattr(scoring, "classification_metrics_of_codes", broken)
+    monkeypatch.setattr(scoring, "classification_metrics_of_totals", broken)
     key = "incoming/defect.csv"
     body, _, _ = labeled_batch(stack, 100, seed=26, prefix="x")
     stack.put(key, body)
@@ -461,7 +461,7 @@ def test_a_retry_after_a_defect_runs_again_and_its_report_replaces_the_failed_on
     """MOCKED FAULT: the defect is patched in for the first attempt only."""
     from modelwatch import scoring
 
-    real = scoring.classification_metrics_of_codes
+    real = scoring.classification_metrics_of_totals
     calls = {"n": 0}
 
     def broken_once(*args, **kwargs):
@@ -470,7 +470,7 @@ def test_a_retry_after_a_defect_runs_again_and_its_report_replaces_the_failed_on
             raise RuntimeError("simulated defect")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "classification_metrics_of_codes", broken_once)
+    monkeypatch.setattr(scoring, "classification_metrics_of_totals", broken_once)
     key = "incoming/defect-then-ok.csv"
     body, _, _ = labeled_batch(stack, 100, seed=27, prefix="y")
     stack.put(key, body)

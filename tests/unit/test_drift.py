@@ -800,3 +800,21 @@ def test_the_report_is_json_and_states_its_method(baseline):
     }
     for detail in report["features"]:
         assert expected_keys <= detail.keys()
+
+
+def test_a_sorted_float_column_reads_as_numeric_column_reads_it():
+    from modelwatch.drift.columns import numeric_column, numeric_column_of_sorted
+
+    values = np.array([0.5, np.nan, np.inf, -1.0, 0.5, -np.inf, 2.0, np.nan, np.inf])
+    got = numeric_column_of_sorted(np.sort(values))
+    expected = numeric_column(pd.Series(values))
+    np.testing.assert_array_equal(got.values, expected.values)
+    assert (got.rows, got.missing, got.invalid) == (expected.rows, expected.missing, expected.invalid)
+    assert got.invalid_examples == expected.invalid_examples
+    finite = numeric_column_of_sorted(np.sort(np.array([3.0, 1.0])))
+    assert (finite.values.tolist(), finite.missing, finite.invalid, finite.invalid_examples) == (
+        [1.0, 3.0],
+        0,
+        0,
+        [],
+    )

@@ -309,3 +309,24 @@ def test_a_batch_smaller_than_min_labeled_rows_publishes_no_estimate(binary):
     _, _, measured = scored(binary["model_dir"], churn_frame(29, seed=6).drop(columns="churned"))
     assert "MinLabeledRows=30" in measured.estimation["skipped"]
     assert not measured.estimated
+
+
+@pytest.mark.parametrize("block", [1, 7, 1_000_000])
+def test_expected_roc_auc_a_block_at_a_time_is_the_trapezoids_over_every_threshold(block, monkeypatch):
+    import modelwatch.estimation as estimation
+
+    rng = np.random.default_rng(block)
+    raw = np.round(rng.random(2000), 2)  # many ties, some straddling blocks
+    x, y = np.array([0.0, 0.3, 0.6, 1.0]), np.array([0.05, 0.2, 0.7, 0.9])
+    calibrated = np.interp(raw, x, y)
+    # Straightforward: at each distinct threshold t, rows >= t are predicted positive.
+    thresholds = np.unique(calibrated)[::-1]
+    true_positives = np.array([calibrated[calibrated >= t].sum() for t in thresholds])
+    false_positives = np.array([(1 - calibrated[calibrated >= t]).sum() for t in thresholds])
+    expected = np.trapezoid(
+        np.r_[0.0, true_positives / calibrated.sum()], np.r_[0.0, false_positives / (1 - calibrated).sum()]
+    )
+    monkeypatch.setattr(estimation, "AUC_BLOCK_ROWS", block)
+    got = estimation.expected_roc_auc_of_sorted(np.sort(raw), lambda values: np.interp(values, x, y))
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert estimation.expected_roc_auc(calibrated) == pytest.approx(expected, abs=1e-12)

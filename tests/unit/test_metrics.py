@@ -121,3 +121,48 @@ def test_precision_recall_f1_from_counts_are_scikit_learns_in_odd_batches(seed):
         expected = function(y_true, y_pred, zero_division=0, **averaging)
         assert got[name].value == pytest.approx(expected, abs=1e-12), (name, list(y_true), list(y_pred))
     assert got["Accuracy"].value == pytest.approx(skm.accuracy_score(y_true, y_pred), abs=1e-15)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_classification_totals_fed_in_chunks_are_scikit_learns_over_the_whole(classes, monkeypatch):
+    import modelwatch.metrics as metrics
+
+    rng = np.random.default_rng(classes)
+    rows = 5003
+    y_true = rng.integers(0, classes, rows)
+    probabilities = rng.dirichlet(np.ones(classes), rows).round(2)  # ties for ROC AUC
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    y_pred = np.where(rng.random(rows) < 0.8, y_true, rng.integers(0, classes, rows))
+    if classes == 3:
+        y_pred[[5, 4000]] = -1  # a prediction that is none of the classes
+    monkeypatch.setattr(metrics, "AUC_BLOCK_ROWS", 97)
+    totals = metrics.ClassificationTotals(classes, positive_code=1)
+    for start in range(0, rows, 1000):
+        stop = start + 1000
+        totals.add(y_true[start:stop], y_pred[start:stop], probabilities[start:stop])
+    scores = None
+    if classes == 2:
+        scores = (np.sort(probabilities[y_true == 1, 1]), np.sort(probabilities[y_true != 1, 1]))
+    got = metrics.classification_metrics_of_totals(totals, scores)
+    # Multiclass: the macro average over the classes present (a prediction that is no
+    # class counts as wrong, and is not a class of the average).
+    average = (
+        {"average": "binary", "pos_label": 1}
+        if classes == 2
+        else {"average": "macro", "labels": np.union1d(y_true, y_pred[y_pred >= 0])}
+    )
+    expected = {
+        "Accuracy": skm.accuracy_score(y_true, y_pred),
+        "ErrorRate": 1 - skm.accuracy_score(y_true, y_pred),
+        "Precision": skm.precision_score(y_true, y_pred, zero_division=0, **average),
+        "Recall": skm.recall_score(y_true, y_pred, zero_division=0, **average),
+        "F1": skm.f1_score(y_true, y_pred, zero_division=0, **average),
+        "LogLoss": skm.log_loss(y_true, probabilities, labels=list(range(classes))),
+    }
+    if classes == 2:
+        expected["ROCAUC"] = skm.roc_auc_score(y_true, probabilities[:, 1])
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name].value == pytest.approx(value, abs=1e-12), name
+    right = int(np.sum(y_true == y_pred))
+    assert (got["Accuracy"].row_sum, got["Accuracy"].rows) == (right, rows)

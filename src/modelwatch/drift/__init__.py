@@ -6,13 +6,27 @@ chi-square) and ``columns`` reads a column the same way for both.
 """
 
 from modelwatch.drift.baseline import build_drift_baseline
-from modelwatch.drift.comparison import MIN_ROWS, DriftColumns, DriftResult, compare_drift, compute_drift
+from modelwatch.drift.columns import CategoricalSummary, categorical_column, numeric_column_of_sorted
+from modelwatch.drift.comparison import (
+    MIN_ROWS,
+    DriftColumns,
+    DriftResult,
+    PredictionColumns,
+    compare_drift,
+    compare_predictions,
+    compute_drift,
+)
 
 __all__ = [
     "MIN_ROWS",
+    "CategoricalSummary",
     "DriftColumns",
     "DriftResult",
+    "PredictionColumns",
     "build_drift_baseline",
+    "categorical_column",
     "compare_drift",
+    "compare_predictions",
     "compute_drift",
+    "numeric_column_of_sorted",
 ]

@@ -71,7 +71,7 @@ def _numeric_baseline(column: NumericColumn, bins: int) -> dict[str, Any]:
 def _categorical_baseline(
     column: CategoricalColumn, fixed_categories: list[str] | None = None
 ) -> dict[str, Any]:
-    counts = np.bincount(column.codes[column.codes >= 0], minlength=len(column.keys))
+    counts = column.counts()
     count = int(counts.sum())
     by_key = dict(zip(column.keys, counts.tolist(), strict=True))
     if fixed_categories is None:

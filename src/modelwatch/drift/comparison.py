@@ -176,9 +176,9 @@ def _compare_categorical(column: CategoricalColumn, baseline: dict[str, Any]) ->
     for key in baseline["other_categories"]:
         bucket_of[key] = other_bucket
     key_bucket = np.array([bucket_of.get(key, unseen_bucket) for key in column.keys], dtype=np.int64)
-    present = column.codes[column.codes >= 0]
-    counts = np.bincount(key_bucket[present], minlength=unseen_bucket + 1)
-    count = int(present.size)
+    counts = np.zeros(unseen_bucket + 1, dtype=np.int64)
+    np.add.at(counts, key_bucket, column.counts())
+    count = int(counts.sum())
     detail: dict[str, Any] = {
         "type": "categorical",
         "test": "chi_square",
@@ -297,25 +297,50 @@ def _p_values(detail: dict[str, Any]) -> list[float]:
     return [p for p in (detail["p_value"], detail["missing_p_value"]) if p is not None]
 
 
-def _compare_predictions(
+@dataclass
+class PredictionColumns:
+    """A batch's predictions, read as the prediction baseline's parts are: the labels as
+    categories, the values as numbers, the positive-class probability as numbers (each
+    None when that part is not compared)."""
+
+    classes: CategoricalColumn | None = None
+    values: NumericColumn | None = None
+    positive_probability: NumericColumn | None = None
+
+
+def prediction_columns(
     metadata: ModelMetadata,
-    predictions: np.ndarray,
+    predictions: np.ndarray | None,
     probabilities: np.ndarray | None,
     baseline: dict[str, Any],
-    threshold: float,
+) -> PredictionColumns:
+    """The parts of whole predictions (labels or values, one per row) the baseline compares."""
+    # None (no predictions to compare) reads as an empty column: no PSI, no test.
+    prediction_series = pd.Series(np.asarray(predictions if predictions is not None else []).ravel())
+    columns = PredictionColumns()
+    if "classes" in baseline:
+        columns.classes = categorical_column(prediction_series)
+    if "values" in baseline:
+        columns.values = numeric_column(prediction_series)
+    positive = metadata.positive_index
+    if "positive_probability" in baseline and probabilities is not None and positive is not None:
+        columns.positive_probability = numeric_column(pd.Series(np.asarray(probabilities)[:, positive]))
+    return columns
+
+
+def compare_predictions(
+    columns: PredictionColumns, baseline: dict[str, Any], threshold: float
 ) -> dict[str, Any]:
     """Prediction drift; its basis is the positive-class probability when both sides have it."""
     parts: dict[str, Any] = {}
-    # None (no predictions to compare) reads as an empty column: no PSI, no test.
-    prediction_series = pd.Series(np.asarray(predictions if predictions is not None else []).ravel())
-    if "classes" in baseline:
-        parts["classes"] = _compare_categorical(categorical_column(prediction_series), baseline["classes"])
-    if "values" in baseline:
-        parts["values"] = _compare_numeric(numeric_column(prediction_series), baseline["values"])
-    positive = metadata.positive_index
-    if "positive_probability" in baseline and probabilities is not None and positive is not None:
-        column = numeric_column(pd.Series(np.asarray(probabilities)[:, positive]))
-        parts["positive_probability"] = _compare_numeric(column, baseline["positive_probability"])
+    if columns.classes is not None:
+        parts["classes"] = _compare_categorical(columns.classes, baseline["classes"])
+    if columns.values is not None:
+        parts["values"] = _compare_numeric(columns.values, baseline["values"])
+    if columns.positive_probability is not None:
+        parts["positive_probability"] = _compare_numeric(
+            columns.positive_probability, baseline["positive_probability"]
+        )
     basis = next((name for name in ("positive_probability", "classes", "values") if name in parts), None)
     summary: dict[str, Any] = {"basis": basis, "psi": None, "p_value": None, "drifted": False}
     if basis is not None:
@@ -390,19 +415,23 @@ def compute_drift(
     """
     columns = DriftColumns(metadata, drift_baseline)
     columns.add(batch)
-    return compare_drift(columns, metadata, predictions, probabilities, drift_baseline, threshold, min_rows)
+    baseline = drift_baseline["prediction"]
+    prediction = compare_predictions(
+        prediction_columns(metadata, predictions, probabilities, baseline), baseline, threshold
+    )
+    return compare_drift(columns, prediction, drift_baseline, threshold, min_rows)
 
 
 def compare_drift(
     columns: DriftColumns,
-    metadata: ModelMetadata,
-    predictions: np.ndarray,
-    probabilities: np.ndarray | None,
+    prediction: dict[str, Any],
     drift_baseline: dict[str, Any],
     threshold: float,
     min_rows: int = MIN_ROWS,
 ) -> DriftResult:
-    """compute_drift on a batch's columns summarised by DriftColumns (whole or in chunks)."""
+    """compute_drift on a batch's columns summarised by DriftColumns (whole or in chunks),
+    with its prediction drift (compare_predictions, done first by a batch read in chunks
+    so that its predictions are not in memory during the features' comparison)."""
     rows = columns.rows
     details: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
@@ -430,10 +459,6 @@ def compare_drift(
             and detail["p_value_adjusted"] < SIGNIFICANCE_LEVEL
         )
     details.sort(key=lambda detail: (detail["psi"] is None, -(detail["psi"] or 0.0), detail["name"]))
-
-    prediction = _compare_predictions(
-        metadata, predictions, probabilities, drift_baseline["prediction"], threshold
-    )
 
     enough_rows = rows >= min_rows
     metrics: dict[str, float] = {}
