@@ -32,10 +32,12 @@ import pandas as pd
 
 from modelwatch.publishing import NEWEST_ACCEPTED, cloudwatch_accepts
 
-# CloudWatch's evaluation range: an alarm of N periods retrieves N + 2 of them (README
-# "Alarms"; modelwatch.local.alarms), so a datapoint stamped earlier than that before the
-# batch is processed is never evaluated.
+# CloudWatch's evaluation range: an alarm of N periods reads N + 2 of them, but no further
+# back than a day (or N periods, if those are longer); modelwatch.local.alarms evaluates
+# the same range (DEFAULT_EXTRA_RANGE_PERIODS, which says where it comes from). A datapoint
+# stamped earlier than that before the batch is processed is never evaluated.
 EXTRA_EVALUATED_PERIODS = 2
+MAX_EVALUATED_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -158,21 +160,31 @@ def _ahead_note(scan: TimestampScan) -> str:
     )
 
 
+def evaluated_periods(alarm_period_seconds: int, evaluation_periods: int) -> int:
+    """How many periods back from now the quality, estimate and drift alarms read datapoints."""
+    within_a_day = max(evaluation_periods, MAX_EVALUATED_SECONDS // alarm_period_seconds)
+    return min(evaluation_periods + EXTRA_EVALUATED_PERIODS, within_a_day)
+
+
 def alarm_lookback(alarm_period_seconds: int, evaluation_periods: int) -> timedelta:
-    """How far back from now the quality, estimate and drift alarms evaluate datapoints."""
-    return timedelta(seconds=(evaluation_periods + EXTRA_EVALUATED_PERIODS) * alarm_period_seconds)
+    """How far back from now the quality, estimate and drift alarms read datapoints."""
+    return timedelta(
+        seconds=evaluated_periods(alarm_period_seconds, evaluation_periods) * alarm_period_seconds
+    )
 
 
 def lag_note(
     event_time: EventTime, lag: timedelta, alarm_period_seconds: int, evaluation_periods: int
 ) -> str:
     """The report's note for a batch stamped earlier than the alarms look back (``lag`` beyond it)."""
-    lookback = alarm_lookback(alarm_period_seconds, evaluation_periods)
+    periods = evaluated_periods(alarm_period_seconds, evaluation_periods)
     return (
         f"the event time {event_time.moment.isoformat()} (from {event_time.source}) is "
         f"{_hours(lag)} before this batch was processed, more than the alarms look back over "
-        f"((EvaluationPeriods {evaluation_periods} + {EXTRA_EVALUATED_PERIODS}) x AlarmPeriodSeconds "
-        f"{alarm_period_seconds} s = {_hours(lookback)}): its datapoints are outside the alarms' window, "
+        f"({periods} periods of AlarmPeriodSeconds {alarm_period_seconds} s = "
+        f"{_hours(alarm_lookback(alarm_period_seconds, evaluation_periods))}: EvaluationPeriods "
+        f"{evaluation_periods} + {EXTRA_EVALUATED_PERIODS}, within a day): its datapoints are outside "
+        "the alarms' window, "
         "so QualityAlarm, EstimatedQualityAlarm and DriftAlarm never evaluate this batch, while "
         "StalenessAlarm counts it as processed (EventTimeLagSeconds, published now, is what "
         "EventTimeLagAlarm watches). Likely causes: times in the timestamp column or batch-time written "

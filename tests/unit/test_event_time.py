@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 
 from modelwatch.event_time import TimestampScan, alarm_lookback, event_time_of
+from modelwatch.local.alarms import AlarmDefinition
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 UPLOADED = NOW - timedelta(minutes=1)
@@ -50,7 +52,28 @@ def test_batch_time_metadata_wins_over_the_column_without_a_note_on_it():
     assert event_time.source == "batch-time metadata" and event_time.notes == []
 
 
-def test_the_alarms_look_back_over_their_periods_and_two_more():
-    # CloudWatch's evaluation range: EvaluationPeriods 3 of an hour reads 5 hours.
-    assert alarm_lookback(3600, 3) == timedelta(hours=5)
-    assert alarm_lookback(300, 1) == timedelta(minutes=15)
+@pytest.mark.parametrize(
+    ("period", "periods", "lookback"),
+    [
+        (3600, 3, timedelta(hours=5)),  # the defaults: 3 + 2 periods of an hour
+        (300, 1, timedelta(minutes=15)),
+        (28800, 3, timedelta(hours=24)),  # 5 periods of 8 h would reach back past a day
+        (43200, 2, timedelta(hours=24)),
+        (86400, 1, timedelta(hours=24)),  # never less than the alarm's own periods
+    ],
+)
+def test_the_alarms_look_back_over_their_periods_and_two_more_within_a_day(period, periods, lookback):
+    assert alarm_lookback(period, periods) == lookback
+    # as the local alarm evaluator reads its range (CloudWatch's, modelwatch.local.alarms)
+    alarm = AlarmDefinition(
+        name="a",
+        namespace="n",
+        metric_name="m",
+        dimensions=(),
+        statistic="Minimum",
+        period_seconds=period,
+        evaluation_periods=periods,
+        threshold=1.0,
+        comparison_operator="GreaterThanThreshold",
+    )
+    assert alarm.evaluation_range_periods * period == lookback.total_seconds()
