@@ -94,6 +94,10 @@ class MonitorConfig:
     quality_metric: str = ""
     quality_threshold: float | None = None
     quality_comparison: str = ""
+    # The quality, estimate and drift alarms' period and number of periods: how far back they
+    # look (modelwatch.event_time.alarm_lookback), for the note on a batch stamped earlier.
+    alarm_period_seconds: int = 3600
+    evaluation_periods: int = 3
 
     @property
     def max_batch_bytes(self) -> int:
@@ -115,6 +119,8 @@ class MonitorConfig:
             quality_metric=env.get("QUALITY_METRIC", ""),
             quality_threshold=_optional_number("QUALITY_THRESHOLD", env),
             quality_comparison=env.get("QUALITY_COMPARISON", ""),
+            alarm_period_seconds=int_setting("ALARM_PERIOD_SECONDS", 3600, minimum=60, environ=env),
+            evaluation_periods=int_setting("EVALUATION_PERIODS", 3, minimum=1, environ=env),
         )
 
 

@@ -5,17 +5,39 @@ timestamp column, else the upload time. A batch whose event time CloudWatch woul
 refuse (over two weeks old, over two hours ahead) is a backfill: it is scored and
 reported, but publishes nothing, so it never moves a live alarm (falling back to the
 upload time would put a 2018 batch's error into this hour and clear StalenessAlarm).
+
+Values of the timestamp column further ahead of the processing time than CloudWatch
+takes are not the batch's time but placeholders (9999-12-31 for "no end") or clock
+errors: the latest of the others is the event time, and the report says how many were
+left out. Taking the latest value as it is, one such row made the whole batch a
+backfill that published nothing, and StalenessAlarm fired a day later for a feed that
+was arriving all along.
+
+An event time in the past is taken as it is, however far (within the two weeks): it may
+be a deliberate backfill. But the quality, estimate and drift alarms only look back over
+``alarm_lookback``; a batch stamped earlier than that moves none of them, so its report
+says so (``lag_note``) and the monitor publishes EventTimeLagSeconds at the processing
+time, where EventTimeLagAlarm sees it. A time without a UTC offset is read as UTC (its
+zone cannot be known): a local time west of UTC written that way lands hours in the
+past, one of the causes the note names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from modelwatch.publishing import cloudwatch_accepts
+from modelwatch.publishing import NEWEST_ACCEPTED, cloudwatch_accepts
+
+# CloudWatch's evaluation range: an alarm of N periods reads N + 2 of them, but no further
+# back than a day (or N periods, if those are longer); modelwatch.local.alarms evaluates
+# the same range (DEFAULT_EXTRA_RANGE_PERIODS, which says where it comes from). A datapoint
+# stamped earlier than that before the batch is processed is never evaluated.
+EXTRA_EVALUATED_PERIODS = 2
+MAX_EVALUATED_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -41,12 +63,19 @@ def parse_time(value: Any) -> datetime | None:
 
 
 class TimestampScan:
-    """The latest value of the timestamp column, over a batch read whole or a chunk at a time."""
+    """The latest value of the timestamp column, over a batch read whole or a chunk at a time.
 
-    def __init__(self, timestamp_column: str | None):
+    With ``now`` (the processing time), values later than CloudWatch takes (``now`` plus
+    two hours) are counted in ``ahead`` instead: placeholders and clock errors, not the
+    batch's time (module docstring)."""
+
+    def __init__(self, timestamp_column: str | None, now: datetime | None = None):
         self.column = timestamp_column
         self.seen = False  # the batch has the column
         self.latest: datetime | None = None
+        self.horizon = now + NEWEST_ACCEPTED if now is not None else None
+        self.ahead = 0  # values after the horizon, left out
+        self.latest_ahead: datetime | None = None  # the latest of them, for the report
 
     def add(self, frame: pd.DataFrame) -> None:
         if not self.column or self.column not in frame.columns:
@@ -54,6 +83,16 @@ class TimestampScan:
         self.seen = True
         # Value by value: a column may mix ISO 8601 forms and epoch seconds.
         stamps = [stamp for stamp in map(parse_time, frame[self.column].dropna()) if stamp is not None]
+        if self.horizon is not None:
+            horizon = self.horizon
+            ahead = [stamp for stamp in stamps if stamp > horizon]
+            if ahead:
+                self.ahead += len(ahead)
+                latest_ahead = max(ahead)
+                self.latest_ahead = (
+                    latest_ahead if self.latest_ahead is None else max(self.latest_ahead, latest_ahead)
+                )
+                stamps = [stamp for stamp in stamps if stamp <= horizon]
         if stamps:
             latest = max(stamps)
             self.latest = latest if self.latest is None else max(self.latest, latest)
@@ -66,7 +105,7 @@ def resolve_event_time(
     upload_time: datetime,
     now: datetime,
 ) -> EventTime:
-    scan = TimestampScan(timestamp_column)
+    scan = TimestampScan(timestamp_column, now)
     scan.add(frame)
     return event_time_of(scan, batch_time, upload_time, now)
 
@@ -86,9 +125,11 @@ def event_time_of(
                 f"object metadata batch-time {batch_time!r} is not an ISO 8601 time or epoch seconds"
             )
     if candidate is None and scan.seen:
+        if scan.ahead:
+            notes.append(_ahead_note(scan))
         if scan.latest is not None:
             candidate, source = scan.latest, f"latest {timestamp_column!r} value"
-        else:
+        elif not scan.ahead:
             notes.append(
                 f"no value of the timestamp column {timestamp_column!r} is an ISO 8601 time or epoch seconds"
             )
@@ -102,3 +143,59 @@ def event_time_of(
         "so it cannot move a live alarm"
     )
     return EventTime(candidate, source, notes, live=False)
+
+
+def _ahead_note(scan: TimestampScan) -> str:
+    rest = (
+        f"the event time is the latest of the others, {scan.latest.isoformat()}"
+        if scan.latest is not None
+        else "no other value is a time, so the event time is the upload time"
+    )
+    latest = scan.latest_ahead.isoformat() if scan.latest_ahead is not None else ""
+    return (
+        f"{scan.ahead} value(s) of the timestamp column {scan.column!r} (the latest {latest}) are more "
+        "than two hours after this batch was processed, which CloudWatch would refuse: they are not used "
+        f"for the event time (a placeholder such as 9999-12-31 is not when the rows happened), and {rest}. "
+        "Write the rows' real times there, or leave the cells empty"
+    )
+
+
+def evaluated_periods(alarm_period_seconds: int, evaluation_periods: int) -> int:
+    """How many periods back from now the quality, estimate and drift alarms read datapoints."""
+    within_a_day = max(evaluation_periods, MAX_EVALUATED_SECONDS // alarm_period_seconds)
+    return min(evaluation_periods + EXTRA_EVALUATED_PERIODS, within_a_day)
+
+
+def alarm_lookback(alarm_period_seconds: int, evaluation_periods: int) -> timedelta:
+    """How far back from now the quality, estimate and drift alarms read datapoints."""
+    return timedelta(
+        seconds=evaluated_periods(alarm_period_seconds, evaluation_periods) * alarm_period_seconds
+    )
+
+
+def lag_note(
+    event_time: EventTime, lag: timedelta, alarm_period_seconds: int, evaluation_periods: int
+) -> str:
+    """The report's note for a batch stamped earlier than the alarms look back (``lag`` beyond it)."""
+    periods = evaluated_periods(alarm_period_seconds, evaluation_periods)
+    return (
+        f"the event time {event_time.moment.isoformat()} (from {event_time.source}) is "
+        f"{_hours(lag)} before this batch was processed, more than the alarms look back over "
+        f"({periods} periods of AlarmPeriodSeconds {alarm_period_seconds} s = "
+        f"{_hours(alarm_lookback(alarm_period_seconds, evaluation_periods))}: EvaluationPeriods "
+        f"{evaluation_periods} + {EXTRA_EVALUATED_PERIODS}, within a day): its datapoints are outside "
+        "the alarms' window, "
+        "so QualityAlarm, EstimatedQualityAlarm and DriftAlarm never evaluate this batch, while "
+        "StalenessAlarm counts it as processed (EventTimeLagSeconds, published now, is what "
+        "EventTimeLagAlarm watches). Likely causes: times in the timestamp column or batch-time written "
+        "in local time without a UTC offset (read as UTC, so a zone west of UTC lands hours in the "
+        "past), a business date instead of when the rows happened, or a feed delivered that late. "
+        "Fix: write times with their offset (2026-12-01T09:00:00-08:00) or in UTC and set batch-time "
+        "to when the rows were scored; for a feed that is always this late, deliver it sooner or "
+        "raise AlarmPeriodSeconds x EvaluationPeriods to cover the delay. A one-off backfill can "
+        "ignore this note"
+    )
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:.1f} h"

@@ -59,7 +59,7 @@ from modelwatch.actuals import RequestStats, fetch_actuals
 from modelwatch.batch_files import CHUNK_ROWS, detect_format, read_batch_chunks
 from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
-from modelwatch.event_time import EventTime, TimestampScan, event_time_of
+from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
 from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim
 from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
 from modelwatch.model_bundle import ModelBundle
@@ -67,6 +67,8 @@ from modelwatch.prediction_log import PredictionLog
 from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
 from modelwatch.publishing import (
     EVENT_TIME_CLOCK,
+    EVENT_TIME_LAG_METRIC,
+    PROCESSING_TIME_METRICS,
     cloudwatch_accepts,
     metric_data,
     model_version_datum,
@@ -456,11 +458,21 @@ class BatchMonitor:
             if "BatchesProcessed" in report.published
             else []
         )
+        # The lag is stamped when the batch was processed, not with its event time: it is what
+        # tells that the other datapoints landed where the alarms no longer look.
+        at_processing = {
+            name: value for name, value in report.published.items() if name in PROCESSING_TIME_METRICS
+        }
         try:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
-                metric_data(report.published, self.model.name, event_time)
+                metric_data(
+                    {name: value for name, value in report.published.items() if name not in at_processing},
+                    self.model.name,
+                    event_time,
+                )
+                + metric_data(at_processing, self.model.name, datetime.fromisoformat(report.processed_at))
                 # The same row-additive quality metrics in the by-event-time series, which
                 # the label join adds to at the batch's event time.
                 + metric_data(
@@ -534,7 +546,7 @@ class BatchMonitor:
         measures = BatchMeasures(self.scorer)
         totals = RowTotals(metadata)
         seen_ids = SeenIds()
-        timestamps = TimestampScan(metadata.timestamp_column)
+        timestamps = TimestampScan(metadata.timestamp_column, now)
         stats = RequestStats()
         columns: list[str] = []
         seen_columns: set[str] = set()
@@ -620,6 +632,7 @@ class BatchMonitor:
     ) -> BatchReport:
         rows_scored = measured.rows_scored
         notes = list(event_time.notes)
+        processed_at = self.clock()
         if self.config.model_name and self.config.model_name != self.bundle.metadata.name:
             notes.append(
                 f"metrics are published as ModelName={self.config.model_name!r} (the template's ModelName); "
@@ -631,11 +644,19 @@ class BatchMonitor:
             published["ChampionMismatch"] = MetricValue(1.0 if mismatch else 0.0)
             if mismatch:
                 notes.append(mismatch)
+        if event_time.live:
+            lag = processed_at - event_time.moment
+            published[EVENT_TIME_LAG_METRIC] = MetricValue(lag.total_seconds())
+            config = self.config
+            if lag > alarm_lookback(config.alarm_period_seconds, config.evaluation_periods):
+                notes.append(
+                    lag_note(event_time, lag, config.alarm_period_seconds, config.evaluation_periods)
+                )
         return BatchReport(
             status="ok",
             batch=batch,
             model=self.model,
-            processed_at=self.clock().isoformat(),
+            processed_at=processed_at.isoformat(),
             event_time=event_time.moment.isoformat(),
             uploaded_at="",
             # A backfill too old (or too far ahead) for CloudWatch publishes nothing.

@@ -19,6 +19,11 @@ EVENT_TIME_CLOCK = "EventTime"
 # minutes' margin covers the time between this check and the PutMetricData call.
 OLDEST_ACCEPTED = timedelta(days=14) - timedelta(minutes=5)
 NEWEST_ACCEPTED = timedelta(hours=2) - timedelta(minutes=5)
+# Processing time minus the batch's event time, stamped at the processing time (not the
+# event time like the batch's other metrics): EventTimeLagAlarm's metric.
+EVENT_TIME_LAG_METRIC = "EventTimeLagSeconds"
+PROCESSING_TIME_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
+SECONDS_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
 COUNT_METRICS = frozenset(
     {
         "RowsScored",
@@ -56,7 +61,7 @@ def metric_data(
             "MetricName": name,
             "Dimensions": dimensions,
             "Timestamp": timestamp,
-            "Unit": "Count" if name in COUNT_METRICS else "None",
+            "Unit": "Count" if name in COUNT_METRICS else "Seconds" if name in SECONDS_METRICS else "None",
         }
         if metric.per_row and metric.rows:
             datum["StatisticValues"] = {
