@@ -67,7 +67,8 @@ validate: $(STAMP)
 # The sample model only when the model layer has none: `make model` alone would also
 # replace a model someone packaged there whenever the sample's inputs are newer.
 # Metrics and alarms use the template's ModelName, not the name in the model's
-# metadata.json, so `model check` fails the build when the two differ.
+# metadata.json, so `model check` fails the build when the two differ (and when the model
+# can never publish the QualityMetric QualityAlarm watches).
 build: $(STAMP)
 	@if [ -z "$$MODEL_ARTIFACT_DIR" ] && [ ! -f layers/model/artifact/metadata.json ]; then \
 		echo "layers/model/artifact holds no model: training the sample churn model into it"; \

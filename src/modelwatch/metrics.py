@@ -21,6 +21,42 @@ PER_ROW_METRICS = frozenset({"ErrorRate", "Accuracy", "MAE", "MSE", "MAPE", "Mea
 QUALITY_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # The quality metrics a late label adds to row by row (modelwatch.label_join).
 ROW_ADDITIVE_METRICS = ("ErrorRate", "Accuracy", "MAE", "MSE", "MAPE", "MeanError")
+# The metrics that need the class probabilities (predict_proba), and of those the one
+# published for binary classifiers only (classification_metrics_of_codes).
+PROBABILITY_METRICS = ("ROCAUC", "LogLoss")
+BINARY_ONLY_METRICS = ("ROCAUC",)
+
+
+def publishable_metrics(task: str, class_count: int, has_probabilities: bool) -> tuple[str, ...]:
+    """The quality metrics a model of this kind publishes (given enough labeled rows).
+
+    QualityAlarm watches one of them by name; any other never gets a datapoint, and with
+    TreatMissingData ignore the alarm would stay OK whatever the model does.
+    """
+    if task == "regression":
+        return REGRESSION_METRICS
+    return tuple(
+        name
+        for name in CLASSIFICATION_METRICS
+        if (has_probabilities or name not in PROBABILITY_METRICS)
+        and (class_count == 2 or name not in BINARY_ONLY_METRICS)
+    )
+
+
+def why_unpublishable(metric: str, task: str, class_count: int, has_probabilities: bool) -> str | None:
+    """Why a model of this kind never publishes ``metric``; None when it does."""
+    if metric in publishable_metrics(task, class_count, has_probabilities):
+        return None
+    if metric not in QUALITY_METRICS:
+        known = ", ".join(QUALITY_METRICS)
+        return f"{metric} is not a quality metric modelwatch computes (those are {known})"
+    if task == "regression":
+        return f"{metric} is a classification metric and the model is a regressor"
+    if metric in REGRESSION_METRICS:
+        return f"{metric} is a regression metric and the model is a classifier"
+    if not has_probabilities:
+        return f"{metric} needs class probabilities and the model has no predict_proba"
+    return f"{metric} is published for binary classifiers only and the model has {class_count} classes"
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,13 @@ from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
 from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim
-from modelwatch.metrics import ROW_ADDITIVE_METRICS, MetricValue, plain_values
+from modelwatch.metrics import (
+    ROW_ADDITIVE_METRICS,
+    MetricValue,
+    plain_values,
+    publishable_metrics,
+    why_unpublishable,
+)
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.prediction_log import PredictionLog
 from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
@@ -639,6 +645,17 @@ class BatchMonitor:
                 f"the model calls itself {self.bundle.metadata.name!r} in metadata.json"
             )
         published = dict(measured.published)
+        unavailable = self._quality_metric_unavailable() + measured.unavailable
+        # Every scored batch says how many watched signals it could not give, 0 included, so
+        # SignalsUnavailableAlarm has data and returns to OK once they are back.
+        published["SignalsUnavailable"] = MetricValue(float(len(unavailable)))
+        if unavailable:
+            # The count only: an exception's text in a note may quote cell values (personal data).
+            logger.error(
+                "signals the alarms watch are unavailable; the report's notes say which and why",
+                extra={"signals_unavailable": len(unavailable)},
+            )
+        notes.extend(f"SignalsUnavailable: {note}" for note in unavailable)
         mismatch = self._champion_mismatch(batch.bucket)
         if mismatch is not None:
             published["ChampionMismatch"] = MetricValue(1.0 if mismatch else 0.0)
@@ -682,6 +699,22 @@ class BatchMonitor:
                 reference=self._reference(),
             ),
         )
+
+    def _quality_metric_unavailable(self) -> list[str]:
+        """The note when QualityAlarm's metric is one this model never publishes: the alarm
+        would stay in its state forever (`modelwatch model check` refuses it before a deploy)."""
+        metric = self.config.quality_metric
+        metadata = self.bundle.metadata
+        kind = (metadata.task, len(metadata.classes), self.bundle.has_probabilities)
+        problem = why_unpublishable(metric, *kind) if metric else None
+        if problem is None:
+            return []
+        return [
+            f"QualityMetric {metric!r} (QualityAlarm) is never published for this model: {problem}. "
+            "QualityAlarm keeps its last state whatever the model does. Fix: deploy with a QualityMetric "
+            f"this model publishes ({', '.join(publishable_metrics(*kind))}) and a QualityThreshold and "
+            "QualityComparison to suit; `modelwatch model check` checks it before a deploy"
+        ]
 
     def _champion_mismatch(self, bucket: str) -> str | None:
         """None before any promotion (nothing to compare); "" when the loaded model is the

@@ -53,6 +53,9 @@ class Measurement:
     # Per scored row: the model's class (or a float), None if unlabeled (Scorer.measure only;
     # a batch read in chunks gets each chunk's from BatchMeasures.add).
     actual_values: list[Any] = field(default_factory=list)
+    # The signals this model should give that this batch could not compute, for a reason
+    # other than too few rows (Scorer.unavailable_signals): a note each, why and the fix.
+    unavailable: list[str] = field(default_factory=list)
 
 
 def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Predictions:
@@ -149,6 +152,54 @@ class Scorer:
         """Class indices of predicted labels, as classification_metrics finds them (-1: no class)."""
         index = pd.Index(list(self.bundle.metadata.classes), dtype=object)
         return index.get_indexer(np.asarray(labels, dtype=object)).astype(np.int16)
+
+    def unavailable_signals(
+        self, estimate: Estimate, drift_report: Mapping[str, Any], rows: int
+    ) -> list[str]:
+        """A note for each of drift and the estimate that this model should give but this
+        batch has not, for a reason other than too few rows.
+
+        Their alarms treat missing data as "keep the state": without a count of what went
+        missing (SignalsUnavailable), a monitor whose baseline or calibration is gone, or whose
+        computation raises on every batch, looks as healthy as one that works.
+        """
+        notes = []
+        if "skipped" in drift_report or "error" in drift_report:  # Scorer._drift's two failures
+            if "skipped" in drift_report:
+                problem = "the model directory's baseline.json is missing or has no drift section"
+                fix = (
+                    "re-package the model (`modelwatch model build` or `modelwatch model package` "
+                    "write baseline.json with the drift reference) and deploy the new model layer"
+                )
+            else:
+                problem = drift_report["error"]
+                fix = (
+                    "the function's log has the traceback; if baseline.json does not fit the model, "
+                    "re-package the model (`modelwatch model build` or `modelwatch model package`) "
+                    "and deploy the new model layer"
+                )
+            notes.append(
+                "drift (DriftScore, DriftedFeatures, PredictionDrift; DriftAlarm) was not computed: "
+                f"{problem}. DriftAlarm keeps its last state without them. Fix: {fix}"
+            )
+        # Expected of a classifier with probabilities; regressors and classifiers without
+        # predict_proba never have one (the report says why), so theirs is not missing.
+        if self.bundle.has_probabilities:
+            missing: str | None = None
+            if self.estimator is None:  # calibration.json missing or unusable
+                missing = self.no_estimate
+            elif "skipped" in estimate.report and rows >= self.min_labeled_rows:
+                # Enough rows, yet no estimate: it raised, or the predictions did not fit it.
+                missing = estimate.report["skipped"]
+            if missing:
+                notes.append(
+                    "the performance estimate (Estimated* metrics; EstimatedQualityAlarm) was not "
+                    f"computed: {missing}. EstimatedQualityAlarm keeps its last state without it. Fix: "
+                    "re-package the model (`modelwatch model build` or `modelwatch model package` write "
+                    "calibration.json) and deploy the new model layer; if it persists, the function's "
+                    "log has the traceback"
+                )
+        return notes
 
     def _unknown_labels(self, unknown: set[str]) -> list[dict[str, Any]]:
         if not unknown:
@@ -405,6 +456,7 @@ class BatchMeasures:
             drift=drift_report,
             findings=list(findings) + drift_findings + scorer._unknown_labels(self.unknown),
             rows_scored=rows_scored,
+            unavailable=scorer.unavailable_signals(estimate, drift_report, rows_scored),
         )
 
     def _skipped_estimate(self) -> Estimate | None:

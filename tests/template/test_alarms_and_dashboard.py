@@ -28,6 +28,9 @@ REQUIRED_ALARMS = {
     "BatchMonitorErrorsAlarm",
     "ActualsLoaderErrorsAlarm",
     "DeadLetterQueueAlarm",
+    # The watched signals a batch could not compute: without it the three above that keep
+    # their state on missing data look healthy over a monitor that stopped measuring.
+    "SignalsUnavailableAlarm",
 }
 # The fields a single-metric alarm needs for the local evaluator and the notifier.
 SIMPLE_ALARM_FIELDS = (
@@ -121,6 +124,20 @@ def test_staleness_alarm_fires_on_silence_and_only_on_silence(template):
     assert alarm.treat_missing_data == "breaching"
     # One processed batch is one datapoint: any batch in the period keeps it OK.
     assert alarm.statistic in ("SampleCount", "Sum") and not alarm.breaches(1.0) and alarm.breaches(0.0)
+
+
+def test_signals_unavailable_alarm_fires_on_one_lost_signal_and_clears_on_zero(template):
+    alarm = AlarmDefinition.from_cloudformation(
+        Resolver(template).resolve(template["Resources"]["SignalsUnavailableAlarm"]["Properties"])
+    )
+    assert (alarm.metric_name, alarm.statistic, alarm.evaluation_periods) == (
+        "SignalsUnavailable",
+        "Maximum",
+        1,
+    )
+    assert alarm.breaches(1.0) and alarm.breaches(2.0) and not alarm.breaches(0.0)
+    # Every scored batch publishes it, 0 included: a period without batches is not a problem here.
+    assert alarm.treat_missing_data == "notBreaching"
 
 
 # ---------------------------------------------------------------------------- dashboard

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from modelwatch.metrics import PER_ROW_METRICS, classification_metrics, regression_metrics
+from modelwatch.metrics import (
+    PER_ROW_METRICS,
+    QUALITY_METRICS,
+    classification_metrics,
+    publishable_metrics,
+    regression_metrics,
+    why_unpublishable,
+)
 
 
 def test_binary_classification_metrics_equal_scikit_learn():
@@ -166,3 +173,36 @@ def test_classification_totals_fed_in_chunks_are_scikit_learns_over_the_whole(cl
         assert got[name].value == pytest.approx(value, abs=1e-12), name
     right = int(np.sum(y_true == y_pred))
     assert (got["Accuracy"].row_sum, got["Accuracy"].rows) == (right, rows)
+
+
+@pytest.mark.parametrize(
+    ("classes", "with_probabilities"),
+    [([0, 1], True), ([0, 1], False), (["a", "b", "c"], True), (["a", "b", "c"], False)],
+    ids=["binary", "binary-without-proba", "multiclass", "multiclass-without-proba"],
+)
+def test_publishable_metrics_are_the_ones_a_classifier_computes(classes, with_probabilities):
+    # What model check and SignalsUnavailable say a model publishes is what the computation
+    # gives on a batch with every class present: neither list can drift from the other.
+    rng = np.random.default_rng(5)
+    y_true = np.array(classes * 40, dtype=object)
+    y_pred = rng.permutation(y_true)
+    probabilities = rng.dirichlet(np.ones(len(classes)), len(y_true)) if with_probabilities else None
+    computed = classification_metrics(y_true, y_pred, probabilities, classes, positive_label=classes[-1])
+
+    publishable = publishable_metrics("classification", len(classes), with_probabilities)
+
+    assert set(publishable) == set(computed)
+    for name in QUALITY_METRICS:
+        reason = why_unpublishable(name, "classification", len(classes), with_probabilities)
+        assert (reason is None) == (name in computed), name
+
+
+def test_publishable_metrics_are_the_ones_a_regressor_computes():
+    rng = np.random.default_rng(6)
+    y_true = rng.normal(10, 2, 50)
+    computed = regression_metrics(y_true, y_true + rng.normal(0, 1, 50))
+
+    assert set(publishable_metrics("regression", 0, False)) == set(computed)
+    assert why_unpublishable("ErrorRate", "regression", 0, False) == (
+        "ErrorRate is a classification metric and the model is a regressor"
+    )

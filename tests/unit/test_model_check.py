@@ -1,4 +1,5 @@
-"""`modelwatch model check`: the model's name against the ModelName `sam deploy` will set.
+"""`modelwatch model check`: the model's name against the ModelName `sam deploy` will set,
+and its kind against the QualityMetric QualityAlarm will watch.
 
 Run against the repository's own template.yaml and samconfig.toml and a real fitted
 classifier written in the model-layer layout.
@@ -12,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from modelwatch.cli.main import main
-from tests.model_fixtures import write_classifier
+from tests.model_fixtures import (
+    write_classifier,
+    write_classifier_without_probabilities,
+    write_multiclass_classifier,
+    write_regressor,
+)
 from tests.template_resources import TEMPLATE_PATH
 
 pytestmark = pytest.mark.unit
@@ -81,8 +87,8 @@ def test_the_default_config_file_is_the_samconfig_beside_the_template(tmp_path, 
     "body",
     [
         # what `sam deploy --guided` writes: a string of quoted Key="Value" pairs
-        DEPLOY + 'parameter_overrides = "QualityMetric=\\"F1\\" ModelName=\\"fraud-model\\""\n',
-        DEPLOY + 'parameter_overrides = ["QualityMetric=F1", "ModelName=fraud-model"]\n',
+        DEPLOY + 'parameter_overrides = "QualityMetric=\\"Accuracy\\" ModelName=\\"fraud-model\\""\n',
+        DEPLOY + 'parameter_overrides = ["QualityMetric=Accuracy", "ModelName=fraud-model"]\n',
         GLOBAL + 'parameter_overrides = "ParameterKey=ModelName,ParameterValue=fraud-model"\n',
         # the deploy table wins over the global one
         GLOBAL
@@ -145,3 +151,104 @@ def test_a_template_without_a_model_name_default_asks_for_an_override(tmp_path, 
 
     assert code == 2
     assert "gives ModelName no default" in err and "add ModelName=<name> to parameter_overrides" in err
+
+
+# ---------------------------------------------------------------------------- QualityMetric
+
+
+def test_a_regressor_with_the_default_error_rate_is_refused_naming_what_it_publishes(tmp_path, capsys):
+    # Given a regressor named as the template deploys it, and the template's default
+    # QualityMetric (ErrorRate, a classification metric)
+    model_dir = tmp_path / "model"
+    write_regressor(model_dir, name=TEMPLATE_DEFAULT_NAME)
+
+    # When the check runs, then it refuses: the alarm would never get a datapoint
+    code, out, err = run_check(capsys, model_dir, config=REPO_SAMCONFIG)
+    assert code == 2 and out == ""
+    assert "QualityMetric 'ErrorRate'" in err and f"the default in {TEMPLATE_PATH}" in err
+    assert "classification metric and the model is a regressor" in err
+    assert "This model publishes: MAE, MSE, RMSE, MAPE, MeanError, R2." in err
+    assert "QualityMetric=<one of those>" in err and "[default.deploy.parameters]" in err
+
+
+@pytest.mark.parametrize(
+    ("write", "metric", "reason", "publishes"),
+    [
+        (
+            write_multiclass_classifier,
+            "ROCAUC",
+            "binary classifiers only and the model has 3 classes",
+            "ErrorRate, Accuracy, Precision, Recall, F1, LogLoss",
+        ),
+        (
+            write_classifier_without_probabilities,
+            "ROCAUC",
+            "needs class probabilities and the model has no predict_proba",
+            "ErrorRate, Accuracy, Precision, Recall, F1",
+        ),
+        (
+            write_classifier_without_probabilities,
+            "LogLoss",
+            "needs class probabilities and the model has no predict_proba",
+            "ErrorRate, Accuracy, Precision, Recall, F1",
+        ),
+        (write_classifier, "MAE", "regression metric and the model is a classifier", "ROCAUC, LogLoss"),
+    ],
+    ids=["multiclass-rocauc", "no-proba-rocauc", "no-proba-logloss", "classifier-mae"],
+)
+def test_a_quality_metric_the_model_never_publishes_is_refused(
+    tmp_path, capsys, write, metric, reason, publishes
+):
+    model_dir = tmp_path / "model"
+    write(model_dir, name="fraud-model")
+    config = samconfig(
+        tmp_path, DEPLOY + f'parameter_overrides = "ModelName=fraud-model QualityMetric={metric}"\n'
+    )
+
+    code, out, err = run_check(capsys, model_dir, config=config)
+
+    assert code == 2 and out == ""
+    assert f"QualityMetric {metric!r} (parameter_overrides in {config})" in err
+    assert reason in err and publishes in err
+
+
+@pytest.mark.parametrize(
+    ("write", "metric", "additive"),
+    [
+        (write_classifier, "F1", "ErrorRate, Accuracy"),
+        (write_classifier, "ROCAUC", "ErrorRate, Accuracy"),
+        (write_multiclass_classifier, "LogLoss", "ErrorRate, Accuracy"),
+        (write_regressor, "RMSE", "MAE, MSE, MAPE, MeanError"),
+        (write_regressor, "R2", "MAE, MSE, MAPE, MeanError"),
+    ],
+)
+def test_a_metric_late_labels_cannot_update_passes_with_a_warning_naming_the_additive_ones(
+    tmp_path, capsys, write, metric, additive
+):
+    model_dir = tmp_path / "model"
+    write(model_dir, name="fraud-model")
+    config = samconfig(
+        tmp_path, DEPLOY + f'parameter_overrides = "ModelName=fraud-model QualityMetric={metric}"\n'
+    )
+
+    code, out, err = run_check(capsys, model_dir, config=config)
+
+    assert code == 0
+    assert f"QualityMetric {metric!r}" in out and "is published by this" in out
+    (warning,) = err.splitlines()
+    assert warning.startswith(f"warning: QualityMetric {metric!r}") and "not row-additive" in warning
+    assert f"the label join updates: {additive} (" in warning
+
+
+@pytest.mark.parametrize(
+    ("write", "metric"),
+    [(write_classifier, "Accuracy"), (write_multiclass_classifier, "ErrorRate"), (write_regressor, "MAE")],
+)
+def test_a_row_additive_metric_the_model_publishes_passes_without_a_warning(tmp_path, capsys, write, metric):
+    model_dir = tmp_path / "model"
+    write(model_dir, name="fraud-model")
+    config = samconfig(
+        tmp_path, DEPLOY + f'parameter_overrides = "ModelName=fraud-model QualityMetric={metric}"\n'
+    )
+
+    assert run_check(capsys, model_dir, config=config)[::2] == (0, "")

@@ -1,9 +1,13 @@
-"""`modelwatch model check`: the packaged model's name against the ModelName the stack deploys.
+"""`modelwatch model check`: the packaged model against the parameters the stack deploys.
 
 The batch monitor publishes every metric, and the alarms watch, under the template's
 ModelName parameter; the name in metadata.json (`model build --name`) is not what
 CloudWatch sees. A mismatch is therefore caught before deployment (`make build` runs
 this), not discovered on a dashboard that shows another model's name.
+
+The same goes for QualityMetric: QualityAlarm watches it by name, and a metric this model
+never publishes (ErrorRate of a regressor, ROCAUC of a multiclass model or of one
+without predict_proba) leaves the alarm without data, OK forever. The check refuses it.
 
 The deployed value is what `sam deploy` would use without command-line overrides:
 samconfig.toml's parameter_overrides (the [<env>.deploy.parameters] table over
@@ -20,9 +24,11 @@ from typing import Any
 
 from modelwatch.errors import ModelBundleError, UserError
 from modelwatch.local.template import load_template
-from modelwatch.model_bundle import load_metadata
+from modelwatch.metrics import ROW_ADDITIVE_METRICS, publishable_metrics, why_unpublishable
+from modelwatch.model_bundle import ModelMetadata, load_estimator, load_metadata
 
 PARAMETER = "ModelName"
+QUALITY_PARAMETER = "QualityMetric"
 
 
 @dataclass(frozen=True)
@@ -86,19 +92,26 @@ def samconfig_overrides(config_file: Path, config_env: str) -> dict[str, str]:
     return overrides
 
 
-def deployed_model_name(template_path: Path, config_file: Path, config_env: str) -> DeployedName:
+def deployed_parameter(
+    parameter: str, template_path: Path, config_file: Path, config_env: str
+) -> DeployedName:
     overrides = samconfig_overrides(config_file, config_env)
-    if PARAMETER in overrides:
-        return DeployedName(overrides[PARAMETER], f"parameter_overrides in {config_file}")
-    declared = (load_template(template_path).get("Parameters") or {}).get(PARAMETER)
+    if parameter in overrides:
+        return DeployedName(overrides[parameter], f"parameter_overrides in {config_file}")
+    declared = (load_template(template_path).get("Parameters") or {}).get(parameter)
     if declared is None:
-        raise UserError(f"{template_path} declares no {PARAMETER} parameter: is it modelwatch's template?")
+        raise UserError(f"{template_path} declares no {parameter} parameter: is it modelwatch's template?")
     if "Default" not in declared:
+        placeholder = "<name>" if parameter == PARAMETER else "<value>"
         raise UserError(
-            f"{template_path} gives {PARAMETER} no default and {config_file} does not set it: "
-            f"add {PARAMETER}=<name> to parameter_overrides in {config_file}"
+            f"{template_path} gives {parameter} no default and {config_file} does not set it: "
+            f"add {parameter}={placeholder} to parameter_overrides in {config_file}"
         )
     return DeployedName(str(declared["Default"]), f"the default in {template_path}")
+
+
+def deployed_model_name(template_path: Path, config_file: Path, config_env: str) -> DeployedName:
+    return deployed_parameter(PARAMETER, template_path, config_file, config_env)
 
 
 def check_model_name(
@@ -128,3 +141,65 @@ def check_model_name(
         f"(sam deploy --guided saves it there; a --parameter-overrides on the sam deploy command "
         "line alone is not seen by this check)."
     )
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    confirmation: str
+    warnings: list[str]
+
+
+def check_quality_metric(
+    model_dir: Path, template_path: Path, config_file: Path, config_env: str = "default"
+) -> MetricCheck:
+    """A confirmation (and warnings) when the model can publish the deployed QualityMetric;
+    a UserError naming the metrics it can publish otherwise."""
+    model_dir = Path(model_dir)
+    try:
+        metadata = load_metadata(model_dir)
+        has_probabilities = _has_probabilities(model_dir, metadata)
+    except ModelBundleError as problem:
+        raise UserError(f"cannot read the model in {model_dir}: {problem}") from None
+    deployed = deployed_parameter(QUALITY_PARAMETER, template_path, config_file, config_env)
+    metric = deployed.value
+    kind = _describe(metadata, has_probabilities)
+    publishable = publishable_metrics(metadata.task, len(metadata.classes), has_probabilities)
+    where = f"[{config_env}.deploy.parameters] in {config_file}"
+    unpublishable = why_unpublishable(metric, metadata.task, len(metadata.classes), has_probabilities)
+    if unpublishable is not None:
+        raise UserError(
+            f"QualityAlarm would watch {QUALITY_PARAMETER} {metric!r} ({deployed.source}), which the model "
+            f"in {model_dir} ({kind}) can never publish: {unpublishable}. The alarm would get no data and "
+            "stay OK whatever the model does.\n"
+            f"This model publishes: {', '.join(publishable)}.\n"
+            f"Fix: deploy with {QUALITY_PARAMETER}=<one of those>, with a QualityThreshold and "
+            "QualityComparison that suit it: add them to parameter_overrides under "
+            f"{where} (a --parameter-overrides on the sam deploy command line alone is not seen by "
+            "this check)."
+        )
+    warnings = []
+    if metric not in ROW_ADDITIVE_METRICS:
+        additive = [name for name in publishable if name in ROW_ADDITIVE_METRICS]
+        warnings.append(
+            f"{QUALITY_PARAMETER} {metric!r} ({deployed.source}) is not row-additive: labels that "
+            "arrive after their batch (the label join) cannot update it, so QualityAlarm gets "
+            f"{metric} only from batches whose labels were in the actuals table when the batch "
+            "was uploaded. If labels usually come later, choose one the label join updates: "
+            f"{', '.join(additive)} (set {QUALITY_PARAMETER} under {where})."
+        )
+    confirmation = f"{QUALITY_PARAMETER} {metric!r} ({deployed.source}) is published by this {kind}"
+    return MetricCheck(confirmation, warnings)
+
+
+def _has_probabilities(model_dir: Path, metadata: ModelMetadata) -> bool:
+    """Whether the batch monitor gets class probabilities from the model (ModelBundle.has_probabilities)."""
+    if metadata.task != "classification":
+        return False
+    return hasattr(load_estimator(model_dir, metadata), "predict_proba")
+
+
+def _describe(metadata: ModelMetadata, has_probabilities: bool) -> str:
+    if metadata.task == "regression":
+        return "regression model"
+    kind = "binary classifier" if len(metadata.classes) == 2 else f"{len(metadata.classes)}-class classifier"
+    return kind + ("" if has_probabilities else " without predict_proba")

@@ -1,5 +1,6 @@
 """`modelwatch model build` and `model package` write a model directory; `model check`
-compares its name with the ModelName the stack deploys; `model retrain` (retrain_commands)
+compares its name with the ModelName the stack deploys, and its kind with the
+QualityMetric QualityAlarm watches; `model retrain` (retrain_commands)
 retrains a challenger on demand.
 
 Only the command-line wiring lives here; the work is in modelwatch.modeling.
@@ -8,6 +9,7 @@ Only the command-line wiring lives here; the work is in modelwatch.modeling.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,10 +98,16 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from modelwatch.cli.model_check import check_model_name
+    from modelwatch.cli.model_check import check_model_name, check_quality_metric
 
     config_file = args.config_file or args.template.parent / "samconfig.toml"
-    print(check_model_name(args.model_dir, args.template, config_file, args.config_env))
+    # Both checks before any output: a refusal is the only thing printed.
+    name = check_model_name(args.model_dir, args.template, config_file, args.config_env)
+    metric = check_quality_metric(args.model_dir, args.template, config_file, args.config_env)
+    print(name)
+    print(metric.confirmation)
+    for warning in metric.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -153,11 +161,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     check = commands.add_parser(
         "check",
-        help="fail when the model's name differs from the ModelName the stack will deploy",
+        help="fail when the model's name differs from the ModelName the stack will deploy, or the "
+        "model can never publish the QualityMetric its alarm watches",
         description="Compare metadata.json's name with the template's ModelName parameter as sam deploy "
         "would set it (samconfig.toml's parameter_overrides, else the template's default). Metrics and "
         "alarms use ModelName, so a different name in the model is a mistake; exit status 2 says how to "
-        "fix it.",
+        "fix it. Likewise QualityMetric: one this model never publishes (a classification metric for a "
+        "regressor, ROCAUC for a multiclass model, ROCAUC or LogLoss without predict_proba) leaves "
+        "QualityAlarm without data; one late labels cannot update gets a warning.",
     )
     check.add_argument(
         "--model-dir",
