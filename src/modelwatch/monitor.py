@@ -56,7 +56,7 @@ import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from modelwatch.actuals import RequestStats, fetch_actuals
-from modelwatch.batch_files import CHUNK_ROWS, detect_format, read_batch_chunks
+from modelwatch.batch_files import CHUNK_ROWS, read_batch_chunks
 from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
@@ -84,7 +84,7 @@ from modelwatch.read_ahead import read_ahead
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import BatchObject, ResultStore, SpooledBatch
 from modelwatch.scoring import BatchMeasures, Measurement, Scorer, predict
-from modelwatch.validation import RowTotals, SeenIds, ValidatedBatch, check_invalid_share, check_rows
+from modelwatch.validation import BatchChecker, ValidatedBatch
 
 logger = logging.getLogger(__name__)
 
@@ -548,32 +548,17 @@ class BatchMonitor:
         """
         metadata = self.bundle.metadata
         key = batch.key
-        required = [metadata.id_column, *metadata.feature_names]
         measures = BatchMeasures(self.scorer)
-        totals = RowTotals(metadata)
-        seen_ids = SeenIds()
+        checker = BatchChecker(metadata, key)
         timestamps = TimestampScan(metadata.timestamp_column, now)
         stats = RequestStats()
-        columns: list[str] = []
-        seen_columns: set[str] = set()
 
         def checked_chunks() -> Iterator[tuple[ValidatedBatch, Mapping[str, Any]]]:
             """Each chunk read, validated and matched with its actuals: run a chunk ahead of
             the model, in a second thread (modelwatch.read_ahead)."""
-            nonlocal columns
             started = time.perf_counter()
             for chunk in read_batch_chunks(spooled.path, key, self.config.max_batch_bytes, self.chunk_rows):
-                frame = chunk.frame
-                columns = [str(column) for column in frame.columns]
-                seen_columns.update(columns)
-                unseen = [name for name in required if name not in seen_columns]
-                if unseen and detect_format(key).kind == "jsonl":
-                    # A JSONL column may first appear further down the file: until then its
-                    # rows have no value, as read_batch reads them; if it never does, the
-                    # batch is rejected after the last chunk.
-                    frame = frame.assign(**dict.fromkeys(unseen, np.nan))
-                checked = check_rows(frame, metadata, key, chunk.first_row, seen_ids)
-                totals.add(checked)
+                checked, frame = checker.check(chunk.frame, chunk.first_row)
                 timestamps.add(frame)
                 del frame, chunk
                 started = watch.add("read_validate", started)
@@ -599,12 +584,8 @@ class BatchMonitor:
                 del checked, actuals, predictions, actual_values
                 watch.lap("write")
             watch.lap("wait_for_read")
-        absent = [name for name in required if name not in seen_columns]
-        if absent:
-            check_rows(pd.DataFrame(columns=columns), metadata, key)  # raises missing_column
-        validated = totals.batch()
-        check_invalid_share(validated, key, self.config.max_invalid_row_percent)
-        if totals.valid == 0:
+        validated = checker.finish(self.config.max_invalid_row_percent)
+        if checker.totals.valid == 0:
             raise BatchRejected(
                 f"no row of {key!r} is valid; see invalid_rows",
                 code="no_valid_rows",

@@ -53,7 +53,7 @@ from modelwatch import drift
 from modelwatch.actuals import fetch_actuals
 from modelwatch.alerts.alarm_message import ALARM, AlarmNotification
 from modelwatch.alerts.announcement import announcement_subject, retrain_announcement
-from modelwatch.batch_files import CHUNK_ROWS, detect_format, read_batch_chunks
+from modelwatch.batch_files import CHUNK_ROWS, read_batch_chunks
 from modelwatch.calibration import fit_calibration
 from modelwatch.config import MODELS_PREFIX, RetrainConfig
 from modelwatch.errors import BatchRejected, NotAnAlarmError, RetrainRefused
@@ -64,7 +64,7 @@ from modelwatch.model_bundle import ModelBundle, ModelMetadata, library_versions
 from modelwatch.monitor import new_workspace
 from modelwatch.promotion import Promoter, PromotionError
 from modelwatch.results import BatchObject, ResultStore
-from modelwatch.validation import RowTotals, SeenIds, check_invalid_share, check_rows
+from modelwatch.validation import BatchChecker
 
 logger = logging.getLogger(__name__)
 
@@ -261,23 +261,10 @@ def _labeled_rows(
     chunks, the missing columns and the share of invalid rows of the whole batch, which
     rejects it only after its last chunk."""
     found = _LabeledRows()
-    totals = RowTotals(metadata)
-    seen_ids = SeenIds()
-    required = [metadata.id_column, *metadata.feature_names]
-    columns: list[str] = []
-    seen_columns: set[str] = set()
+    checker = BatchChecker(metadata, key)
     for chunk in read_batch_chunks(path, key, config.max_batch_bytes, chunk_rows):
-        frame = chunk.frame
-        columns = [str(column) for column in frame.columns]
-        seen_columns.update(columns)
-        unseen = [name for name in required if name not in seen_columns]
-        if unseen and detect_format(key).kind == "jsonl":
-            # A JSONL column may first appear further down the file: until then its rows
-            # have no value, as read_batch reads them.
-            frame = frame.assign(**dict.fromkeys(unseen, np.nan))
-        checked = check_rows(frame, metadata, key, chunk.first_row, seen_ids)
-        totals.add(checked)
-        del frame, chunk
+        checked, _ = checker.check(chunk.frame, chunk.first_row)
+        del chunk
         if checked.ids.empty:
             continue
         ids = checked.ids.tolist()
@@ -287,10 +274,8 @@ def _labeled_rows(
         if labeled.any():
             found.features.append(checked.features.loc[labeled].reset_index(drop=True))
             found.target.extend(value for value, keep in zip(normalised, labeled, strict=True) if keep)
-    if any(name not in seen_columns for name in required):
-        check_rows(pd.DataFrame(columns=columns), metadata, key)  # raises missing_column
-    check_invalid_share(totals.batch(), key, config.max_invalid_row_percent)
-    found.valid_rows = totals.valid
+    checker.finish(config.max_invalid_row_percent)
+    found.valid_rows = checker.totals.valid
     return found
 
 

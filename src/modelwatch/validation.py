@@ -25,6 +25,7 @@ from modelwatch.batch_files import (
     MISALIGNED_ROWS,
     MISSING_TOKENS,
     MisalignedRows,
+    detect_format,
 )
 from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import ModelMetadata
@@ -502,3 +503,41 @@ class RowTotals:
             missing_counts=missing,
             delimiter=self.delimiter,
         )
+
+
+class BatchChecker:
+    """check_rows over the chunks of one batch file, as one batch: row numbers, repeated
+    ids and the invalid share are the file's, and a required column that no chunk has
+    rejects the batch once the last chunk is read (the batch monitor and retraining read
+    batches this way)."""
+
+    def __init__(self, metadata: ModelMetadata, key: str):
+        self.metadata = metadata
+        self.key = key
+        self.totals = RowTotals(metadata)
+        self.seen_ids = SeenIds()
+        self.required = [metadata.id_column, *metadata.feature_names]
+        self.columns: list[str] = []
+        self.seen_columns: set[str] = set()
+        self.jsonl = detect_format(key).kind == "jsonl"
+
+    def check(self, frame: pd.DataFrame, first_row: int) -> tuple[ValidatedBatch, pd.DataFrame]:
+        """The chunk's validation, and its frame as validated."""
+        self.columns = [str(column) for column in frame.columns]
+        self.seen_columns.update(self.columns)
+        unseen = [name for name in self.required if name not in self.seen_columns]
+        if unseen and self.jsonl:
+            # A JSONL column may first appear further down the file: until then its rows
+            # have no value, as read_batch reads them; if it never does, finish() rejects.
+            frame = frame.assign(**dict.fromkeys(unseen, np.nan))
+        checked = check_rows(frame, self.metadata, self.key, first_row, self.seen_ids)
+        self.totals.add(checked)
+        return checked, frame
+
+    def finish(self, max_invalid_row_percent: float) -> ValidatedBatch:
+        """The whole batch's validation, after its last chunk; raises what rejects it."""
+        if any(name not in self.seen_columns for name in self.required):
+            check_rows(pd.DataFrame(columns=self.columns), self.metadata, self.key)  # raises missing_column
+        validated = self.totals.batch()
+        check_invalid_share(validated, self.key, max_invalid_row_percent)
+        return validated
