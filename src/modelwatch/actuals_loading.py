@@ -53,6 +53,7 @@ class LoadSummary:
     written: int = 0  # items written (an id repeated in a later chunk is written again)
     unknown_labels: UnknownLabels = field(default_factory=UnknownLabels)
     stats: RequestStats = field(default_factory=RequestStats)
+    without_label: int = 0  # rows left out: no id or no label
 
 
 def load_actuals_file(
@@ -77,7 +78,17 @@ def load_actuals_file(
                 for label, rows in Counter(actual for _, actual, _ in chunk.records).items():
                     if labels.normalise(label) is None:
                         summary.unknown_labels.add(label, rows)
+            summary.without_label += chunk.rows - len(chunk.records)
             summary.written += write_actuals(dynamodb, table, chunk.records, stats=summary.stats)
+        if summary.rows and summary.without_label == summary.rows:
+            # A file of blank (or NA) labels would load "ok" with nothing in it, and the
+            # batches it was meant for would stay unlabeled without a word.
+            raise BatchRejected(
+                f"actuals file {key!r} has {summary.rows:,} rows but none with both a {id_column!r} and a "
+                f"{target!r} value (blank, NA or null cells are not labels): nothing was loaded; export the "
+                "labels into the file and upload it again",
+                code="no_labels",
+            )
     except BatchRejected as rejection:
         if summary.written:
             rejection.reason += (
@@ -152,9 +163,16 @@ class ActualsLoader:
             "written": summary.written,
             "unknown_labels": unknown.rows,
             "unknown_label_examples": unknown.examples,
+            "rows_without_label": summary.without_label,
             "requests": summary.stats.requests,
             "retries": summary.stats.retries,
         }
+        if summary.without_label:
+            logger.warning(
+                f"{summary.without_label:,} of the {summary.rows:,} rows of {key!r} have no id or no label "
+                "and were left out",
+                extra={"rows_without_label": summary.without_label},
+            )
         if unknown.rows:
             logger.warning(
                 f"{unknown.rows:,} actuals in {key!r} match none of the model's classes "

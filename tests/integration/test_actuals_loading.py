@@ -87,6 +87,25 @@ def test_unknown_labels_are_counted_named_and_published(yes_no_model, caplog):
     assert "'maybe': 2" in caplog.text
 
 
+def test_a_file_whose_labels_are_all_blank_is_rejected_not_loaded_as_ok(yes_no_model):
+    # An export that lost its label column's values: "ok, 0 written" would leave the batches
+    # unlabeled without a word; rejected, the function's Errors alarm and the DLQ say so.
+    yes_no_model.put(KEY, "record_id,answer\nr-1,\nr-2,NA\nr-3,\n")
+
+    with pytest.raises(ActualsFileRejected, match=r"has 3 rows but none with both a 'record_id' and"):
+        run_loader()
+    assert boto3.client("dynamodb").scan(TableName=yes_no_model.actuals_table)["Count"] == 0
+
+
+def test_rows_without_a_label_are_counted_beside_the_loaded_ones(yes_no_model, caplog):
+    yes_no_model.put(KEY, "record_id,answer\nr-1,yes\nr-2,\n,no\nr-4,no\n")
+
+    result = run_loader()
+
+    assert (result["status"], result["written"], result["rows_without_label"]) == ("ok", 2, 2)
+    assert "2 of the 4 rows" in caplog.text
+
+
 def test_ambiguous_case_stays_unknown(yes_no_model, tmp_path):
     metadata = json.loads((tmp_path / "metadata.json").read_text())
     metadata.update(classes=["Yes", "yes", "no"], positive_label=None)
