@@ -77,22 +77,7 @@ def put_template_alarm(stack: Stack, logical_id: str, topic_arn: str) -> str:
         template["Resources"][logical_id]["Properties"]
     )
     alarm = AlarmDefinition.from_cloudformation(properties)
-    request: dict[str, Any] = {
-        "AlarmName": alarm.name,
-        "Namespace": alarm.namespace,
-        "MetricName": alarm.metric_name,
-        "Statistic": alarm.statistic,
-        "Period": alarm.period_seconds,
-        "EvaluationPeriods": alarm.evaluation_periods,
-        "Threshold": alarm.threshold,
-        "ComparisonOperator": alarm.comparison_operator,
-        "TreatMissingData": alarm.treat_missing_data,
-        "Dimensions": [{"Name": n, "Value": v} for n, v in alarm.dimensions],
-        "AlarmActions": [topic_arn],
-        "OKActions": [topic_arn],
-    }
-    if alarm.datapoints_to_alarm_setting is not None:
-        request["DatapointsToAlarm"] = alarm.datapoints_to_alarm_setting
+    request = {**alarm.put_request(), "AlarmActions": [topic_arn], "OKActions": [topic_arn]}
     stack.cloudwatch.put_metric_alarm(**request)
     return alarm.name
 

@@ -241,6 +241,32 @@ class AlarmDefinition:
             STATE_INSUFFICIENT_DATA: self.insufficient_data_actions,
         }[state]
 
+    def put_request(self) -> dict[str, Any]:
+        """PutMetricAlarm's arguments for this alarm, as CloudFormation would create it."""
+        request: dict[str, Any] = {
+            "AlarmName": self.name,
+            "Namespace": self.namespace,
+            "MetricName": self.metric_name,
+            "Statistic": self.statistic,
+            "Period": self.period_seconds,
+            "EvaluationPeriods": self.evaluation_periods,
+            "Threshold": self.threshold,
+            "ComparisonOperator": self.comparison_operator,
+            "TreatMissingData": self.treat_missing_data,
+            "Dimensions": [{"Name": n, "Value": v} for n, v in self.dimensions],
+            "AlarmActions": list(self.alarm_actions),
+            "OKActions": list(self.ok_actions),
+            "InsufficientDataActions": list(self.insufficient_data_actions),
+            "ActionsEnabled": self.actions_enabled,
+        }
+        if self.description:
+            request["AlarmDescription"] = self.description
+        if self.datapoints_to_alarm_setting is not None:
+            request["DatapointsToAlarm"] = self.datapoints_to_alarm_setting
+        if self.unit:
+            request["Unit"] = self.unit
+        return request
+
     @classmethod
     def from_cloudformation(
         cls, properties: Mapping[str, Any], *, default_name: str | None = None

@@ -396,29 +396,7 @@ class StackBuilder:
                 alarm = AlarmDefinition.from_cloudformation(properties, default_name=logical_id)
             except (NotImplementedError, ValueError) as problem:
                 raise TemplateError(f"{logical_id} cannot run in the local cloud: {problem}") from problem
-            request = {
-                "AlarmName": alarm.name,
-                "Namespace": alarm.namespace,
-                "MetricName": alarm.metric_name,
-                "Statistic": alarm.statistic,
-                "Period": alarm.period_seconds,
-                "EvaluationPeriods": alarm.evaluation_periods,
-                "Threshold": alarm.threshold,
-                "ComparisonOperator": alarm.comparison_operator,
-                "TreatMissingData": alarm.treat_missing_data,
-                "Dimensions": [{"Name": n, "Value": v} for n, v in alarm.dimensions],
-                "AlarmActions": list(alarm.alarm_actions),
-                "OKActions": list(alarm.ok_actions),
-                "InsufficientDataActions": list(alarm.insufficient_data_actions),
-                "ActionsEnabled": alarm.actions_enabled,
-            }
-            if alarm.description:
-                request["AlarmDescription"] = alarm.description
-            if alarm.datapoints_to_alarm_setting is not None:
-                request["DatapointsToAlarm"] = alarm.datapoints_to_alarm_setting
-            if alarm.unit:
-                request["Unit"] = alarm.unit
-            self.clients.cloudwatch.put_metric_alarm(**request)
+            self.clients.cloudwatch.put_metric_alarm(**alarm.put_request())
             return CreatedResource(
                 logical_id,
                 kind,
