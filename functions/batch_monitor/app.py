@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -25,11 +26,21 @@ def batch_monitor() -> BatchMonitor:
     return BatchMonitor.from_config(MonitorConfig.from_env())
 
 
-def process(batch: BatchObject) -> dict[str, Any]:
+def announced_at(event_time: str | None) -> datetime | None:
+    """The record's eventTime (when S3 finished the upload, by S3's clock); None when absent
+    or unreadable, and the monitor then uses its own clock."""
+    try:
+        moment = datetime.fromisoformat(event_time or "")
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def process(batch: BatchObject, announced: datetime | None = None) -> dict[str, Any]:
     """One object version to one report. Safe to run again for the same version (a
     redelivered event, Lambda's retry): the batch ledger publishes its metrics once,
     and the files are rewritten with the same content."""
-    report = batch_monitor().process(batch)
+    report = batch_monitor().process(batch, announced)
     scored = report.scored
     logger.info(
         "batch processed",
@@ -69,5 +80,5 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             etag=s3_object.etag,
             sequencer=s3_object.get("sequencer") or "",
         )
-        results.append(process(batch))
+        results.append(process(batch, announced_at(record.get("eventTime"))))
     return {"batches": results}

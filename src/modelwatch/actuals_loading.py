@@ -25,11 +25,10 @@ from modelwatch.config import LoaderConfig
 from modelwatch.errors import ActualsFileRejected, BatchRejected
 from modelwatch.labels import LabelNormaliser
 from modelwatch.model_bundle import ModelMetadata
-from modelwatch.publishing import publish_metrics
+from modelwatch.publishing import UNKNOWN_LABELS_METRIC, publish_metrics
 
 logger = Logger(child=True)
 
-UNKNOWN_LABELS_METRIC = "UnknownLabels"
 MAX_UNKNOWN_LABEL_EXAMPLES = 5
 
 

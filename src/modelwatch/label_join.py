@@ -29,6 +29,14 @@ datapoint of zero samples, so that correction waits in the ledger and goes out w
 the batch's next new labels (the report shows it at once). A batch that was a backfill
 CloudWatch could not take publishes nothing late either (issue 10's rule): its labels
 are counted in LabelsArrived and its report is updated.
+
+What cannot be joined is counted, never dropped unseen: labels of rows no logged batch
+scored (LabelsWithoutPrediction; also, harmlessly, labels written before their batch is
+scored, which the batch monitor joins at upload), and labels of logged rows whose value is
+none of the model's classes (UnknownLabels, as the actuals loader counts them in files: a
+direct writer bypasses the loader). LabelsJoined counts the labels that were joined, at
+arrival time, as the batch monitor counts those found at upload: LabelsStaleAlarm fires
+when none came in its window, whether none were written or none matched a prediction.
 """
 
 from __future__ import annotations
@@ -66,13 +74,21 @@ from modelwatch.metrics import (
 )
 from modelwatch.model_bundle import ModelMetadata
 from modelwatch.prediction_log import PredictionLog
-from modelwatch.publishing import EVENT_TIME_CLOCK, cloudwatch_accepts, metric_data, publish_metrics
+from modelwatch.publishing import (
+    EVENT_TIME_CLOCK,
+    LABELS_JOINED_METRIC,
+    UNKNOWN_LABELS_METRIC,
+    cloudwatch_accepts,
+    metric_data,
+    publish_metrics,
+)
 from modelwatch.results import BatchObject, ResultStore
 
 logger = logging.getLogger(__name__)
 
 REVISION_ATTEMPTS = 5
 MAX_VALUES_PER_DATUM = 150  # PutMetricData's limit on Values per datum
+MAX_UNKNOWN_LABEL_EXAMPLES = 5  # named in the log, as the actuals loader does
 
 
 @dataclass
@@ -98,6 +114,23 @@ class JoinResult:
     logged: int  # of those, rows some batch scored
     batches: list[BatchJoin]
     requests: int  # DynamoDB requests made for the join
+    unknown_labels: int = 0  # of the logged ones, labels that match none of the model's classes
+
+
+@dataclass
+class _Unjoined:
+    """What one invocation could not join, to be counted: the batches gone from the ledger,
+    and the arrived labels of logged rows that match none of the model's classes."""
+
+    expired: list[str] = field(default_factory=list)
+    unknown_rows: int = 0
+    unknown_examples: dict[str, int] = field(default_factory=dict)  # the first few: label -> rows
+
+    def add_unknown(self, label: Any) -> None:
+        self.unknown_rows += 1
+        text = str(label)
+        if text in self.unknown_examples or len(self.unknown_examples) < MAX_UNKNOWN_LABEL_EXAMPLES:
+            self.unknown_examples[text] = self.unknown_examples.get(text, 0) + 1
 
 
 class LabelJoin:
@@ -173,36 +206,56 @@ class LabelJoin:
         now = arrived_at or self.clock()
         joined: list[BatchJoin] = []
         advanced: list[tuple[BatchState, int]] = []
+        unjoined = _Unjoined()
         try:
             unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
-            expired: list[str] = []
             for batch_id in sorted(grouped):
-                outcome = self._join_batch(batch_id, now, stats, advanced, expired)
+                outcome = self._join_batch(batch_id, set(grouped[batch_id]), now, stats, advanced, unjoined)
                 if outcome is not None:
                     joined.append(outcome)
             # A batch that left the ledger cannot be joined: its labels are counted, not dropped.
-            unmatched += sum(len(grouped[batch_id]) for batch_id in expired)
-            self._publish(joined, now, unmatched)
+            unmatched += sum(len(grouped[batch_id]) for batch_id in unjoined.expired)
+            self._publish(joined, now, unmatched, unjoined.unknown_rows)
         except Exception:
             for state, revision in advanced:
                 restore_totals(self.ledger, state, revision)
             raise
-        return JoinResult(len(ids), sum(len(rows) for rows in grouped.values()), joined, stats.requests)
+        if unjoined.unknown_rows:
+            examples = unjoined.unknown_examples
+            expected = (
+                f"match none of the model's classes {list(self.metadata.classes)}"
+                if self.metadata.task == "classification"
+                else "are not finite numbers (the model is a regressor)"
+            )
+            logger.warning(
+                f"{unjoined.unknown_rows:,} labels written to the actuals table {expected}: {examples} "
+                "(label: rows); their rows stay unlabeled",
+                extra={"unknown_labels": unjoined.unknown_rows, "unknown_label_examples": examples},
+            )
+        return JoinResult(
+            len(ids),
+            sum(len(rows) for rows in grouped.values()),
+            joined,
+            stats.requests,
+            unjoined.unknown_rows,
+        )
 
     # -- one batch --------------------------------------------------------------------------
 
     def _join_batch(
         self,
         batch_id: str,
+        arrived: set[str],
         now: datetime,
         stats: RequestStats,
         advanced: list[tuple[BatchState, int]],
-        expired: list[str],
+        unjoined: _Unjoined,
     ) -> BatchJoin | None:
-        for _ in range(REVISION_ATTEMPTS):
+        """Join the batch's labels; ``arrived``: its record ids among the invocation's."""
+        for attempt in range(REVISION_ATTEMPTS):
             state = batch_state(self.ledger, batch_id)
             if state is None:
-                expired.append(batch_id)
+                unjoined.expired.append(batch_id)
                 return None
             if not state.published:
                 raise BatchNotSettled(f"batch {batch_id} is still being processed; retrying its labels")
@@ -221,6 +274,13 @@ class LabelJoin:
                 self._label(raw.get(str(record_id), {}).get(ACTUAL_ATTRIBUTE))
                 for record_id in table[id_column]
             ]
+            if attempt == 0:
+                # A label that is none of the classes leaves its row unlabeled: counted once per
+                # write (the arrived ids only), or a renamed label would look like no label at all.
+                for record_id in arrived:
+                    value = raw.get(record_id, {}).get(ACTUAL_ATTRIBUTE)
+                    if not _blank(value) and self._label(value) is None:
+                        unjoined.add_unknown(value)
             newly = sum(old is None and new is not None for old, new in zip(before, after, strict=True))
             corrected = sum(
                 old is not None and new is not None and old != new
@@ -268,7 +328,7 @@ class LabelJoin:
         raise RevisionConflict(batch_id)
 
     def _label(self, value: Any) -> Any:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if _blank(value):
             return None
         return self.labels.normalise(value)
 
@@ -377,10 +437,11 @@ class LabelJoin:
         }
         self.store.write_report(batch, report)
 
-    def _publish(self, joined: list[BatchJoin], now: datetime, unmatched: int) -> None:
+    def _publish(self, joined: list[BatchJoin], now: datetime, unmatched: int, unknown: int = 0) -> None:
         """One datapoint per metric for the whole invocation, stamped with the arrival time.
         ``unmatched``: labels with no logged prediction (never scored, or gone from the log
-        after PredictionLogDays), counted so that none is dropped unseen."""
+        after PredictionLogDays), counted so that none is dropped unseen; ``unknown``: labels
+        of logged rows that match none of the model's classes."""
         sums: dict[str, list[float]] = {}
         for batch in joined:
             for name, (rows, total, smallest, largest) in batch.published.items():
@@ -394,9 +455,15 @@ class LabelJoin:
         }
         arrived = [batch for batch in joined if batch.newly_labeled]
         if arrived:
-            metrics["LabelsArrived"] = MetricValue(float(sum(batch.newly_labeled for batch in arrived)))
+            newly = float(sum(batch.newly_labeled for batch in arrived))
+            metrics["LabelsArrived"] = MetricValue(newly)
+            # The same count in the metric the batch monitor adds its labels at upload to, for
+            # LabelsStaleAlarm (LabelsArrived stays "labeled later" for the dashboard's arithmetic).
+            metrics[LABELS_JOINED_METRIC] = MetricValue(newly)
         if unmatched:
             metrics["LabelsWithoutPrediction"] = MetricValue(float(unmatched))
+        if unknown:
+            metrics[UNKNOWN_LABELS_METRIC] = MetricValue(float(unknown))
         data = metric_data(metrics, self.model_name, now) if metrics else []
         data += self._by_event_time(joined, now)
         # The delay as values with counts (one value per batch, counted once per label), so
@@ -437,6 +504,10 @@ class LabelJoin:
                 {"LabelsOutsideEventTimeWindow": MetricValue(float(outside))}, self.model_name, now
             )
         return data
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -74,7 +74,9 @@ from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
 from modelwatch.publishing import (
     EVENT_TIME_CLOCK,
     EVENT_TIME_LAG_METRIC,
+    LABELS_JOINED_METRIC,
     PROCESSING_TIME_METRICS,
+    UPLOAD_TIME_METRICS,
     cloudwatch_accepts,
     metric_data,
     model_version_datum,
@@ -395,7 +397,9 @@ class BatchMonitor:
             ),
         )
 
-    def process(self, batch: BatchObject) -> BatchReport:
+    def process(self, batch: BatchObject, announced_at: datetime | None = None) -> BatchReport:
+        """Score one object version. ``announced_at``: the S3 event's time (S3's clock: when the
+        upload was announced), which stamps LabelsJoined; the processing time when not given."""
         watch = Stopwatch()
         now = self.clock()
         upload_time = now
@@ -441,10 +445,10 @@ class BatchMonitor:
         if claim is None:
             # Rejected before its bytes were read (deleted, too large): the version is the content.
             claim = self.ledger.claim(batch, f"unread:{batch.version_id or batch.etag}", self._model_key)
-        self._publish_once(claim, report)
+        self._publish_once(claim, report, announced_at)
         return report
 
-    def _publish_once(self, claim: Claim, report: BatchReport) -> None:
+    def _publish_once(self, claim: Claim, report: BatchReport, announced_at: datetime | None = None) -> None:
         # The mark also settles the batch for the label join: where it is, when, and the
         # row-additive totals it published (a batch publishing nothing is settled too).
         totals = {
@@ -469,16 +473,33 @@ class BatchMonitor:
         at_processing = {
             name: value for name, value in report.published.items() if name in PROCESSING_TIME_METRICS
         }
+        processed_at = datetime.fromisoformat(report.processed_at)
+        # The labels found at upload (and those that are none of the classes) met their batch
+        # when it arrived: stamped with S3's time of the announcement, as the label join stamps
+        # with DynamoDB's time of the write, so a retried event keeps its time and a replay's
+        # uploads (announced on its virtual clock) land in the periods its alarms evaluate.
+        # Never later than the truth (a skewed clock included), so never a false OK.
+        joined_at = (
+            min(announced_at, processed_at)
+            if announced_at is not None and cloudwatch_accepts(announced_at, processed_at)
+            else processed_at
+        )
+        at_upload = {name: value for name, value in report.published.items() if name in UPLOAD_TIME_METRICS}
         try:
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
                 metric_data(
-                    {name: value for name, value in report.published.items() if name not in at_processing},
+                    {
+                        name: value
+                        for name, value in report.published.items()
+                        if name not in at_processing and name not in at_upload
+                    },
                     self.model.name,
                     event_time,
                 )
-                + metric_data(at_processing, self.model.name, datetime.fromisoformat(report.processed_at))
+                + metric_data(at_processing, self.model.name, processed_at)
+                + metric_data(at_upload, self.model.name, joined_at)
                 # The same row-additive quality metrics in the by-event-time series, which
                 # the label join adds to at the batch's event time.
                 + metric_data(
@@ -645,6 +666,10 @@ class BatchMonitor:
         if event_time.live:
             lag = processed_at - event_time.moment
             published[EVENT_TIME_LAG_METRIC] = MetricValue(lag.total_seconds())
+            # LabelsStaleAlarm's metric for the labels found at upload (0 included, so the graph
+            # shows batches that found none); a backfill CloudWatch refuses publishes nothing, and
+            # its labels, written who knows when, say nothing about today's feed anyway.
+            published[LABELS_JOINED_METRIC] = MetricValue(float(measured.rows_labeled))
             config = self.config
             if lag > alarm_lookback(config.alarm_period_seconds, config.evaluation_periods):
                 notes.append(

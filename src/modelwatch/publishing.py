@@ -24,8 +24,20 @@ NEWEST_ACCEPTED = timedelta(hours=2) - timedelta(minutes=5)
 EVENT_TIME_LAG_METRIC = "EventTimeLagSeconds"
 PROCESSING_TIME_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
 SECONDS_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
+# Labels joined to their predictions, stamped when they were joined: by the batch monitor
+# for the labels a batch found at upload (stamped when the batch was uploaded), by the
+# label join for those that came later (stamped when they were written). One metric for
+# both paths, so LabelsStaleAlarm sees the labels feed whichever way it delivers, without
+# metric math. Not RowsLabeled (stamped with the batch's event time, so a backfill would
+# look like a live feed) nor LabelsArrived (the dashboard's "labeled later").
+LABELS_JOINED_METRIC = "LabelsJoined"
+UNKNOWN_LABELS_METRIC = "UnknownLabels"
+# The batch monitor's metrics about the labels it found, stamped when the upload was announced.
+UPLOAD_TIME_METRICS = frozenset({LABELS_JOINED_METRIC, UNKNOWN_LABELS_METRIC})
 COUNT_METRICS = frozenset(
     {
+        LABELS_JOINED_METRIC,
+        UNKNOWN_LABELS_METRIC,
         "RowsScored",
         "RowsLabeled",
         "BatchesProcessed",

@@ -26,6 +26,7 @@ from modelwatch.metrics import (
     regression_metrics,
 )
 from modelwatch.model_bundle import ModelBundle
+from modelwatch.publishing import UNKNOWN_LABELS_METRIC
 from modelwatch.validation import ValidatedBatch
 
 logger = logging.getLogger(__name__)
@@ -274,6 +275,7 @@ class BatchMeasures:
         self.rows = self.rows_labeled = 0
         self.with_probabilities = True  # every chunk came with class probabilities
         self.unknown: set[str] = set()
+        self.unknown_rows = 0  # rows whose actual is none of the classes (left unlabeled)
         self.normalised: dict[tuple[type, Any], Any] = {}
         class_count = len(metadata.classes)
         self.binary = self.classification and class_count == 2
@@ -317,9 +319,9 @@ class BatchMeasures:
             self.kept[2].append(values[~labeled])
         if raw_actuals:
             unlabeled = validated.ids.to_numpy(dtype=object)[~labeled]
-            self.unknown.update(
-                str(raw_actuals[record_id]) for record_id in unlabeled if record_id in raw_actuals
-            )
+            unknown = [str(raw_actuals[record_id]) for record_id in unlabeled if record_id in raw_actuals]
+            self.unknown_rows += len(unknown)
+            self.unknown.update(unknown)
         if self.drift is not None and self.drift_failure is None:
             try:
                 self.drift.add(validated.features)
@@ -394,6 +396,10 @@ class BatchMeasures:
                 row_max=1.0 if rows_labeled > 0 else 0.0,
             ),
         }
+        if self.unknown_rows:
+            # Labels written straight to the table bypass the actuals loader's count; the
+            # label join counts those that come after the batch.
+            published[UNKNOWN_LABELS_METRIC] = MetricValue(float(self.unknown_rows))
         # The kept values, labeled rows first, then (sorted, below) every row's: moved
         # chunk by chunk into one array, so they are never in memory twice.
         kept_parts = self.kept if self.classification else (self.kept[0], self.kept[2])

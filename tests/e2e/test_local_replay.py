@@ -85,6 +85,8 @@ def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tm
         assert report["status"] == "ok"
         # The --param override is what the alarm compared against: nothing breaches 0.9.
         assert batch["alarms"]["QualityAlarm"] == "OK"
+        # Labels came with every batch: the labels feed is alive
+        assert batch["alarms"]["LabelsStaleAlarm"] == "OK"
     assert not [a for a in document["alerts"] if a["state"] == "ALARM"]
 
 
@@ -162,7 +164,7 @@ ESTIMATED = {
 }
 
 
-def test_replay_without_actuals_reports_and_alarms_on_the_estimate_alone(tmp_path, sample_model):
+def test_replay_without_actuals_reports_and_alarms_on_the_estimate_alone(tmp_path, sample_model, capfd):
     # Given two sample batches and no labels at all
     summary = tmp_path / "replay.json"
     batches = [str(SAMPLES / "batches" / f"batch-{number:02d}.csv") for number in (1, 2)]
@@ -180,3 +182,7 @@ def test_replay_without_actuals_reports_and_alarms_on_the_estimate_alone(tmp_pat
     # ... and the estimate alone moves its alarm (QualityAlarm's threshold, 0.05, by default)
     final = document["batches"][-1]["alarms"]
     assert final["EstimatedQualityAlarm"] == "ALARM" and final["QualityAlarm"] != "ALARM"
+    # ... while LabelsStaleAlarm says no label was joined, as it would over a deployed model
+    # without labels, and the replay says why and how a model that never gets labels turns it off
+    assert [batch["alarms"]["LabelsStaleAlarm"] for batch in document["batches"]] == ["ALARM", "ALARM"]
+    assert "LabelStalenessMinutes=0" in capfd.readouterr().out

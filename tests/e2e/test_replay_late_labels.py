@@ -91,6 +91,11 @@ def test_each_batchs_labels_arrive_delay_periods_after_it(tmp_path, classifier_d
         # final_metrics: over every label received by the end; what does not depend on labels is unchanged
         assert {name: batch["final_metrics"][name] for name in batch["metrics"]} == batch["metrics"]
 
+    # LabelsStaleAlarm: OK once labels are joined, at upload or late (stamped when they came, on
+    # the replay's clock); before that no label was joined (the rows of no batch join nothing)
+    stale = [period["alarms"]["LabelsStaleAlarm"] for period in periods]
+    assert stale == ["ALARM"] * delay + ["OK"] * 3
+
 
 def test_replay_cli_takes_labels_delay_and_writes_the_periods(tmp_path, classifier_dir, capfd):
     actuals_path, batches = write_history(tmp_path)

@@ -126,6 +126,31 @@ def test_alarms_come_from_the_template_and_follow_parameter_overrides(tmp_path, 
         assert "LogLoss" in alarm.name
 
 
+def test_labels_stale_alarm_starts_in_alarm_follows_its_window_and_is_left_out_at_zero(tmp_path, model_dir):
+    # Given a stack with labels watched over an hour
+    with start(tmp_path / "hour", model_dir, LabelStalenessMinutes="60") as cloud:
+        alarm = cloud.stack.alarms["LabelsStaleAlarm"]
+        assert (alarm.metric_name, alarm.period_seconds, alarm.treat_missing_data) == (
+            "LabelsJoined",
+            3600,
+            "breaching",
+        )
+        # When its alarms are first evaluated, before any label: it is in ALARM, as in AWS
+        cloud.evaluate_alarms()
+        assert cloud.alarm_states()["LabelsStaleAlarm"] == "ALARM"
+        dashboard = cloud.clients.cloudwatch.get_dashboard(DashboardName=cloud.stack.name_of("Dashboard"))
+        [listed] = [w for w in json.loads(dashboard["DashboardBody"])["widgets"] if w["type"] == "alarm"]
+        assert any(arn.endswith(f":{alarm.name}") for arn in listed["properties"]["alarms"])
+    # Given a model that never gets labels: 0 creates no alarm, and the dashboard still parses
+    with start(tmp_path / "off", model_dir, LabelStalenessMinutes="0") as cloud:
+        assert "LabelsStaleAlarm" not in cloud.stack.alarms
+        described = cloud.clients.cloudwatch.describe_alarms()["MetricAlarms"]
+        assert not [a for a in described if a["MetricName"] == "LabelsJoined"]
+        dashboard = cloud.clients.cloudwatch.get_dashboard(DashboardName=cloud.stack.name_of("Dashboard"))
+        [listed] = [w for w in json.loads(dashboard["DashboardBody"])["widgets"] if w["type"] == "alarm"]
+        assert len(listed["properties"]["alarms"]) == len(cloud.stack.alarms)
+
+
 def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_dir, default_cloud):
     with nullcontext(default_cloud) as cloud:  # AlertEmail's default is ""
         protocols = [s["Protocol"] for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]]

@@ -157,11 +157,13 @@ def test_dashboard_shows_every_model_metric_the_batch_monitor_publishes(
         # is estimated (LogLoss, regression metrics: see README); of the others, none.
         estimates = {f"Estimated{name}" for name in quality_metrics}
         chosen = {quality_metric, f"Estimated{quality_metric}"}
-        # The label join's own metrics (published in tests/integration/test_label_join.py) too.
+        # The label join's own metrics (published in tests/integration/test_label_join.py and
+        # test_labels_feed.py) too; UnknownLabels the actuals loader publishes as well.
         late_labels = {
             "LabelsArrived",
             "LabelDelaySeconds",
             "LabelsWithoutPrediction",
             "LabelsOutsideEventTimeWindow",
+            "UnknownLabels",
         }
         assert shown == (published - quality_metrics - estimates) | chosen | late_labels, quality_metric

@@ -31,6 +31,8 @@ REQUIRED_ALARMS = {
     # The watched signals a batch could not compute: without it the three above that keep
     # their state on missing data look healthy over a monitor that stopped measuring.
     "SignalsUnavailableAlarm",
+    # Labels that stop coming (or stop matching): QualityAlarm keeps its state without them.
+    "LabelsStaleAlarm",
 }
 # The fields a single-metric alarm needs for the local evaluator and the notifier.
 SIMPLE_ALARM_FIELDS = (
@@ -124,6 +126,58 @@ def test_staleness_alarm_fires_on_silence_and_only_on_silence(template):
     assert alarm.treat_missing_data == "breaching"
     # One processed batch is one datapoint: any batch in the period keeps it OK.
     assert alarm.statistic in ("SampleCount", "Sum") and not alarm.breaches(1.0) and alarm.breaches(0.0)
+
+
+@pytest.mark.parametrize(
+    "minutes",
+    [
+        str(value)
+        for value in decode(str(TEMPLATE))[0]["Parameters"]["LabelStalenessMinutes"]["AllowedValues"]
+        if value != 0
+    ],
+)
+def test_labels_stale_period_is_label_staleness_minutes_in_seconds(template, minutes):
+    resolver = Resolver(template, LabelStalenessMinutes=minutes)
+    assert resolver.condition(template["Resources"]["LabelsStaleAlarm"]["Condition"])
+
+    alarm = AlarmDefinition.from_cloudformation(
+        resolver.resolve(template["Resources"]["LabelsStaleAlarm"]["Properties"])
+    )
+
+    assert alarm.period_seconds == int(minutes) * 60
+    assert alarm.period_seconds % 60 == 0 and alarm.period_seconds * alarm.evaluation_periods <= 86_400
+    assert f"last {minutes} minutes" in alarm.description
+
+
+def test_labels_stale_alarm_fires_when_no_label_was_joined_and_only_then(template):
+    alarm = AlarmDefinition.from_cloudformation(
+        Resolver(template).resolve(template["Resources"]["LabelsStaleAlarm"]["Properties"])
+    )
+    # Silence breaches; a batch that found no label publishes 0, which must breach too (so Sum,
+    # not SampleCount); one joined label is enough
+    assert (alarm.metric_name, alarm.statistic, alarm.treat_missing_data) == (
+        "LabelsJoined",
+        "Sum",
+        "breaching",
+    )
+    assert alarm.breaches(0.0) and not alarm.breaches(1.0)
+
+
+def test_labels_stale_alarm_is_not_created_at_zero_and_the_dashboard_leaves_it_out(template):
+    resolver = Resolver(template, LabelStalenessMinutes="0")
+    assert not resolver.condition(template["Resources"]["LabelsStaleAlarm"]["Condition"])
+    assert not resolver.condition(template["Outputs"]["LabelsStaleAlarmName"]["Condition"])
+
+    listed = {
+        arn
+        for widget in dashboard_body(template, LabelStalenessMinutes="0")["widgets"]
+        if widget["type"] == "alarm"
+        for arn in widget["properties"]["alarms"]
+    }
+
+    assert listed == {
+        resolver.get_att(name, "Arn") for name in alarm_ids(template) if name != "LabelsStaleAlarm"
+    }
 
 
 def test_signals_unavailable_alarm_fires_on_one_lost_signal_and_clears_on_zero(template):

@@ -72,6 +72,21 @@ def test_sam_validate_lint_passes_with_and_without_email_and_slack(tmp_path: Pat
     sam_validate(copy)
 
 
+def test_sam_validate_lint_passes_without_the_labels_alarm(tmp_path: Path):
+    # Given LabelStalenessMinutes 0 (a model that never gets labels): no LabelsStaleAlarm, no
+    # output naming it, no dashboard entry
+    text, replaced = re.subn(
+        r"(\n  LabelStalenessMinutes:\n    Type: Number\n    Default: )\d+",
+        r"\g<1>0",
+        TEMPLATE.read_text(encoding="utf-8"),
+    )
+    assert replaced == 1, "LabelStalenessMinutes's definition changed shape; update this test's substitution"
+    copy = tmp_path / "template.yaml"
+    copy.write_text(text, encoding="utf-8")
+
+    sam_validate(copy)
+
+
 def test_sam_validate_lint_fails_on_a_broken_alarm(tmp_path: Path):
     # The validation tests above are only worth something if the linter really runs.
     broken = TEMPLATE.read_text(encoding="utf-8").replace("Statistic: Average", "Statistic: Mean", 1)

@@ -129,7 +129,7 @@ def _print_replay_alert(alert: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from modelwatch.local.backtest import NO_CHANNEL, Backtest
+    from modelwatch.local.backtest import NO_CHANNEL, NO_LABELS, Backtest
     from modelwatch.local.cloud import LocalCloud, VirtualClock
     from modelwatch.local.template import parse_parameter_overrides
 
@@ -153,6 +153,9 @@ def _replay(args: argparse.Namespace) -> int:
             _print("Alerts go to: " + ", ".join(f"{c.channel} {c.endpoint}" for c in channels))
         else:
             _print(f"Note: {NO_CHANNEL}")
+        if not args.actuals and "LabelsStaleAlarm" in cloud.stack.alarms:
+            # What a deployed model without labels would show too; said so it reads as the truth.
+            _print(f"Note: {NO_LABELS}")
         backtest = Backtest(
             cloud,
             on_batch=lambda r: _print(

@@ -102,6 +102,13 @@ NO_CHANNEL = (
     "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name>"
 )
 
+# Said when a replay has no --actuals: LabelsStaleAlarm is in ALARM throughout, as it would be
+# over a deployed model whose labels never come.
+NO_LABELS = (
+    "no --actuals: no label is joined to a prediction, so LabelsStaleAlarm is in ALARM, as it would "
+    "be in AWS; a model that never gets labels deploys with --param LabelStalenessMinutes=0"
+)
+
 # Where the functions record what happened to the model: the retrain function's decisions
 # (modelwatch.retraining) and promotion's promotions and rollbacks, one JSON object each.
 DECISIONS_PREFIX = f"{MODELS_PREFIX}decisions/"
@@ -380,7 +387,10 @@ class Backtest:
         wanted = [
             name
             for name in report.get("metrics_published") or []
-            if name not in (report.get("metrics") or {}) and not name.startswith(("Batches", "Rows"))
+            # Counts are not measures of the batch (labeled_rows says what LabelsJoined does), and
+            # LabelsJoined's period also holds what the label join published for other batches.
+            if name not in (report.get("metrics") or {})
+            and not name.startswith(("Batches", "Rows", "Labels"))
         ]
         if alarm is None or not wanted:
             return {}
