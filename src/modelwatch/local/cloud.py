@@ -287,6 +287,7 @@ class LocalCloud:
                 log_dir=self.out_dir / "logs",
                 sqs=self.clients.sqs,
                 model_layers=self._model_layers(),
+                clock=self.clock.now,
             )
             self.streams = StreamPoller(
                 self.stack.stream_mappings,
