@@ -98,10 +98,13 @@ class PeriodResult:
         return {"start": self.start.isoformat(), "events": self.events, "alarms": self.alarms}
 
 
-# Said (printed and in the replay file) when no subscription of the stack reaches a person.
+# Said (printed and in the replay file) when no subscription of the stack reaches a person:
+# only with AllowNoAlertChannel=true, since the template's rule refuses a stack without one.
 NO_CHANNEL = (
-    "no alert channel is configured: alarms change state but nobody would be told; pass "
-    "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name>"
+    "no alert channel is configured (AllowNoAlertChannel=true): alarms change state but only an "
+    "endpoint of your own subscribed to the AlertTopic would be told; pass "
+    "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name> "
+    "to see what people would receive"
 )
 
 # Where the functions record what happened to the model: the retrain function's decisions
