@@ -69,6 +69,8 @@ class Resolver:
                 return not self.resolve(argument[0])
             if key == "Fn::And":
                 return all(self.resolve(part) for part in argument)
+            if key == "Fn::Or":
+                return any(self.resolve(part) for part in argument)
             if key == "Condition":
                 return self.condition(argument)
             if key.startswith("Fn::"):
@@ -109,6 +111,19 @@ class Resolver:
             return self.ref(token)
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+
+def refused_by_rules(template: dict[str, Any], **parameters: str) -> list[str]:
+    """The AssertDescription of every assertion of the template's Rules that refuses these
+    parameters, as CloudFormation checks them before creating the stack: a rule applies when
+    it has no RuleCondition or its condition is true."""
+    resolver = Resolver(template, **parameters)
+    refused = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        refused += [a["AssertDescription"] for a in rule["Assertions"] if not resolver.resolve(a["Assert"])]
+    return refused
 
 
 def dashboard_body(template: dict[str, Any], **parameters: str) -> dict[str, Any]:

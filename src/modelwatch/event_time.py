@@ -19,7 +19,9 @@ be a deliberate backfill. But the quality, estimate and drift alarms only look b
 says so (``lag_note``) and the monitor publishes EventTimeLagSeconds at the processing
 time, where EventTimeLagAlarm sees it. A time without a UTC offset is read as UTC (its
 zone cannot be known): a local time west of UTC written that way lands hours in the
-past, one of the causes the note names.
+past, one of the causes the note names. Whatever the lag, the report says when the
+event time came from a value without an offset (a local time east of UTC lands hours
+ahead, which no lag shows).
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ def parse_time(value: Any) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def without_offset(value: Any) -> bool:
+    """Whether ``parse_time`` read ``value`` as UTC for want of an offset: an ISO 8601 time
+    without one (epoch seconds count from a fixed instant and need none). Asked of the one
+    value that became the event time, not of every value (parse_time is per value)."""
+    text = str(value).strip()
+    try:
+        float(text)
+        return False
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is None
+    except ValueError:
+        return False
+
+
 class TimestampScan:
     """The latest value of the timestamp column, over a batch read whole or a chunk at a time.
 
@@ -73,6 +91,7 @@ class TimestampScan:
         self.column = timestamp_column
         self.seen = False  # the batch has the column
         self.latest: datetime | None = None
+        self.latest_without_offset: str | None = None  # the latest value as written, when it had no offset
         self.horizon = now + NEWEST_ACCEPTED if now is not None else None
         self.ahead = 0  # values after the horizon, left out
         self.latest_ahead: datetime | None = None  # the latest of them, for the report
@@ -82,7 +101,9 @@ class TimestampScan:
             return
         self.seen = True
         # Value by value: a column may mix ISO 8601 forms and epoch seconds.
-        stamps = [stamp for stamp in map(parse_time, frame[self.column].dropna()) if stamp is not None]
+        values = frame[self.column].dropna().tolist()
+        parsed = list(map(parse_time, values))
+        stamps = [stamp for stamp in parsed if stamp is not None]
         if self.horizon is not None:
             horizon = self.horizon
             ahead = [stamp for stamp in stamps if stamp > horizon]
@@ -95,7 +116,11 @@ class TimestampScan:
                 stamps = [stamp for stamp in stamps if stamp <= horizon]
         if stamps:
             latest = max(stamps)
-            self.latest = latest if self.latest is None else max(self.latest, latest)
+            if self.latest is None or latest > self.latest:
+                self.latest = latest
+                # The value as written, for the note when it had no offset (the first read as that time).
+                value = values[parsed.index(latest)]
+                self.latest_without_offset = str(value).strip() if without_offset(value) else None
 
 
 def resolve_event_time(
@@ -117,6 +142,7 @@ def event_time_of(
     notes: list[str] = []
     candidate: datetime | None = None
     source = "upload time"
+    no_offset: tuple[str, str] | None = None  # (where, the value as written)
     if batch_time:
         candidate = parse_time(batch_time)
         source = "batch-time metadata"
@@ -124,17 +150,26 @@ def event_time_of(
             notes.append(
                 f"object metadata batch-time {batch_time!r} is not an ISO 8601 time or epoch seconds"
             )
+        elif without_offset(batch_time):
+            no_offset = ("object metadata batch-time", batch_time.strip())
     if candidate is None and scan.seen:
         if scan.ahead:
             notes.append(_ahead_note(scan))
         if scan.latest is not None:
             candidate, source = scan.latest, f"latest {timestamp_column!r} value"
+            if scan.latest_without_offset is not None:
+                no_offset = (
+                    f"timestamp column {timestamp_column!r} (its latest value)",
+                    scan.latest_without_offset,
+                )
         elif not scan.ahead:
             notes.append(
                 f"no value of the timestamp column {timestamp_column!r} is an ISO 8601 time or epoch seconds"
             )
     if candidate is None:
         candidate, source = upload_time, "upload time"
+    elif no_offset is not None:
+        notes.append(_without_offset_note(*no_offset, candidate))
     if cloudwatch_accepts(candidate, now):
         return EventTime(candidate, source, notes)
     notes.append(
@@ -143,6 +178,18 @@ def event_time_of(
         "so it cannot move a live alarm"
     )
     return EventTime(candidate, source, notes, live=False)
+
+
+def _without_offset_note(where: str, value: str, moment: datetime) -> str:
+    # Read as UTC, as before: the zone cannot be known. The note is what makes a local time
+    # visible when its offset is smaller than the alarms' look-back (the lag note's threshold).
+    return (
+        f"the event time comes from the {where} {value!r}, which has no UTC offset, so it was taken "
+        f"as UTC ({moment.isoformat()}). If it is a local time, this batch's metrics are stamped "
+        "that zone's offset away from when its rows happened (at UTC+9, 9 h later), in alarm periods "
+        "where they do not belong. Fix: write the offset (2026-11-30T09:00:00+09:00) or Z for UTC "
+        "(2026-11-30T00:00:00Z)"
+    )
 
 
 def _ahead_note(scan: TimestampScan) -> str:

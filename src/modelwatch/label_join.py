@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelwatch import clock as processing_clock
 from modelwatch.actuals import ACTUAL_ATTRIBUTE, RequestStats, batch_get_items
 from modelwatch.config import JoinConfig
 from modelwatch.errors import BatchNotSettled, RevisionConflict
@@ -160,7 +161,7 @@ class LabelJoin:
         self.actuals_table = actuals_table
         self.store = store
         self.cloudwatch = cloudwatch
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or processing_clock.now  # a replay's virtual clock locally
         self.labels = LabelNormaliser(metadata.classes if metadata.task == "classification" else None)
 
     @classmethod

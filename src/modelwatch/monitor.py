@@ -46,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
+from modelwatch import clock as processing_clock
 from modelwatch.actuals import RequestStats, fetch_actuals
 from modelwatch.batch_files import CHUNK_ROWS, read_batch_chunks
 from modelwatch.config import MonitorConfig
@@ -369,7 +370,8 @@ class BatchMonitor:
         self.cloudwatch = cloudwatch
         self.ledger = ledger
         self.prediction_log = prediction_log
-        self.clock = clock or (lambda: datetime.now(UTC))
+        # The processing time: the wall clock in Lambda, a replay's virtual clock locally.
+        self.clock = clock or processing_clock.now
         self.chunk_rows = chunk_rows
         self.scorer = Scorer(bundle, config.min_labeled_rows, config.drift_threshold)
         self.model = ModelIdentity(config.model_name or bundle.metadata.name, bundle.metadata.version)

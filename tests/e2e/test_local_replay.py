@@ -18,11 +18,14 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score,
 
 from modelwatch.cli.main import main
 from modelwatch.local import cloud as cloud_module
+from modelwatch.local.cloud import LOCAL_ALERT_EMAIL
 from modelwatch.local.delivery import WebhookReceiver
 from tests.model_fixtures import churn_frame
 
 
-def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tmp_path, classifier_dir):
+def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(
+    tmp_path, classifier_dir, capfd
+):
     model_dir = classifier_dir
     batch_paths, actual_frames = [], []
     rng = np.random.default_rng(2024)
@@ -87,7 +90,13 @@ def test_replay_reports_scikit_learn_metrics_per_batch_and_the_alarm_timeline(tm
         assert batch["alarms"]["QualityAlarm"] == "OK"
         # Labels came with every batch: the labels feed is alive
         assert batch["alarms"]["LabelsStaleAlarm"] == "OK"
-    assert not [a for a in document["alerts"] if a["state"] == "ALARM"]
+    # (the test model has no baseline, so SignalsUnavailableAlarm does alert: alerts are delivered)
+    assert document["alerts"]
+    assert not [a for a in document["alerts"] if a["alarm"] == "QualityAlarm" and a["state"] == "ALARM"]
+    # No channel was named: the replay's stack has the local stand-in address (the template
+    # refuses a stack without a channel), and says so
+    assert document["channels"] == [{"channel": "email", "endpoint": LOCAL_ALERT_EMAIL}]
+    assert f"{LOCAL_ALERT_EMAIL} is a stand-in" in capfd.readouterr().out
 
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samplefiles" / "classification"
@@ -142,8 +151,9 @@ def test_replay_with_a_slack_secret_lists_the_messages_the_webhook_received(
     assert all(alert["time"] and alert["body"] for alert in slack)
 
 
-def test_replay_without_a_channel_says_so(tmp_path, sample_model, capfd):
-    document = replay_samples(sample_model, tmp_path / "replay.json")
+def test_replay_opted_out_of_alert_channels_says_nobody_would_be_told(tmp_path, sample_model, capfd):
+    # A team that subscribes its own endpoint to the AlertTopic deploys without a channel
+    document = replay_samples(sample_model, tmp_path / "replay.json", "AllowNoAlertChannel=true")
 
     # The alarm fired, but nobody would have been told, and the replay says why.
     assert [batch["alarms"]["QualityAlarm"] for batch in document["batches"]][-1] == "ALARM"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +228,46 @@ def test_when_every_time_is_far_ahead_the_event_time_is_the_upload_time(stack, t
     assert document["event_time_source"] == "upload time" and document["live"] is True
     [note] = [note for note in document["notes"] if "'event_ts'" in note]
     assert note.startswith("40 value(s)") and "the event time is the upload time" in note
+
+
+# One instant, an hour before NOW (well within the alarms' look-back, so no lag note), as written
+WITHOUT_OFFSET = f"{NOW - timedelta(hours=1):%Y-%m-%d %H:%M:%S}"  # e.g. a team's local time
+WRITTEN = {
+    "without offset": WITHOUT_OFFSET,
+    "Z": f"{NOW - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}",
+    "+09:00": (NOW - timedelta(hours=1)).astimezone(timezone(timedelta(hours=9))).isoformat(),
+}
+
+
+@pytest.mark.parametrize("form", list(WRITTEN))
+@pytest.mark.parametrize("where", ["batch-time", "column"])
+def test_an_event_time_without_a_utc_offset_is_read_as_utc_and_the_report_says_so(
+    stack, timestamped_model_dir, where, form
+):
+    # Given a batch whose time is written with or without an offset, in its metadata or column
+    written = WRITTEN[form]
+    frame = churn_frame(30, seed=37, id_prefix="tz").drop(columns=["churned"])
+    metadata = {}
+    if where == "batch-time":
+        metadata["batch-time"] = written
+    else:
+        frame["event_ts"] = [*(["2026-11-30T10:00:00Z"] * (len(frame) - 1)), written]
+    stack.put("incoming/zone.csv", frame.to_csv(index=False), Metadata=metadata)
+
+    document = (
+        monitor_at(NOW, timestamped_model_dir).process(BatchObject(BUCKET, "incoming/zone.csv")).to_dict()
+    )
+
+    # Then the time is read as before (a time without an offset as UTC) ...
+    assert document["event_time"] == (NOW - timedelta(hours=1)).isoformat()
+    assert document["live"] is True
+    notes = [note for note in document["notes"] if "no UTC offset" in note]
+    if form != "without offset":
+        assert notes == []
+        return
+    # ... and the report names the source, the value, that it was taken as UTC, and the fix
+    [note] = notes
+    source = "object metadata batch-time" if where == "batch-time" else "timestamp column 'event_ts'"
+    assert source in note and repr(WITHOUT_OFFSET) in note
+    assert f"taken as UTC ({(NOW - timedelta(hours=1)).isoformat()})" in note
+    assert "+09:00" in note and "Z for UTC" in note

@@ -7,6 +7,7 @@ tests fail when the local cloud stops following the template, not when the templ
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from modelwatch.local.cloud import LocalCloud, VirtualClock, slack_secret_parameter
+from modelwatch.local.cloud import LOCAL_ALERT_EMAIL, LocalCloud, VirtualClock, slack_secret_parameter
+from modelwatch.local.stack import StackBuilder
 from modelwatch.local.template import TemplateError
 from tests.template_resources import TEMPLATE_PATH, function_environment, load_template
 
@@ -151,15 +153,72 @@ def test_labels_stale_alarm_starts_in_alarm_follows_its_window_and_is_left_out_a
         assert len(listed["properties"]["alarms"]) == len(cloud.stack.alarms)
 
 
-def test_email_subscription_exists_only_when_alert_email_is_set(tmp_path, model_dir, default_cloud):
-    with nullcontext(default_cloud) as cloud:  # AlertEmail's default is ""
-        protocols = [s["Protocol"] for s in cloud.clients.sns.list_subscriptions()["Subscriptions"]]
-        assert "email" not in protocols
+def emails(cloud: LocalCloud) -> list[tuple[str, str]]:
+    subscriptions = cloud.clients.sns.list_subscriptions()["Subscriptions"]
+    return [(s["Endpoint"], s["TopicArn"]) for s in subscriptions if s["Protocol"] == "email"]
+
+
+def test_email_subscription_is_alert_email_or_the_stand_in_when_no_channel_is_named(
+    tmp_path, model_dir, default_cloud
+):
+    # Named by no parameter (AlertEmail's default is ""), the channel is the local stand-in:
+    # the template's rule refuses a stack without one
+    with nullcontext(default_cloud) as cloud:
+        assert cloud.stand_in_email == LOCAL_ALERT_EMAIL
+        assert emails(cloud) == [(LOCAL_ALERT_EMAIL, cloud.stack.name_of("AlertTopic"))]
     with start(tmp_path / "set", model_dir, AlertEmail="someone@example.com") as cloud:
-        subscriptions = cloud.clients.sns.list_subscriptions()["Subscriptions"]
-        assert [
-            (s["Protocol"], s["Endpoint"], s["TopicArn"]) for s in subscriptions if s["Protocol"] == "email"
-        ] == [("email", "someone@example.com", cloud.stack.name_of("AlertTopic"))]
+        assert cloud.stand_in_email is None
+        assert emails(cloud) == [("someone@example.com", cloud.stack.name_of("AlertTopic"))]
+    # Opted out (a team subscribing its own endpoint), the stack has no subscription at all
+    with start(tmp_path / "none", model_dir, AllowNoAlertChannel="true") as cloud:
+        assert cloud.stand_in_email is None and emails(cloud) == []
+
+
+def alert_channel_rule_description() -> str:
+    (assertion,) = load_template()["Rules"]["AlertChannelGiven"]["Assertions"]
+    return assertion["AssertDescription"]
+
+
+# A channel named empty is the caller's choice, which the rule judges (no stand-in then).
+@pytest.mark.parametrize(
+    "parameters", [{"AlertEmail": "", "SlackWebhookSecretName": ""}, {"SlackWebhookSecretName": ""}]
+)
+def test_a_stack_without_an_alert_channel_is_refused_with_the_rules_description(
+    tmp_path, model_dir, parameters
+):
+    cloud = LocalCloud(
+        out_dir=tmp_path,
+        model_dir=model_dir,
+        parameters=parameters,
+        clock=VirtualClock(datetime.now(UTC)),
+    )
+    with pytest.raises(TemplateError) as refused:
+        cloud.start()
+    assert alert_channel_rule_description() in str(refused.value)
+    assert cloud.aws is None  # nothing left running
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"AlertEmail": "someone@example.com", "SlackWebhookSecretName": ""},
+        {"AlertEmail": "", "SlackWebhookSecretName": "team/slack"},
+        {"AlertEmail": "", "SlackWebhookSecretName": "", "AllowNoAlertChannel": "true"},
+        {"AlertEmail": "", "SlackWebhookSecretName": "", "AllowNoAlertChannel": "false"},
+    ],
+    ids=["email", "slack", "opted-out", "empty-empty"],
+)
+def test_the_local_stack_applies_the_alert_channel_rule_before_creating_anything(parameters):
+    def build() -> StackBuilder:  # no AWS: the rule is checked before any resource is created
+        return StackBuilder(
+            TEMPLATE_PATH, parameters, clients=None, stack_name="rules", project_root=TEMPLATE_PATH.parent
+        )
+
+    if parameters.get("AllowNoAlertChannel") == "false":
+        with pytest.raises(TemplateError, match=re.escape(alert_channel_rule_description())):
+            build()
+    else:
+        assert build().parameters["AlertEmail"] == parameters["AlertEmail"]
 
 
 def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(
@@ -184,6 +243,8 @@ def test_slack_notifier_is_subscribed_only_when_its_secret_parameter_is_set(
         assert len(lambdas) == 1
         notifier = cloud.runtime.by_arn(lambdas[0]["Endpoint"])
         assert notifier is not None and notifier.spec.environment["SLACK_WEBHOOK_SECRET_NAME"] == "team/slack"
+        # Slack named alone is a channel: no stand-in email beside it
+        assert cloud.stand_in_email is None and emails(cloud) == []
 
 
 def test_the_retrain_function_follows_the_alert_topic_unless_retrain_on_alarm_is_empty(
@@ -214,7 +275,7 @@ def test_unknown_or_invalid_parameters_are_refused(tmp_path, model_dir):
 
 
 def test_entering_a_started_cloud_keeps_its_one_embedded_aws_and_stops_it(tmp_path, model_dir):
-    cloud = start(tmp_path, model_dir, AlertEmail="")
+    cloud = start(tmp_path, model_dir)
     aws = cloud.aws
     with cloud as entered:
         assert entered.aws is aws  # not a second moto process
@@ -252,7 +313,7 @@ def test_unsupported_alarm_is_named_even_when_reading_metrics_fails_mocked_fault
     cloud = LocalCloud(
         out_dir=tmp_path,
         model_dir=model_dir,
-        parameters={"AlertEmail": ""},
+        parameters={"AllowNoAlertChannel": "true"},
         clock=VirtualClock(datetime.now(UTC)),
         listener=lambda kind, payload: warnings.append(payload) if kind == "warning" else None,
     )

@@ -12,6 +12,7 @@ from cfnlint.decode import decode
 
 from modelwatch.config import LATEST_REPORT_POINTER, RESULTS_PREFIX
 from modelwatch.metrics import QUALITY_METRICS
+from tests.cloudformation import refused_by_rules
 
 from .conftest import REPO_ROOT, TEMPLATE, run, sam_executable, tool_environment
 
@@ -225,6 +226,36 @@ def test_alert_notifier_exists_only_with_a_slack_secret(template):
     assert template["Conditions"]["HasSlack"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "SlackWebhookSecretName"}, ""]}]
     }
+
+
+EMAIL, SLACK_SECRET = "oncall@example.com", "modelwatch/slack-webhook"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "refused"),
+    [
+        ({}, True),  # the defaults: neither channel
+        ({"AlertEmail": "", "SlackWebhookSecretName": ""}, True),
+        ({"AlertEmail": EMAIL}, False),
+        ({"SlackWebhookSecretName": SLACK_SECRET}, False),
+        ({"AlertEmail": EMAIL, "SlackWebhookSecretName": SLACK_SECRET}, False),
+        ({"AllowNoAlertChannel": "true"}, False),  # the team subscribes its own endpoint
+    ],
+    ids=["defaults", "empty-empty", "email", "slack", "both", "opted-out"],
+)
+def test_a_stack_whose_alarms_notify_no_one_is_refused_unless_opted_out(template, parameters, refused):
+    # CloudFormation checks the Rules before creating anything (tests.cloudformation)
+    refusals = refused_by_rules(template, **parameters)
+
+    if not refused:
+        assert refusals == []
+        return
+    # and its message tells the user what to set: parameters and an output that exist
+    [description] = refusals
+    for name in ("AlertEmail", "SlackWebhookSecretName", "AllowNoAlertChannel"):
+        assert name in description and name in template["Parameters"]
+    assert "AllowNoAlertChannel=true" in description
+    assert "AlertTopicArn" in description and "AlertTopicArn" in template["Outputs"]
 
 
 def referenced_resources(value: Any, resources: set[str]) -> set[str]:

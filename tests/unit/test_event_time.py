@@ -77,3 +77,77 @@ def test_the_alarms_look_back_over_their_periods_and_two_more_within_a_day(perio
         comparison_operator="GreaterThanThreshold",
     )
     assert alarm.evaluation_range_periods * period == lookback.total_seconds()
+
+
+NO_OFFSET = "which has no UTC offset, so it was taken as UTC"
+
+
+def no_offset_notes(notes: list[str]) -> list[str]:
+    return [note for note in notes if NO_OFFSET in note]
+
+
+@pytest.mark.parametrize(
+    ("written", "noted"),
+    [
+        ("2026-11-30 09:00:00", True),
+        ("2026-11-30T09:00:00", True),
+        ("2026-11-30T09:00:00Z", False),
+        ("2026-11-30T18:00:00+09:00", False),  # the same instant, written in UTC+9
+        ("1796029200", False),  # epoch seconds: the same instant, no zone to get wrong
+    ],
+)
+def test_a_batch_time_without_an_offset_is_still_read_as_utc_but_the_report_says_so(written, noted):
+    event_time = event_time_of(scan_of(), written, UPLOADED, NOW)
+
+    # The interpretation does not change: every form is 09:00 UTC
+    assert event_time.moment == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    assert event_time.source == "batch-time metadata"
+    notes = no_offset_notes(event_time.notes)
+    if not noted:
+        assert notes == []
+        return
+    [note] = notes
+    assert f"object metadata batch-time {written!r}" in note
+    assert "(2026-11-30T09:00:00+00:00)" in note  # what it was taken as
+    assert "+09:00" in note and "Z for UTC" in note  # how to fix it
+
+
+@pytest.mark.parametrize(
+    ("written", "noted"),
+    [
+        ("2026-11-30 09:00:00", True),
+        ("2026-11-30T09:00:00Z", False),
+        ("2026-11-30T18:00:00+09:00", False),
+    ],
+)
+def test_a_timestamp_column_value_without_an_offset_is_noted_when_it_is_the_event_time(written, noted):
+    # The latest value is the event time; an earlier value without an offset is not it
+    event_time = event_time_of(scan_of(["2026-11-30 08:00:00"], [written]), None, UPLOADED, NOW)
+
+    assert event_time.moment == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    notes = no_offset_notes(event_time.notes)
+    if not noted:
+        assert notes == []
+        return
+    [note] = notes
+    assert f"timestamp column 'ts' (its latest value) {written!r}" in note
+    assert "(2026-11-30T09:00:00+00:00)" in note
+
+
+def test_the_column_note_follows_the_latest_value_across_chunks():
+    # A value without an offset that a later chunk's value overtakes is not the event time ...
+    overtaken = event_time_of(scan_of(["2026-11-30 09:00:00"], ["2026-11-30T10:00:00Z"]), None, UPLOADED, NOW)
+    assert overtaken.moment == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    assert no_offset_notes(overtaken.notes) == []
+    # ... while one that stays the latest is, whatever came before it
+    latest = event_time_of(scan_of(["2026-11-30T08:00:00Z"], ["2026-11-30 10:00:00"]), None, UPLOADED, NOW)
+    assert latest.moment == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    [note] = no_offset_notes(latest.notes)
+    assert "'2026-11-30 10:00:00'" in note
+
+
+def test_a_placeholder_without_an_offset_left_out_of_the_event_time_is_not_noted_as_its_source():
+    event_time = event_time_of(scan_of(["2026-11-30T11:00:00Z", "9999-12-31"]), None, UPLOADED, NOW)
+
+    assert event_time.moment == datetime(2026, 11, 30, 11, 0, tzinfo=UTC)
+    assert no_offset_notes(event_time.notes) == []

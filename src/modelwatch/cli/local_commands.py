@@ -17,6 +17,11 @@ from typing import Any
 from modelwatch.errors import UserError
 
 _PARAM_HELP = "override a template parameter, e.g. --param QualityThreshold=0.25 (repeatable)"
+# When the local cloud subscribed its stand-in address (modelwatch.local.cloud.LOCAL_ALERT_EMAIL).
+STAND_IN_NOTE = (
+    "{email} is a stand-in: no AlertEmail or SlackWebhookSecretName was given, and the template "
+    "refuses a stack without an alert channel; its emails are only recorded locally"
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -92,6 +97,8 @@ def _local_up(args: argparse.Namespace) -> int:
             )
         for subscription in cloud.clients.sns.list_subscriptions()["Subscriptions"]:
             _print(f"  alerts  {subscription['Protocol']} -> {subscription['Endpoint']}")
+        if cloud.stand_in_email:
+            _print(f"          ({STAND_IN_NOTE.format(email=cloud.stand_in_email)})")
         _print(f"  output  {out_dir} (emails in outbox/, function logs in logs/)")
         cli = f"{_aws_cli()} --endpoint-url {endpoint} --region {stack.region}"
         _print("\nTry (any credentials work, e.g. AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local):")
@@ -151,6 +158,8 @@ def _replay(args: argparse.Namespace) -> int:
         channels = cloud.alert_channels()
         if channels:
             _print("Alerts go to: " + ", ".join(f"{c.channel} {c.endpoint}" for c in channels))
+            if cloud.stand_in_email:
+                _print(f"  ({STAND_IN_NOTE.format(email=cloud.stand_in_email)})")
         else:
             _print(f"Note: {NO_CHANNEL}")
         if not args.actuals and "LabelsStaleAlarm" in cloud.stack.alarms:

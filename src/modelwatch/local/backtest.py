@@ -6,6 +6,8 @@ alarm period and CloudWatch's M-out-of-N logic plays out over the sequence exact
 would over that many real periods. The start is aligned to a period boundary and chosen
 so the last period has ended by now: every stamp is in the past and within CloudWatch's
 two-week window, so the batch monitor keeps it instead of falling back to upload time.
+The functions run on the replay's clock (modelwatch.clock), so a batch is processed at
+its period's start, on time, as it would have been live.
 
 Labels over time: the actuals of batch i (the rows of the actuals files whose ids batch i
 holds) are uploaded under actuals/ at the start of period i + labels delay, before that
@@ -96,10 +98,13 @@ class PeriodResult:
         return {"start": self.start.isoformat(), "events": self.events, "alarms": self.alarms}
 
 
-# Said (printed and in the replay file) when no subscription of the stack reaches a person.
+# Said (printed and in the replay file) when no subscription of the stack reaches a person:
+# only with AllowNoAlertChannel=true, since the template's rule refuses a stack without one.
 NO_CHANNEL = (
-    "no alert channel is configured: alarms change state but nobody would be told; pass "
-    "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name>"
+    "no alert channel is configured (AllowNoAlertChannel=true): alarms change state but only an "
+    "endpoint of your own subscribed to the AlertTopic would be told; pass "
+    "--param AlertEmail=you@example.com and/or --param SlackWebhookSecretName=<secret name> "
+    "to see what people would receive"
 )
 
 # Said when a replay has no --actuals: LabelsStaleAlarm is in ALARM throughout, as it would be

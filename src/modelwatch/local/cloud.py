@@ -66,6 +66,12 @@ SLACK_SECRET_VARIABLE = "SLACK_WEBHOOK_SECRET_NAME"
 # The receiver is plain http on 127.0.0.1, which the notifier refuses unless the parameters
 # feeding these variables allow it (they are set only when the user did not set them).
 LOCAL_RECEIVER_SETTINGS = {"SLACK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "SLACK_WEBHOOK_ALLOW_HTTP": "true"}
+# The address subscribed when the caller names no alert channel: the template's rule refuses a
+# stack whose alarms notify no one (AlertChannelGiven), here as in CloudFormation, and locally
+# an email only lands in the outbox. Naming a channel, an empty one included, or opting out
+# with this parameter set to "true" is the caller's choice, and the rule judges it.
+LOCAL_ALERT_EMAIL = "oncall@example.com"
+NO_CHANNEL_PARAMETER = "AllowNoAlertChannel"
 
 
 class VirtualClock:
@@ -184,6 +190,21 @@ def slack_secret_parameter(template_path: Path) -> str | None:
     return parameter_feeding(template_path, SLACK_SECRET_VARIABLE)
 
 
+def email_subscription_parameter(template_path: Path) -> str | None:
+    """The template parameter an email subscription's endpoint is, when the template has one."""
+    for resource in (load_template(template_path).get("Resources") or {}).values():
+        properties = resource.get("Properties") or {}
+        endpoint = properties.get("Endpoint")
+        if (
+            resource.get("Type") == "AWS::SNS::Subscription"
+            and properties.get("Protocol") == "email"
+            and isinstance(endpoint, dict)
+            and "Ref" in endpoint
+        ):
+            return str(endpoint["Ref"])
+    return None
+
+
 def parameter_feeding(template_path: Path, variable: str) -> str | None:
     """The template parameter a function's environment ``variable`` is set from, if any."""
     template = load_template(template_path)
@@ -230,6 +251,7 @@ class LocalCloud:
         self.streams: StreamPoller
         self.outbox = EmailOutbox(out_dir / "outbox")
         self.webhook: WebhookReceiver | None = None
+        self.stand_in_email: str | None = None  # LOCAL_ALERT_EMAIL, when the caller named no channel
         self.alerts: list[Alert] = []
         self.alarm_runs: list[AlarmRun] = []
         self._deliveries: queue.Queue[SnsDelivery] = queue.Queue()
@@ -262,6 +284,7 @@ class LocalCloud:
             )
             self.clients = AwsClients.for_endpoint(self.aws.endpoint_url, LOCAL_REGION)
             slack_secret = self._slack_secret_name()
+            self.stand_in_email = self._stand_in_alert_email()
             # Translating the template needs no AWS: it overlaps moto loading in its process.
             builder = StackBuilder(
                 self.template_path,
@@ -287,6 +310,7 @@ class LocalCloud:
                 log_dir=self.out_dir / "logs",
                 sqs=self.clients.sqs,
                 model_layers=self._model_layers(),
+                clock=self.clock.now,
             )
             self.streams = StreamPoller(
                 self.stack.stream_mappings,
@@ -361,6 +385,17 @@ class LocalCloud:
             if setting is not None:
                 self.parameters.setdefault(setting, value)
         return name
+
+    def _stand_in_alert_email(self) -> str | None:
+        """LOCAL_ALERT_EMAIL as the email parameter when the caller named no alert channel (set
+        as the parameter, so the stack subscribes it and its rule is satisfied); None otherwise.
+        After _slack_secret_name, which names the Slack secret when the receiver is wanted."""
+        parameter = email_subscription_parameter(self.template_path)
+        named = {parameter, slack_secret_parameter(self.template_path), NO_CHANNEL_PARAMETER}
+        if parameter is None or named & set(self.parameters):
+            return None
+        self.parameters[parameter] = LOCAL_ALERT_EMAIL
+        return LOCAL_ALERT_EMAIL
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,7 +5,9 @@ module, with whatever it cached (model, clients), serves every later invocation.
 invocation sees the environment Lambda would give it: the template's variables (Globals
 merged, references resolved to the local names), the Lambda runtime variables, and
 AWS_ENDPOINT_URL pointing at the embedded AWS, so function code has no local branch.
-os.environ is process-wide, so invocations are serialised by one lock.
+os.environ is process-wide, so invocations are serialised by one lock. So is the
+functions' clock (modelwatch.clock): the local cloud's, so that in a replay a batch is
+processed at the replay's virtual time, not hours after the time it is stamped with.
 
 Asynchronous invocations (S3 and SNS events) follow Lambda's error handling: a failed
 event is retried MaximumRetryAttempts times (EventInvokeConfig), then its record goes to
@@ -31,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 from urllib.parse import quote_plus
+
+from modelwatch import clock as processing_clock
 
 # The model layer's data contract (SPEC "Model layer"): Lambda mounts it at /opt/model; locally it
 # is a directory, so environment values under this path are rewritten to that directory.
@@ -155,9 +159,13 @@ class LambdaRuntime:
         log_dir: Path,
         sqs: Any,
         model_layers: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ):
         """``model_layers`` (modelwatch.local.layers.ModelLayers): the function's model layer
-        version, asked before each invocation; without, /opt/model is always ``model_dir``."""
+        version, asked before each invocation; without, /opt/model is always ``model_dir``.
+        ``clock``: the functions' "now" (modelwatch.clock) while they run, the local cloud's
+        (a replay's virtual time); without, the wall clock."""
+        self.clock = clock
         self.endpoint_url = endpoint_url
         self.region = region
         self.model_dir = model_dir
@@ -211,7 +219,7 @@ class LambdaRuntime:
         try:
             # print() and the Powertools logger (bound to sys.stdout at import) write the log file.
             self._stdout.target = function.log
-            with contextlib.redirect_stdout(self._stdout):
+            with contextlib.redirect_stdout(self._stdout), processing_clock.running_on(self.clock):
                 yield
         finally:
             os.environ.clear()

@@ -34,6 +34,7 @@ from modelwatch.local.template import (
     PARTITION,
     Resolver,
     TemplateError,
+    check_rules,
     generated_name,
     load_template,
     resolve_parameters,
@@ -141,6 +142,15 @@ class StackBuilder:
         self.stack_id = stack_id_for(stack_name, region=region, account_id=account_id)
         raw = load_template(template_path)
         self.parameters = resolve_parameters(raw, overrides)
+        pseudo = {
+            "AWS::AccountId": account_id,
+            "AWS::Region": region,
+            "AWS::StackName": stack_name,
+            "AWS::StackId": self.stack_id,
+            "AWS::Partition": PARTITION,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        check_rules(raw, self.parameters, pseudo)  # before anything is created, as CloudFormation does
         self.template, self.code_paths = translate_sam(
             raw,
             self.parameters,
@@ -155,15 +165,7 @@ class StackBuilder:
         self._creating: list[str] = []
         self.resolver = Resolver(
             parameters=self.parameters,
-            pseudo={
-                "AWS::AccountId": account_id,
-                "AWS::Region": region,
-                "AWS::StackName": stack_name,
-                "AWS::StackId": self.stack_id,
-                "AWS::Partition": PARTITION,
-                "AWS::URLSuffix": "amazonaws.com",
-                "AWS::NotificationARNs": [],
-            },
+            pseudo={**pseudo, "AWS::NotificationARNs": []},
             conditions=self.template.get("Conditions") or {},
             mappings=self.template.get("Mappings") or {},
             ref=lambda logical_id: self._ensure(logical_id).ref,

@@ -126,6 +126,59 @@ def _check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
             raise TemplateError(f"parameter {name}={value} is above its MaxValue {spec['MaxValue']}")
 
 
+def check_rules(
+    template: Mapping[str, Any], parameters: Mapping[str, str], pseudo: Mapping[str, str]
+) -> None:
+    """The template's Rules, as CloudFormation applies them before creating anything: a rule
+    whose RuleCondition holds (or that has none) refuses the parameters when one of its
+    Assertions is false, with the assertions' AssertDescription."""
+    refused = []
+    for name, rule in (template.get("Rules") or {}).items():
+        if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], parameters, pseudo):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not _rule_value(assertion["Assert"], parameters, pseudo):
+                description = assertion.get("AssertDescription") or "an assertion is false"
+                refused.append(f"{description} (rule {name})")
+    if refused:
+        raise TemplateError("the stack cannot be created: " + "; ".join(refused))
+
+
+def _rule_value(value: Any, parameters: Mapping[str, str], pseudo: Mapping[str, str]) -> Any:
+    """A value of a rule: only parameters and the rule functions, as in CloudFormation's Rules
+    (no resource exists yet); the functions that read the account (Fn::RefAll, Fn::ValueOf,
+    Fn::ValueOfAll) cannot be answered locally."""
+    if isinstance(value, list):
+        return [_rule_value(item, parameters, pseudo) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise TemplateError(f"a rule's value must be a function or a literal, got {value!r}")
+    ((key, argument),) = value.items()
+    if key == "Ref":
+        if argument in parameters:
+            return parameters[argument]
+        if argument in pseudo:
+            return pseudo[argument]
+        raise TemplateError(f"a rule refers to {argument}, which is not a parameter")
+    arguments = _rule_value(argument, parameters, pseudo)
+    if key == "Fn::Equals":
+        return str(arguments[0]) == str(arguments[1])
+    if key == "Fn::Not":
+        return not arguments[0]
+    if key == "Fn::And":
+        return all(arguments)
+    if key == "Fn::Or":
+        return any(arguments)
+    if key == "Fn::Contains":
+        return str(arguments[1]) in [str(item) for item in arguments[0]]
+    if key == "Fn::EachMemberEquals":
+        return all(str(item) == str(arguments[1]) for item in arguments[0])
+    if key == "Fn::EachMemberIn":
+        return all(str(item) in [str(allowed) for allowed in arguments[1]] for item in arguments[0])
+    raise TemplateError(f"the local cloud does not evaluate {key} in a rule")
+
+
 class _PolicyMap(dict):
     """Any AWS managed policy SAM asks for, by its well-known ARN (never evaluated locally)."""
 
