@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
+from pandas.api.types import infer_dtype
 
 from modelwatch import clock as processing_clock
 from modelwatch.actuals import RequestStats, fetch_actuals
@@ -70,6 +71,7 @@ from modelwatch.metrics import (
     why_unpublishable,
 )
 from modelwatch.model_bundle import ModelBundle
+from modelwatch.prediction_log import WRITE_CLIENT_CONFIG as PREDICTION_LOG_CLIENT_CONFIG
 from modelwatch.prediction_log import PredictionLog
 from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
 from modelwatch.publishing import (
@@ -225,9 +227,24 @@ def _column_text(column: pd.Series) -> list[str]:
         return _number_text(column.to_numpy())
     values = column.to_numpy(dtype=object)
     missing = pd.isna(values)
-    # pandas' text dtype holds str already (and a missing marker, blanked below).
-    texts = values.tolist() if isinstance(column.dtype, pd.StringDtype) else list(map(str, values.tolist()))
-    return _blank(texts, missing)
+    if not missing.any():
+        return _object_text(values, column.dtype)
+    texts = np.full(len(values), "", dtype=object)
+    texts[~missing] = _object_text(values[~missing], column.dtype)
+    return texts.tolist()
+
+
+def _object_text(values: np.ndarray, dtype: Any) -> list[str]:
+    """The texts of values none of which is missing."""
+    if isinstance(dtype, pd.StringDtype):
+        return values.tolist()  # str already
+    if infer_dtype(values, skipna=False) == "integer":
+        # Integers only, Python's or numpy's (no bool, no float): the actuals column of a
+        # model with integer classes, where str() per value was a seventh of the
+        # predictions file's text. One too wide for int64 leaves them to str().
+        with contextlib.suppress(OverflowError):
+            return _number_text(values.astype(np.int64))
+    return list(map(str, values.tolist()))
 
 
 def _number_text(values: np.ndarray) -> list[str]:
@@ -395,7 +412,9 @@ class BatchMonitor:
                 retention_days=max(RETENTION_DAYS, config.prediction_log_days),
             ),
             prediction_log=PredictionLog(
-                client("dynamodb"), config.prediction_log_table, config.prediction_log_days
+                client("dynamodb", config=PREDICTION_LOG_CLIENT_CONFIG),
+                config.prediction_log_table,
+                config.prediction_log_days,
             ),
         )
 

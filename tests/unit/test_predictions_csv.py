@@ -26,6 +26,7 @@ def _tables() -> dict[str, pd.DataFrame]:
                 "prediction": rng.integers(0, 3, n),
                 "probability": floats,
                 "actual": pd.Series([None if i % 3 else i % 2 for i in range(n)], dtype=object),
+                "labeled actual": pd.Series([None if i % 11 == 0 else i % 2 for i in range(n)], dtype=object),
                 "channel": pd.Series([None if i % 5 == 0 else f"c{i % 4}" for i in range(n)], dtype="str"),
                 "flag": rng.random(n) > 0.5,
             }
@@ -124,6 +125,12 @@ def _random_column(rng: np.random.Generator, kind: str, n: int) -> pd.Series:
         return pd.Series([None if rng.random() < 0.1 else word for word in words], dtype=object)
     if kind == "category":
         return pd.Series(pd.Categorical([None if rng.random() < 0.1 else word for word in words]))
+    if kind == "int objects":
+        # a classifier's actuals with integer classes: Python and numpy integers, some missing,
+        # and integers too wide for int64
+        ints: list[Any] = [None, np.nan, 0, 1, -7, np.int64(3), np.uint8(200), 2**70, np.uint64(2**64 - 1)]
+        wide = rng.random() < 0.3
+        return pd.Series([ints[i] for i in rng.integers(0, len(ints) if wide else 7, n)], dtype=object)
     # objects of every type the prediction table's actual column (or a passthrough) holds
     choices: list[Any] = [None, np.nan, 1, 0, -7, 1.5, 1e-05, True, False, "yes", "", "a,b", np.float64(0.1)]
     return pd.Series([choices[i] for i in rng.integers(0, len(choices), n)], dtype=object)
@@ -140,6 +147,7 @@ _KINDS = [
     "text",
     "text objects",
     "category",
+    "int objects",
     "objects",
 ]
 
