@@ -203,6 +203,7 @@ def translate_sam(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The CloudFormation template SAM's transform produces, and local code paths by logical id."""
     import boto3
+    from samtranslator.metrics.metrics import DummyMetricsPublisher, Metrics
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
@@ -229,12 +230,17 @@ def translate_sam(
         "AWS::Region": region,
         "AWS::Partition": PARTITION,
     }
+    # The translator records its own usage metrics; publishing them to its dummy publisher
+    # drops them, where garbage-collecting them unpublished prints a warning to the user.
+    usage = Metrics("ServerlessTransform", DummyMetricsPublisher())
     try:
-        translated = Translator(None, Parser(), boto_session=session).translate(
+        translated = Translator(None, Parser(), metrics=usage, boto_session=session).translate(
             document, parameter_values=values, get_managed_policy_map=lambda: _PolicyMap()
         )
     except Exception as problem:  # the translator's errors list every invalid resource
         raise TemplateError(f"SAM could not translate the template: {problem}") from problem
+    finally:
+        usage.publish()
     translated = json.loads(json.dumps(translated))  # plain dicts/lists, no translator types
     code_paths: dict[str, str] = {}
     for logical_id, resource in translated["Resources"].items():
