@@ -94,6 +94,22 @@ def parquet_file(rows: int) -> Path:
     return path
 
 
+class TimedLog:
+    """The real prediction log (to the embedded server), with this process's CPU time and
+    the wall time of writing it: the other threads are idle by then, so the CPU is the
+    log's (boto3's, mostly). The server's own CPU is in its process, not counted."""
+
+    def __init__(self, log: Any) -> None:
+        self.log, self.items, self.cpu_seconds, self.seconds = log, 0, 0.0, 0.0
+
+    def record_file(self, batch_id: str, event_time: str, path: Path, id_column: str, chunk_rows: int) -> int:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        self.items += self.log.record_file(batch_id, event_time, path, id_column, chunk_rows)
+        self.seconds += time.perf_counter() - started
+        self.cpu_seconds += time.process_time() - cpu_started
+        return self.items
+
+
 class CountingLog:
     """The prediction log's stand-in: counts what would be written."""
 
@@ -128,9 +144,10 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(rows: int, parquet: bool = False) -> dict[str, Any]:
+def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, Any]:
     """One batch of ``rows`` rows (CSV, or Parquet) through BatchMonitor.process; this
-    process's numbers."""
+    process's numbers. ``real_log``: the prediction log is written to the embedded server
+    (through the client the monitor uses), and its CPU and wall time are reported."""
     import boto3
     from boto3.s3.transfer import TransferConfig
 
@@ -140,6 +157,7 @@ def run(rows: int, parquet: bool = False) -> dict[str, Any]:
     from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
     from modelwatch.monitor import BatchMonitor
+    from modelwatch.prediction_log import WRITE_CLIENT_CONFIG, PredictionLog
     from modelwatch.results import BatchObject, ResultStore
 
     path = parquet_file(rows) if parquet else batch_file(rows)
@@ -169,6 +187,13 @@ def run(rows: int, parquet: bool = False) -> dict[str, Any]:
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         )
+        if real_log:
+            dynamodb.create_table(
+                TableName="bench-prediction-log",
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "record_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "record_id", "AttributeType": "S"}],
+            )
         bundle = load_bundle(model_dir)
         metadata = bundle.metadata
         sample_actuals = {
@@ -190,7 +215,17 @@ def run(rows: int, parquet: bool = False) -> dict[str, Any]:
         s3.upload_file(str(path), BUCKET, key, Config=TransferConfig(multipart_chunksize=64 << 20))
         # The upload's buffers (64 MB parts, 10 threads) are the bench's, not the monitor's.
         reset_peak_rss()
-        log = CountingLog()
+        log: Any = (
+            TimedLog(
+                PredictionLog(
+                    boto3.client("dynamodb", config=WRITE_CLIENT_CONFIG),
+                    "bench-prediction-log",
+                    retention_days=1,
+                )
+            )
+            if real_log
+            else CountingLog()
+        )
         monitor = BatchMonitor(
             MonitorConfig.from_env(),
             bundle,
@@ -223,6 +258,7 @@ def run(rows: int, parquet: bool = False) -> dict[str, Any]:
         "timings_ms": timings,
         "labeled_rows": report["labeled_rows"],
         "logged": log.items,
+        **({"log_seconds": log.seconds, "log_cpu_seconds": log.cpu_seconds} if real_log else {}),
         "metrics": report["metrics"],
     }
 
@@ -337,7 +373,7 @@ def run_window(rows: int, parquet: bool, labeled_every: int) -> dict[str, Any]:
     }
 
 
-def measure(rows: int, parquet: bool = False) -> dict[str, Any]:
+def measure(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, Any]:
     """``run`` in a fresh process (its own peak RSS)."""
     # Written here, so generating the file is not in the child's numbers.
     if parquet:
@@ -351,6 +387,7 @@ def measure(rows: int, parquet: bool = False) -> dict[str, Any]:
             "--rows",
             str(rows),
             *(["--parquet"] if parquet else []),
+            *(["--real-log"] if real_log else []),
         ],
         check=True,
         capture_output=True,
@@ -390,6 +427,23 @@ def print_large_batches(large: bool, parquet: bool = False) -> None:
     )
     if not large:
         print(f"(the {LARGE:,}-row, ~1 GB run: make bench-large, or make bench ARGS=--large)")
+    if not parquet:
+        print_prediction_log_cost()
+
+
+LOG_ROWS = 100_000
+
+
+def print_prediction_log_cost() -> None:
+    """What the stand-in leaves out: the prediction log of LOG_ROWS rows written for real."""
+    result = measure(LOG_ROWS, real_log=True)
+    per_million = result["log_cpu_seconds"] * 1_000_000 / result["logged"]
+    print(
+        f"prediction log, written for real to the embedded server: {result['logged']:,} items in "
+        f"{result['log_seconds']:.1f} s (the server's pace), {result['log_cpu_seconds']:.1f} CPU-s in the "
+        f"monitor's process: {per_million:.0f} CPU-s per million rows, {per_million * LARGE / 1e6 / 60:.0f} "
+        f"CPU-minutes at {LARGE:,} rows (boto3 holds the GIL for most of it)"
+    )
 
 
 def main() -> int:
@@ -399,13 +453,16 @@ def main() -> int:
     parser.add_argument("--parquet", action="store_true", help="the same rows as a Parquet file")
     parser.add_argument("--window", action="store_true", help="with --rows: retraining's gather of the batch")
     parser.add_argument(
+        "--real-log", action="store_true", help="with --rows: write the prediction log to the embedded server"
+    )
+    parser.add_argument(
         "--labeled-every", type=int, default=10, help="--window: one copy of the samples in K"
     )
     options = parser.parse_args()
     if options.rows and options.window:
         print(json.dumps(run_window(options.rows, options.parquet, options.labeled_every)))
     elif options.rows:
-        print(json.dumps(run(options.rows, options.parquet)))
+        print(json.dumps(run(options.rows, options.parquet, options.real_log)))
     else:
         print_large_batches(options.large, options.parquet)
     return 0
