@@ -29,10 +29,13 @@ import numpy as np
 # float64 (a batch of up to ~1 million rows never touches the disk). Smaller, memory
 # stays lower and the merge reads more runs (a 16-million-row batch writes 16 x 3).
 SPILL_BUDGET_BYTES = 8 << 20
-# Values read from all runs together per merge step (float64: 8 MB), shared among the runs.
-MERGE_BLOCK_ROWS = 1 << 20
-# Fewest values read from one run per merge step: small reads cost more calls than bytes.
-MIN_RUN_BLOCK_ROWS = 1 << 14
+# Values read from all runs together per merge step (float64: 2 MB), shared among the
+# runs. What the merge and its readers make of a step costs ~150 bytes a value (sort
+# order, distinct values, counts per tag, cumulative sums): 1 << 20 peaked 160 MB above
+# the chunk loop at the end of a 16-million-row batch.
+MERGE_BLOCK_ROWS = 1 << 18
+# Fewest values read from one run per merge step (32 kB): small reads cost more calls than bytes.
+MIN_RUN_BLOCK_ROWS = 1 << 12
 SPILL_PREFIX = "modelwatch-spill-"
 
 
