@@ -270,6 +270,74 @@ def expected_roc_auc_of_sorted(ascending: np.ndarray, transform: Any = None) -> 
     return area / (true_sum * false_sum)
 
 
+class ExpectedAucCounts:
+    """expected_roc_auc of rows read as ascending blocks of distinct raw probabilities with
+    how many rows have each (modelwatch.sorted_runs: no value in two blocks), calibrated
+    by ``transform`` (which must keep their order): memory follows the block.
+
+    Read from the bottom up, the expected counts at each threshold are the totals less
+    the cumulative sums below it, so the curve has the same vertices as from the top
+    (the ends of the runs of equal calibrated probabilities), and the area under it is
+    the rectangle of the totals less the area the trapezoids sum to from below.
+    """
+
+    def __init__(self, transform: Any = None):
+        self.transform = transform
+        self.true_sum = self.false_sum = 0.0  # cumulative sums (expected positives, negatives) so far
+        self.true_point = self.false_point = 0.0  # the curve's last vertex so far, in counts
+        self.area = 0.0  # under the curve from below, up to that vertex
+        self.last: float | None = None  # the last calibrated probability so far
+
+    def add(self, values: np.ndarray, counts: np.ndarray) -> None:
+        present = counts > 0
+        values, weights = values[present], counts[present].astype(float)
+        if not values.size:
+            return
+        calibrated = np.asarray(self.transform(values) if self.transform is not None else values, dtype=float)
+        run_ends = np.zeros(values.size, dtype=bool)  # the last value's run may go on in the next block
+        run_ends[:-1] = calibrated[1:] != calibrated[:-1]
+        cumulative_true = np.cumsum(weights * calibrated)
+        cumulative_true += self.true_sum
+        cumulative_false = np.cumsum(weights * (1.0 - calibrated))
+        cumulative_false += self.false_sum
+        # The previous block's last run ended where this block starts another.
+        ended = [] if self.last is None or calibrated[0] == self.last else [0]
+        true_points = np.concatenate(
+            ([self.true_point], [self.true_sum] * len(ended), cumulative_true[run_ends])
+        )
+        false_points = np.concatenate(
+            ([self.false_point], [self.false_sum] * len(ended), cumulative_false[run_ends])
+        )
+        self.area += float(np.sum(np.diff(false_points) * (true_points[1:] + true_points[:-1]))) / 2.0
+        self.true_point, self.false_point = float(true_points[-1]), float(false_points[-1])
+        self.true_sum, self.false_sum = float(cumulative_true[-1]), float(cumulative_false[-1])
+        self.last = float(calibrated[-1])
+
+    def value(self) -> float | None:
+        true_sum, false_sum = self.true_sum, self.false_sum
+        if true_sum <= 0 or false_sum <= 0:
+            return None
+        # The last trapezoid, to the totals (the last run's end).
+        below = self.area + (false_sum - self.false_point) * (true_sum + self.true_point) / 2.0
+        return (true_sum * false_sum - below) / (true_sum * false_sum)
+
+
+class _CollectedExpectedAuc:
+    """expected_roc_auc of rows read as ExpectedAucCounts reads them, for a calibration map
+    that does not keep their order (hand-written: fitted ones are increasing): the
+    calibrated values are collected, 8 bytes a row, and sorted at the end."""
+
+    def __init__(self, transform: Any):
+        self.transform = transform
+        self.parts: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray, counts: np.ndarray) -> None:
+        self.parts.append(np.repeat(self.transform(values), counts))
+
+    def value(self) -> float | None:
+        return expected_roc_auc(np.concatenate(self.parts)) if self.parts else None
+
+
 class CbpeSums:
     """CBPE's sums over a set of rows, added a chunk at a time: the expected confusion
     matrix, and each row's calibrated probability of its predicted class (sum, min, max)."""
@@ -435,6 +503,16 @@ class PerformanceEstimator:
         if calibration.positive_map_increasing:
             return expected_roc_auc_of_sorted(ascending, calibration.calibrated_positive)
         return expected_roc_auc(calibration.calibrated_positive(ascending))
+
+    def expected_auc_counts(self) -> ExpectedAucCounts | _CollectedExpectedAuc | None:
+        """``expected_auc`` of rows read as ascending distinct raw probabilities with their
+        counts (None for a multiclass model)."""
+        calibration = self.calibration
+        if calibration.positive_index is None:
+            return None
+        if calibration.positive_map_increasing:
+            return ExpectedAucCounts(calibration.calibrated_positive)
+        return _CollectedExpectedAuc(calibration.calibrated_positive)
 
     def finish(
         self,

@@ -131,14 +131,12 @@ def classification_metrics_of_codes(
     no class), through ClassificationTotals as a batch read in chunks computes them."""
     totals = ClassificationTotals(class_count, positive_code)
     totals.add(true_codes, pred_codes, probabilities)
-    scores = None
+    auc = None
     if probabilities is not None and class_count == 2:
         is_positive = true_codes == positive_code
-        scores = (
-            np.sort(probabilities[is_positive, positive_code]),
-            np.sort(probabilities[~is_positive, positive_code]),
-        )
-    return totals.metrics(scores)
+        if is_positive.any() and not is_positive.all():
+            auc = roc_auc(is_positive, probabilities[:, positive_code])
+    return totals.metrics(auc)
 
 
 class ClassificationTotals:
@@ -179,10 +177,9 @@ class ClassificationTotals:
             except Exception as problem:  # noqa: BLE001 - kept for metrics(), which raises it
                 self.log_loss_error = problem
 
-    def metrics(self, scores: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, MetricValue]:
-        """The metrics of every row added; ``scores``: for a binary model, the positive-class
-        probabilities of the rows whose actual is the positive class and of the others,
-        each sorted (ROC AUC)."""
+    def metrics(self, roc_auc: float | None = None) -> dict[str, MetricValue]:
+        """The metrics of every row added; ``roc_auc``: a binary model's, over the same rows
+        (None: both classes are not among the actuals, or the rows have no scores)."""
         true_cells, pred_cells = np.nonzero(self.confusion)
         weights = self.confusion[true_cells, pred_cells].astype(float)
         pred_cells = np.where(pred_cells == self.class_count, -1, pred_cells)
@@ -208,16 +205,16 @@ class ClassificationTotals:
             if self.log_loss_error is not None:
                 raise self.log_loss_error
             result["LogLoss"] = MetricValue(self.log_loss_sum / rows)
-            if binary and scores is not None and scores[0].size and scores[1].size:
-                result["ROCAUC"] = MetricValue(roc_auc_of_sorted(*scores))
+            if binary and roc_auc is not None:
+                result["ROCAUC"] = MetricValue(roc_auc)
         return result
 
 
 def classification_metrics_of_totals(
-    totals: ClassificationTotals, scores: tuple[np.ndarray, np.ndarray] | None
+    totals: ClassificationTotals, roc_auc: float | None
 ) -> dict[str, MetricValue]:
     """ClassificationTotals.metrics: the metrics of a batch read in chunks (modelwatch.scoring)."""
-    return totals.metrics(scores)
+    return totals.metrics(roc_auc)
 
 
 # Rows per scikit-learn log_loss call: it holds ~80 bytes a row (one-hot labels, clipped
@@ -265,6 +262,31 @@ def roc_auc_of_sorted(positive_scores: np.ndarray, negative_scores: np.ndarray) 
         at_or_below = np.searchsorted(negative_scores, block, side="right")
         doubled_pairs += int(below.sum()) + int(at_or_below.sum())
     return doubled_pairs / (2.0 * positive_scores.size * negative_scores.size)
+
+
+class RocAucCounts:
+    """roc_auc_of_sorted of scores read as ascending distinct values with how many
+    positive and negative rows have each (modelwatch.sorted_runs.SortedRuns.counts: no
+    value in two blocks), the same integer count of pairs: per value, its positives times
+    (2 x the negatives below it + the negatives tied with it)."""
+
+    def __init__(self) -> None:
+        self.doubled_pairs = 0
+        self.positives = self.negatives = 0  # so far: the negatives below the next block
+
+    def add(self, positives: np.ndarray, negatives: np.ndarray) -> None:
+        positives = positives.astype(np.int64, copy=False)
+        negatives = negatives.astype(np.int64, copy=False)
+        below = np.cumsum(negatives) - negatives + self.negatives
+        self.doubled_pairs += int(np.sum(positives * (2 * below + negatives)))
+        self.positives += int(positives.sum())
+        self.negatives += int(negatives.sum())
+
+    def value(self) -> float | None:
+        """ROC AUC; None without rows of both classes."""
+        if not self.positives or not self.negatives:
+            return None
+        return self.doubled_pairs / (2.0 * self.positives * self.negatives)
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, MetricValue]:

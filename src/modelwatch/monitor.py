@@ -20,10 +20,12 @@ batch accepted: S3 PutObject of the predictions; the prediction log (BatchWriteI
 S3 PutObject of report.json, the key's newest report and results/latest.json; the
 ledger's publish mark; CloudWatch PutMetricData.
 
-Memory follows the chunk, plus 8 bytes a row that the whole-batch measures need (a
-classifier's positive-class probability or a regressor's prediction, and a regressor's
-actuals: modelwatch.scoring.BatchMeasures) and 8 bytes a row for duplicate ids; /tmp holds the
-object (and its gunzipped content) and the predictions file.
+Memory follows the chunk, plus what the whole-batch measures rank (a classifier's
+positive-class probability or a regressor's prediction: modelwatch.scoring.BatchMeasures)
+and the duplicate ids' hashes, 8 bytes a row each up to a budget (~1 million rows),
+beyond which they go to sorted runs on disk (modelwatch.sorted_runs), and a regressor's
+labeled rows' predictions and actuals; /tmp holds the object (and its gunzipped content),
+the predictions file and those runs, all in the batch's workspace.
 
 Metrics go last and in one call, so a failure before them leaves no partial metrics, a
 retry overwrites the files it already wrote, and the mark keeps a retry after a
@@ -62,6 +64,7 @@ from modelwatch.batch_files import CHUNK_ROWS, read_batch_chunks
 from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
+from modelwatch.heap import release_free_memory
 from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim
 from modelwatch.metrics import (
     ROW_ADDITIVE_METRICS,
@@ -590,8 +593,9 @@ class BatchMonitor:
         """
         metadata = self.bundle.metadata
         key = batch.key
-        measures = BatchMeasures(self.scorer)
-        checker = BatchChecker(metadata, key)
+        # What they keep a row goes to disk past a budget, in the workspace (gone with the call).
+        measures = BatchMeasures(self.scorer, workspace)
+        checker = BatchChecker(metadata, key, workspace)
         timestamps = TimestampScan(metadata.timestamp_column, now)
         stats = RequestStats()
 
@@ -624,6 +628,7 @@ class BatchMonitor:
                 watch.lap("measure")
                 predictions_file.write(self.scorer.predictions_table(checked, predictions, actual_values))
                 del checked, actuals, predictions, actual_values
+                release_free_memory()  # else RSS grows ~35 bytes a row (modelwatch.heap)
                 watch.lap("write")
             watch.lap("wait_for_read")
         validated = checker.finish(self.config.max_invalid_row_percent)

@@ -261,7 +261,8 @@ def _labeled_rows(
     chunks, the missing columns and the share of invalid rows of the whole batch, which
     rejects it only after its last chunk."""
     found = _LabeledRows()
-    checker = BatchChecker(metadata, key)
+    # The ids' hashes of a large batch go to disk beside the batch (its workspace, removed after).
+    checker = BatchChecker(metadata, key, path.parent)
     for chunk in read_batch_chunks(path, key, config.max_batch_bytes, chunk_rows):
         checked, _ = checker.check(chunk.frame, chunk.first_row)
         del chunk

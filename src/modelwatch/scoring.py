@@ -8,8 +8,9 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,14 +23,20 @@ from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import (
     ClassificationTotals,
     MetricValue,
+    RocAucCounts,
     classification_metrics_of_totals,
     regression_metrics,
 )
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.publishing import UNKNOWN_LABELS_METRIC
+from modelwatch.sorted_runs import SortedRuns
 from modelwatch.validation import ValidatedBatch
 
 logger = logging.getLogger(__name__)
+
+# BatchMeasures' kept values are tagged by the rows they come from: labeled rows of the
+# score column's class (a regressor's labeled rows), the other labeled rows, unlabeled rows.
+LABELED_OF_CLASS, LABELED_OTHER, UNLABELED = SCORE_TAGS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -243,21 +250,23 @@ class BatchMeasures:
     loss (metrics.ClassificationTotals), CBPE's expected confusion matrices
     (estimation.EstimateTotals), the count of each predicted label (prediction drift).
     What ranks the rows is kept, and only that: a classifier's probability of its positive
-    class (ROC AUC, the estimated ROC AUC and prediction drift sort them all), 8 bytes a
-    row, kept apart for labeled positive, other labeled and unlabeled rows so that no row
-    needs its label or a mask; a regression model's predictions, and its labeled rows'
-    actuals (8 bytes more a labeled row). A multiclass model keeps nothing a row. At the
-    end the kept values are moved into one array, chunk by chunk, and sorted in place, so
-    finish adds nothing a row to them. Input drift keeps counts per distinct value
-    (modelwatch.drift.DriftColumns), not rows.
+    class (ROC AUC, the estimated ROC AUC and prediction drift rank them all), tagged as
+    a labeled positive, other labeled or unlabeled row so that no row needs its label or
+    a mask; a regression model's predictions (and its labeled rows' predictions and
+    actuals, in row order: the errors pair them). A multiclass model keeps nothing a row.
+    The ranked values are kept in modelwatch.sorted_runs.SortedRuns: in memory up to
+    8 MB (~1 million rows), then as sorted runs on disk under ``directory``; ``finish``
+    reads them back merged in ascending order, once for ROC AUC and both estimated ROC
+    AUCs together and once for prediction drift, a block at a time. Input drift keeps
+    counts per distinct value (modelwatch.drift.DriftColumns), not rows.
 
-    With the sample (binary) model the batch monitor's peak RSS grows ~47 bytes a row
-    (scripts/bench_chunked.py, 100,000 against 1,000,000 rows; it was ~137), and the peak
-    is in the chunk loop, no longer in finish: these 8 bytes, the duplicate ids' 8
-    (validation.SeenIds), and ~30 of heap that the allocator keeps between chunks.
+    With the sample (binary) model and the batch monitor, the peak RSS no longer grows
+    with the rows past ~1 million (scripts/bench_chunked.py): these values and the
+    duplicate ids' hashes (validation.SeenIds) go to disk past their budgets, and the
+    heap the allocator kept between chunks is given back (modelwatch.heap).
     """
 
-    def __init__(self, scorer: Scorer):
+    def __init__(self, scorer: Scorer, directory: Path | None = None):
         self.scorer = scorer
         metadata = scorer.bundle.metadata
         self.classification = metadata.task == "classification"
@@ -289,10 +298,16 @@ class BatchMeasures:
             self.score_column = scorer.positive_code
         elif self.classification and "positive_probability" in prediction_baseline:
             self.score_column = metadata.positive_index
-        # Classification: the kept probabilities of labeled rows of the score column's
-        # class, of the other labeled rows, and of unlabeled rows. Regression: the
-        # labeled rows' predictions, their actuals, and the unlabeled rows' predictions.
-        self.kept: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+        # The kept values, tagged by the rows they come from (SCORE_TAGS): a classifier's
+        # probability of the score column's class, a regressor's predictions. In memory
+        # up to a budget, then in sorted runs on disk (under ``directory``).
+        self.scores = (
+            SortedRuns(len(SCORE_TAGS), directory)
+            if self.score_column is not None or not self.classification
+            else None
+        )
+        # Regression: the labeled rows' predictions and actuals, in row order (the errors pair them).
+        self.labeled_pairs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self.estimate = scorer.estimator.totals() if scorer.estimator is not None else None
         self.estimate_failure: str | None = None
 
@@ -314,9 +329,11 @@ class BatchMeasures:
             self._add_classes(predictions, labeled, labeled_values)
         else:
             values = np.asarray(predictions.labels, dtype=float)
-            self.kept[0].append(values[labeled])
-            self.kept[1].append(np.asarray(labeled_values, dtype=float))
-            self.kept[2].append(values[~labeled])
+            self.labeled_pairs[0].append(values[labeled])
+            self.labeled_pairs[1].append(np.asarray(labeled_values, dtype=float))
+            assert self.scores is not None
+            self.scores.add(LABELED_OF_CLASS, values[labeled])
+            self.scores.add(UNLABELED, values[~labeled])
         if raw_actuals:
             unlabeled = validated.ids.to_numpy(dtype=object)[~labeled]
             unknown = [str(raw_actuals[record_id]) for record_id in unlabeled if record_id in raw_actuals]
@@ -357,13 +374,13 @@ class BatchMeasures:
             except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
                 logger.exception("performance estimation failed")
                 self.estimate_failure = f"{type(problem).__name__}: {problem}"
-        if self.score_column is not None:
+        if self.scores is not None:
             score = probabilities[:, self.score_column]
             of_class = np.zeros(labeled.size, dtype=bool)
             of_class[labeled] = actual == self.score_column
-            self.kept[0].append(score[of_class])
-            self.kept[1].append(score[labeled & ~of_class])
-            self.kept[2].append(score[~labeled])
+            self.scores.add(LABELED_OF_CLASS, score[of_class])
+            self.scores.add(LABELED_OTHER, score[labeled & ~of_class])
+            self.scores.add(UNLABELED, score[~labeled])
 
     def _normalise(self, value: Any) -> Any:
         """LabelNormaliser.normalise, once per distinct raw value: per row it was the
@@ -400,56 +417,42 @@ class BatchMeasures:
             # Labels written straight to the table bypass the actuals loader's count; the
             # label join counts those that come after the batch.
             published[UNKNOWN_LABELS_METRIC] = MetricValue(float(self.unknown_rows))
-        # The kept values, labeled rows first, then (sorted, below) every row's: moved
-        # chunk by chunk into one array, so they are never in memory twice.
-        kept_parts = self.kept if self.classification else (self.kept[0], self.kept[2])
-        ordered = np.empty(sum(chunk.size for part in kept_parts for chunk in part), dtype=float)
-        first = _move_into(ordered, 0, self.kept[0])
         quality: dict[str, MetricValue] = {}
         withheld = None
+        enough_labels = rows_labeled >= scorer.min_labeled_rows
+        estimate = self._skipped_estimate()
+        try:
+            ranks = self._rank_statistics(enough_labels, estimate is None)
+        except EstimateFailed as failed:
+            estimate = _failed_estimate(failed.problem)
+            ranks = self._rank_statistics(enough_labels, False)
         if self.classification:
-            labeled_end = _move_into(ordered, first, self.kept[1])
-            if rows_labeled >= scorer.min_labeled_rows:
-                scores = None
-                if self.binary and self.score_column is not None and self.with_probabilities:
-                    ordered[:first].sort()
-                    ordered[first:labeled_end].sort()
-                    scores = (ordered[:first], ordered[first:labeled_end])
+            if enough_labels:
                 assert self.quality is not None
-                quality = classification_metrics_of_totals(self.quality, scores)
-        else:
-            labeled_end = first
-            actuals = np.empty(rows_labeled, dtype=float)
-            _move_into(actuals, 0, self.kept[1])
-            if rows_labeled >= scorer.min_labeled_rows:
-                quality = regression_metrics(actuals, ordered[:labeled_end])
-            del actuals
-        if rows_labeled < scorer.min_labeled_rows:
+                quality = classification_metrics_of_totals(self.quality, ranks.roc_auc)
+        elif enough_labels:
+            predicted, actuals = (
+                np.concatenate(part) if part else np.empty(0) for part in self.labeled_pairs
+            )
+            quality = regression_metrics(actuals, predicted)
+        self.labeled_pairs = ([], [])
+        if not enough_labels:
             withheld = (
                 f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
                 "quality metrics are not published for this batch"
             )
         published.update(quality)
-        estimate = self._skipped_estimate()
-        labeled_auc = None
-        if estimate is None and quality and self.binary and ordered.size:
-            try:
-                ordered[:labeled_end].sort()
-                labeled_auc = self._expected_auc(ordered[:labeled_end])
-            except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
-                estimate = _failed_estimate(problem)
-        _move_into(ordered, labeled_end, self.kept[2])
-        ordered.sort()
         if estimate is None:
             try:
                 assert scorer.estimator is not None and self.estimate is not None
-                auc = self._expected_auc(ordered) if ordered.size else None
-                estimate = scorer.estimator.finish(self.estimate, quality, auc, labeled_auc)
+                labeled_auc = ranks.labeled_expected_auc if quality else None
+                estimate = scorer.estimator.finish(self.estimate, quality, ranks.expected_auc, labeled_auc)
             except Exception as problem:  # noqa: BLE001 - an estimate is advisory; the scores still count
                 estimate = _failed_estimate(problem)
         published.update(estimate.published)
-        prediction = self._prediction_drift(ordered)
-        del ordered  # before the features' comparison, which takes 8 bytes a row of its own
+        prediction = self._prediction_drift()
+        if self.scores is not None:
+            self.scores.close()  # before the features' comparison
         drift_metrics, drift_report, drift_findings = self._drift(prediction)
         published.update(drift_metrics)
         return Measurement(
@@ -482,13 +485,76 @@ class BatchMeasures:
             return Estimate.skipped(f"{self.estimate_failure}; no estimated metrics published")
         return None
 
-    def _expected_auc(self, ascending: np.ndarray) -> float | None:
+    def _rank_statistics(self, realized: bool, estimated: bool) -> RankStatistics:
+        """What ranks the kept values, in one pass over them in ascending order: ROC AUC of
+        the labeled rows (``realized``: their quality is published), the estimated ROC AUC
+        of every row and of the labeled ones (``estimated``). Raises EstimateFailed when
+        the estimate's part fails (it is advisory: the caller goes on without it)."""
+        ranks = RankStatistics()
         estimator = self.scorer.estimator
-        return estimator.expected_auc(ascending) if estimator is not None and self.binary else None
+        scores = self.scores
+        if scores is None or not self.binary or not self.with_probabilities:
+            return ranks
+        roc_auc = RocAucCounts() if realized and self.classification else None
+        every = labeled = None
+        if estimated and estimator is not None:
+            try:
+                every = estimator.expected_auc_counts()
+                labeled = estimator.expected_auc_counts() if realized else None
+            except Exception as problem:  # noqa: BLE001 - an estimate is advisory
+                raise EstimateFailed(problem) from problem
+        if roc_auc is None and every is None:
+            return ranks
+        for values, counts in scores.counts():
+            if roc_auc is not None:
+                roc_auc.add(counts[:, LABELED_OF_CLASS], counts[:, LABELED_OTHER])
+            try:
+                if every is not None:
+                    every.add(values, counts.sum(axis=1))
+                if labeled is not None:
+                    labeled.add(values, counts[:, LABELED_OF_CLASS] + counts[:, LABELED_OTHER])
+            except Exception as problem:  # noqa: BLE001 - an estimate is advisory
+                raise EstimateFailed(problem) from problem
+        ranks.roc_auc = roc_auc.value() if roc_auc is not None else None
+        try:
+            ranks.expected_auc = every.value() if every is not None else None
+            ranks.labeled_expected_auc = labeled.value() if labeled is not None else None
+        except Exception as problem:  # noqa: BLE001 - an estimate is advisory
+            raise EstimateFailed(problem) from problem
+        return ranks
 
-    def _prediction_drift(self, ordered: np.ndarray) -> dict[str, Any] | None:
-        """Prediction drift's comparison (None without a drift baseline or after a failure);
-        ``ordered``: the kept values of every row, sorted."""
+    def _kept_numbers(self) -> drift_module.NumericCounts:
+        """The kept values of every row as prediction drift compares them (a NumericColumn's
+        missing and invalid counts, read from the runs, not collected in memory)."""
+        scores = self.scores
+        assert scores is not None
+
+        def finite_blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for values, counts in scores.counts():
+                finite = np.isfinite(values)
+                yield values[finite], counts[finite].sum(axis=1)
+
+        rows = sum(scores.sizes)
+        invalid = scores.negative_infinite + scores.positive_infinite
+        examples = (["-inf"] if scores.negative_infinite else []) + (
+            ["inf"] if scores.positive_infinite else []
+        )
+        return drift_module.NumericCounts(
+            blocks=finite_blocks,
+            finite=rows - invalid - scores.nan,
+            rows=rows,
+            missing=scores.nan,
+            invalid=invalid,
+            invalid_examples=examples,
+        )
+
+    def close(self) -> None:
+        """Remove the kept values' files, if any (finish does; for a batch given up before it)."""
+        if self.scores is not None:
+            self.scores.close()
+
+    def _prediction_drift(self) -> dict[str, Any] | None:
+        """Prediction drift's comparison (None without a drift baseline or after a failure)."""
         baseline = self.scorer.bundle.baseline.get("drift")
         if not baseline or self.drift is None or self.drift_failure is not None:
             return None
@@ -499,7 +565,7 @@ class BatchMeasures:
                 values=self.predicted_numbers.column() if self.predicted_numbers is not None else None,
             )
             if not self.classification and "values" in prediction_baseline:
-                columns.values = drift_module.numeric_column_of_sorted(ordered)
+                columns.values = self._kept_numbers()
             positive = self.scorer.bundle.metadata.positive_index
             if (
                 "positive_probability" in prediction_baseline
@@ -507,7 +573,7 @@ class BatchMeasures:
                 and self.with_probabilities
                 and self.score_column == positive
             ):
-                columns.positive_probability = drift_module.numeric_column_of_sorted(ordered)
+                columns.positive_probability = self._kept_numbers()
             return drift_module.compare_predictions(columns, prediction_baseline, self.scorer.drift_threshold)
         except Exception as problem:  # noqa: BLE001 - drift is advisory; the scores still count
             logger.exception("drift computation failed")
@@ -534,17 +600,21 @@ class BatchMeasures:
         return metrics, result.report, list(result.findings)
 
 
+@dataclass
+class RankStatistics:
+    """BatchMeasures' statistics that rank the kept values (None: not computed)."""
+
+    roc_auc: float | None = None
+    expected_auc: float | None = None
+    labeled_expected_auc: float | None = None
+
+
+class EstimateFailed(Exception):
+    def __init__(self, problem: Exception):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 def _failed_estimate(problem: Exception) -> Estimate:
     logger.exception("performance estimation failed")
     return Estimate.skipped(f"{type(problem).__name__}: {problem}; no estimated metrics published")
-
-
-def _move_into(target: np.ndarray, start: int, chunks: list[np.ndarray]) -> int:
-    """Copy the chunks into ``target`` from ``start`` on, dropping each once copied (so the
-    values are not held twice); returns where the next values go."""
-    chunks.reverse()
-    while chunks:
-        chunk = chunks.pop()
-        target[start : start + chunk.size] = chunk
-        start += chunk.size
-    return start

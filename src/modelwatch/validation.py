@@ -12,7 +12,9 @@ rejection's log_safe text: a batch can hold personal data, and logs outlive repo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from modelwatch.batch_files import (
 from modelwatch.errors import BatchRejected
 from modelwatch.model_bundle import ModelMetadata
 from modelwatch.parquet_files import BOOLEAN, INTEGER, NUMERIC_KINDS, STRING, ParquetColumn
+from modelwatch.sorted_runs import SpillDirectory
 
 # The report lists at most this many invalid rows one by one (all are counted).
 MAX_LISTED_INVALID_ROWS = 100
@@ -425,18 +428,99 @@ def _distinct(ordered: np.ndarray) -> np.ndarray:
     return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if ordered.size else ordered
 
 
+# SeenIds: hashes kept in memory before they go to disk as one sorted run (8 MB).
+IDS_IN_MEMORY = 1_000_000
+# SeenIds' Bloom filter over the hashes on disk: its size (16 MB, whatever the batch) and
+# probes a hash. At 16 million ids on disk it says "maybe" for ~2% of new ids, 0.2% at 8 million.
+BLOOM_BITS = 1 << 27
+BLOOM_PROBES = 4
+# Hashes set in the Bloom filter at a time (memory: ~30 bytes a hash of the slice).
+BLOOM_SLICE = 200_000
+# Hashes a page of a run on disk: a lookup reads the one page (512 bytes) that may hold the hash.
+PAGE_HASHES = 64
+
+
+class _BloomFilter:
+    """A fixed-size set of hashes that may say a hash is in it when it is not, never the
+    reverse: probe positions by double hashing of the hash's two 32-bit halves."""
+
+    def __init__(self) -> None:
+        self.bits = np.zeros(BLOOM_BITS // 8, dtype=np.uint8)
+
+    def _positions(self, hashes: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each probe's (byte, bit) positions, a probe at a time (their arrays cost 8 bytes a hash)."""
+        low = hashes & np.uint64(0xFFFFFFFF)
+        high = (hashes >> np.uint64(32)) | np.uint64(1)
+        for probe in range(BLOOM_PROBES):
+            position = (low + np.uint64(probe) * high) & np.uint64(BLOOM_BITS - 1)
+            yield position >> np.uint64(3), (position & np.uint64(7)).astype(np.uint8)
+
+    def add(self, hashes: np.ndarray) -> None:
+        for start in range(0, hashes.size, BLOOM_SLICE):  # memory follows the slice
+            for byte, bit in self._positions(hashes[start : start + BLOOM_SLICE]):
+                # One bit at a time: a byte listed twice gets the same value both times, so
+                # plain assignment is right (np.bitwise_or.at was 10 times slower).
+                for value in range(8):
+                    where = byte[bit == value]
+                    self.bits[where] |= np.uint8(1 << value)
+
+    def may_contain(self, hashes: np.ndarray) -> np.ndarray:
+        maybe = np.ones(hashes.size, dtype=bool)
+        for byte, bit in self._positions(hashes):
+            maybe &= ((self.bits[byte] >> bit) & 1) != 0
+        return maybe
+
+
+class _DiskRun:
+    """Sorted distinct hashes in a file, with the first of every PAGE_HASHES kept in memory
+    (1/64 of them)."""
+
+    def __init__(self, hashes: np.ndarray, path: Path):
+        hashes.tofile(path)
+        self.path = path
+        self.size = hashes.size
+        self.page_firsts = hashes[::PAGE_HASHES].copy()
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """Which of the hashes the run holds: each looked for in the one page that may hold
+        it, the pages gathered at once from a memory map of the file (only their memory
+        pages are read, and the map goes with the call)."""
+        page = np.searchsorted(self.page_firsts, hashes, side="right") - 1
+        found = np.zeros(hashes.size, dtype=bool)
+        inside = np.flatnonzero(page >= 0)
+        if not inside.size:
+            return found
+        mapped = np.memmap(self.path, dtype=np.uint64, mode="r", shape=(self.size,))
+        try:
+            slots = page[inside, None] * PAGE_HASHES + np.arange(PAGE_HASHES)
+            pages = mapped[np.minimum(slots, self.size - 1)]
+        finally:
+            del mapped
+        found[inside] = (pages == hashes[inside, None]).any(axis=1)
+        return found
+
+
 class SeenIds:
     """The ids of the chunks read so far, as 64-bit hashes in sorted runs.
 
-    Bounded: 8 bytes an id (128 MB for 16 million), where a set of the strings took
-    ~100. Two different ids share a hash with probability about n^2 / 2^65 over the whole
-    batch (7e-6 at 16 million rows); such a pair would be reported as a duplicate id.
-    Runs of similar size are merged (as in a log-structured merge), so adding n ids costs
-    O(n log n) and a lookup one binary search per run.
+    8 bytes an id, where a set of the strings took ~100. Two different ids share a hash
+    with probability about n^2 / 2^65 over the whole batch (7e-6 at 16 million rows);
+    such a pair would be reported as a duplicate id. In memory, runs of similar size are
+    merged (as in a log-structured merge), so adding n ids costs O(n log n) and a lookup
+    one binary search per run.
+
+    Past IDS_IN_MEMORY hashes, the runs in memory are merged into one sorted run on disk
+    (modelwatch.sorted_runs.SpillDirectory) and their hashes set in a Bloom filter of
+    fixed size, so memory stays flat however many rows the batch has. A chunk's hashes
+    are looked up on disk only where the filter says "maybe" (every repeated id, and a
+    few percent of the others), each by reading the one page of a run that may hold it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self.runs: list[np.ndarray] = []
+        self.disk_runs: list[_DiskRun] = []
+        self.on_disk: _BloomFilter | None = None
+        self.spill = SpillDirectory(directory)
 
     def add(self, ids: pd.Series, missing: np.ndarray | None = None) -> np.ndarray:
         """Mark the ids (str) seen, and say which were seen in an earlier call (missing ids,
@@ -453,16 +537,40 @@ class SeenIds:
         for run in self.runs:
             at = np.minimum(np.searchsorted(run, ordered), run.size - 1)
             found |= run[at] == ordered
+        if self.on_disk is not None:
+            maybe = np.flatnonzero(self.on_disk.may_contain(ordered) & ~found)
+            for disk_run in self.disk_runs:
+                found[maybe] |= disk_run.contains(ordered[maybe])
         earlier = np.zeros(len(ids), dtype=bool)
         earlier[np.flatnonzero(present)[order]] = found
-        run = _distinct(ordered)
+        # Only hashes no run holds: the runs never share one, so merging them needs no
+        # pass for repeats (and no copy: concatenated, sorted in place).
+        run = _distinct(ordered[~found])
         if not run.size:
             return earlier
         while self.runs and self.runs[-1].size <= 2 * run.size:
             # stable: timsort merges the two sorted runs in one pass (1.5x faster than quicksort)
-            run = _distinct(np.sort(np.concatenate([self.runs.pop(), run]), kind="stable"))
+            run = np.concatenate([self.runs.pop(), run])
+            run.sort(kind="stable")
         self.runs.append(run)
+        if sum(run.size for run in self.runs) > IDS_IN_MEMORY:
+            self._write_run()
         return earlier
+
+    def _write_run(self) -> None:
+        """The runs in memory as one run on disk (a hash is in one run only)."""
+        merged = np.concatenate(self.runs)
+        self.runs = []
+        merged.sort(kind="stable")
+        if self.on_disk is None:
+            self.on_disk = _BloomFilter()
+        self.on_disk.add(merged)
+        self.disk_runs.append(_DiskRun(merged, self.spill.file(f"ids-{len(self.disk_runs)}")))
+
+    def close(self) -> None:
+        """Drop the hashes and remove the files."""
+        self.runs, self.disk_runs, self.on_disk = [], [], None
+        self.spill.close()
 
 
 class RowTotals:
@@ -511,11 +619,11 @@ class BatchChecker:
     rejects the batch once the last chunk is read (the batch monitor and retraining read
     batches this way)."""
 
-    def __init__(self, metadata: ModelMetadata, key: str):
+    def __init__(self, metadata: ModelMetadata, key: str, directory: Path | None = None):
         self.metadata = metadata
         self.key = key
         self.totals = RowTotals(metadata)
-        self.seen_ids = SeenIds()
+        self.seen_ids = SeenIds(directory)
         self.required = [metadata.id_column, *metadata.feature_names]
         self.columns: list[str] = []
         self.seen_columns: set[str] = set()
@@ -538,6 +646,11 @@ class BatchChecker:
         """The whole batch's validation, after its last chunk; raises what rejects it."""
         if any(name not in self.seen_columns for name in self.required):
             check_rows(pd.DataFrame(columns=self.columns), self.metadata, self.key)  # raises missing_column
+        self.seen_ids.close()
         validated = self.totals.batch()
         check_invalid_share(validated, self.key, max_invalid_row_percent)
         return validated
+
+    def close(self) -> None:
+        """Remove the ids' files, if any (finish does; for a batch given up before it)."""
+        self.seen_ids.close()

@@ -217,3 +217,61 @@ def test_chunked_batch_reports_what_the_whole_batch_reports(
     )
     assert metrics["ROCAUC"] == pytest.approx(skm.roc_auc_score(truth, probabilities[:, 1]), abs=1e-9)
     assert metrics["LogLoss"] == pytest.approx(skm.log_loss(truth, probabilities), abs=1e-9)
+
+
+def test_a_batch_whose_kept_values_go_to_disk_reports_what_it_reports_in_memory(
+    stack, monkeypatch, sample_churn_model_dir
+):
+    import modelwatch.sorted_runs as sorted_runs
+    import modelwatch.validation as validation
+
+    monkeypatch.setenv("MODEL_DIR", str(sample_churn_model_dir))
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.mkdtemp())  # the workspaces, to look in after
+    # Given the batch with ids repeated across chunks, read in chunks of 97 rows
+    frame, actuals = batch_rows()
+    stack.put_actuals(actuals)
+    written: list[str] = []  # the names of the files written to disk
+    real_file = sorted_runs.SpillDirectory.file
+
+    def recording_file(directory: Any, name: str) -> Path:
+        written.append(name)
+        return real_file(directory, name)
+
+    reports = {}
+    for spilled in (False, True):
+        if spilled:
+            # ... once with the probabilities and the ids' hashes written to disk every chunk or two
+            monkeypatch.setattr(sorted_runs, "SPILL_BUDGET_BYTES", 512)
+            monkeypatch.setattr(validation, "IDS_IN_MEMORY", 150)
+            monkeypatch.setattr(validation, "BLOOM_BITS", 1 << 12)
+            monkeypatch.setattr(validation, "PAGE_HASHES", 8)
+            monkeypatch.setattr(sorted_runs.SpillDirectory, "file", recording_file)
+        key = f"incoming/spilled-{spilled}.csv"
+        stack.put(key, csv_text(frame).encode())
+        head = stack.s3.head_object(Bucket=BUCKET, Key=key)
+        report = monitor(SMALL_CHUNK).process(BatchObject(BUCKET, key, head["VersionId"], head["ETag"]))
+        assert report.status == "ok", report.rejection
+        reports[spilled] = report.to_dict()
+
+    assert sum(name.startswith("run-") for name in written) > 10
+    assert sum(name.startswith("ids-") for name in written) > 3
+    # Then the reports agree field by field (metrics to 1e-9)
+    in_memory, on_disk = reports[False], reports[True]
+    assert_same(
+        {name: value for name, value in in_memory.items() if name not in NOT_MEASURED},
+        {name: value for name, value in on_disk.items() if name not in NOT_MEASURED},
+    )
+    # ... a repeated id is rejected as it was, naming the row and the id (the first row is
+    # in a run on disk by then)
+    duplicates = [row for row in on_disk["invalid_rows"] if row["reason"].startswith("duplicate id")]
+    assert duplicates == [
+        {
+            "row": row + 1,
+            "column": "record_id",
+            "value": frame.loc[row, "record_id"],
+            "reason": "duplicate id (an earlier row has it)",
+        }
+        for row in (150, 720)
+    ]
+    # ... and no file is left behind
+    assert list(Path(tempfile.gettempdir()).iterdir()) == []

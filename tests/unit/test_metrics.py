@@ -147,10 +147,12 @@ def test_classification_totals_fed_in_chunks_are_scikit_learns_over_the_whole(cl
     for start in range(0, rows, 1000):
         stop = start + 1000
         totals.add(y_true[start:stop], y_pred[start:stop], probabilities[start:stop])
-    scores = None
+    auc = None
     if classes == 2:
-        scores = (np.sort(probabilities[y_true == 1, 1]), np.sort(probabilities[y_true != 1, 1]))
-    got = metrics.classification_metrics_of_totals(totals, scores)
+        auc = metrics.roc_auc_of_sorted(
+            np.sort(probabilities[y_true == 1, 1]), np.sort(probabilities[y_true != 1, 1])
+        )
+    got = metrics.classification_metrics_of_totals(totals, auc)
     # Multiclass: the macro average over the classes present (a prediction that is no
     # class counts as wrong, and is not a class of the average).
     average = (

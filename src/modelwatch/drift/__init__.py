@@ -6,7 +6,12 @@ chi-square) and ``columns`` reads a column the same way for both.
 """
 
 from modelwatch.drift.baseline import build_drift_baseline
-from modelwatch.drift.columns import CategoricalSummary, categorical_column, numeric_column_of_sorted
+from modelwatch.drift.columns import (
+    CategoricalSummary,
+    NumericCounts,
+    categorical_column,
+    numeric_column_of_sorted,
+)
 from modelwatch.drift.comparison import (
     MIN_ROWS,
     DriftColumns,
@@ -22,6 +27,7 @@ __all__ = [
     "CategoricalSummary",
     "DriftColumns",
     "DriftResult",
+    "NumericCounts",
     "PredictionColumns",
     "build_drift_baseline",
     "categorical_column",

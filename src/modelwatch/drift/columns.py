@@ -8,6 +8,7 @@ same category.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,21 @@ class NumericColumn:
     rows: int
     missing: int
     invalid: int  # present but not a finite number
+    invalid_examples: list[str]
+
+
+@dataclass
+class NumericCounts:
+    """A numeric column as its distinct finite values with their counts, in ascending
+    blocks (no value in two blocks), read anew by each call of ``blocks``: a large batch's
+    predictions, which may be on disk (modelwatch.sorted_runs). Compared exactly as the
+    NumericColumn of the same values."""
+
+    blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+    finite: int  # NumericColumn.values.size
+    rows: int
+    missing: int
+    invalid: int
     invalid_examples: list[str]
 
 

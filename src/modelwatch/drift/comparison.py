@@ -29,7 +29,9 @@ Method, in the order a reviewer will ask about it:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,16 +42,17 @@ from modelwatch.drift.columns import (
     CategoricalColumn,
     CategoricalSummary,
     NumericColumn,
+    NumericCounts,
     NumericSummary,
     categorical_column,
     numeric_column,
 )
 from modelwatch.drift.statistics import (
     PSI_EPSILON,
-    bin_counts,
+    SortedSummary,
     binomial_excess,
     chi_square,
-    kolmogorov_smirnov,
+    distinct_blocks,
     missing_share_test,
     population_stability_index_with_missing,
 )
@@ -115,15 +118,20 @@ def _missing_bin(unusable: int, rows: int, baseline: dict[str, Any]) -> dict[str
     }
 
 
-def _compare_numeric(column: NumericColumn, baseline: dict[str, Any]) -> dict[str, Any]:
-    values = column.values
+def _compare_numeric(column: NumericColumn | NumericCounts, baseline: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(column, NumericColumn):
+        finite = column.values.size
+        blocks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
+        blocks = partial(distinct_blocks, column.values)
+    else:
+        finite, blocks = column.finite, column.blocks
     rows = column.rows
     # The baseline counted non-numeric reference values as missing; so does the bin here.
     unusable = column.missing + column.invalid
     detail: dict[str, Any] = {
         "type": "numeric",
         "test": "ks",
-        "rows": int(values.size),
+        "rows": int(finite),
         "missing_rate": column.missing / rows if rows else 0.0,
         "baseline_missing_rate": _reference_missing_rate(baseline),
         "type_mismatch_rate": column.invalid / rows if rows else 0.0,
@@ -136,7 +144,18 @@ def _compare_numeric(column: NumericColumn, baseline: dict[str, Any]) -> dict[st
         return detail
     detail.update(_missing_bin(unusable, rows, baseline))
     edges = np.asarray(baseline["edges"], dtype=float)
-    proportions = bin_counts(values, edges) / max(values.size, 1)
+    # One pass over the sorted values (a batch's may be read back from disk).
+    summary = SortedSummary(
+        finite,
+        edges,
+        baseline["min"],
+        baseline["max"],
+        np.asarray(baseline["quantiles"], dtype=float),
+        baseline["count"],
+    )
+    for distinct, counts in blocks():
+        summary.add(distinct, counts)
+    proportions = summary.bins / max(finite, 1)
     detail.update(
         psi=population_stability_index_with_missing(
             proportions,
@@ -150,18 +169,15 @@ def _compare_numeric(column: NumericColumn, baseline: dict[str, Any]) -> dict[st
         baseline_min=baseline["min"],
         baseline_max=baseline["max"],
     )
-    if values.size == 0:
+    if finite == 0:
         return detail  # an all-blank column: the missing bin and its test are the whole story
-    outside = int(np.searchsorted(values, baseline["min"], side="left")) + int(
-        values.size - np.searchsorted(values, baseline["max"], side="right")
-    )
     detail.update(
-        out_of_range_rate=outside / values.size,
-        out_of_range_count=outside,
-        min=float(values[0]),
-        max=float(values[-1]),
+        out_of_range_rate=summary.outside / finite,
+        out_of_range_count=summary.outside,
+        min=summary.minimum,
+        max=summary.maximum,
     )
-    ks = kolmogorov_smirnov(values, np.asarray(baseline["quantiles"], dtype=float), baseline["count"])
+    ks = summary.ks_test()
     if ks is not None:
         detail["statistic"], detail["p_value"] = ks
     return detail
@@ -304,8 +320,8 @@ class PredictionColumns:
     None when that part is not compared)."""
 
     classes: CategoricalColumn | None = None
-    values: NumericColumn | None = None
-    positive_probability: NumericColumn | None = None
+    values: NumericColumn | NumericCounts | None = None
+    positive_probability: NumericColumn | NumericCounts | None = None
 
 
 def prediction_columns(

@@ -7,6 +7,8 @@ scipy or a loop written there.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -102,26 +104,107 @@ def kolmogorov_smirnov(
     n = sorted_batch.size
     if n == 0 or sketch.size == 0 or reference_count == 0:
         return None
-    probabilities = np.linspace(0.0, 1.0, sketch.size)
-    continuous = bool(np.all(sketch[1:] > sketch[:-1]))
-    statistic = 0.0
-    # A block of the batch at a time: the arrays below cost ~70 bytes a distinct value,
-    # over a gigabyte for a 16-million-row batch's probabilities. A value whose repeats
-    # straddle two blocks is looked at twice, with the same result.
-    for start in range(0, n, KS_BLOCK_ROWS):
-        # Distinct batch values and the ECDF just below / at each of them.
-        values = np.unique(sorted_batch[start : start + KS_BLOCK_ROWS])
-        ecdf_before = np.searchsorted(sorted_batch, values, side="left") / n
-        ecdf_at = np.searchsorted(sorted_batch, values, side="right") / n
-        if continuous:
+    statistic = KolmogorovSmirnov(n, sketch)
+    for values, counts in distinct_blocks(sorted_batch):
+        statistic.add(values, counts)
+    return statistic.statistic, ks_p_value(statistic.statistic, effective_ks_size(n, reference_count))
+
+
+def effective_ks_size(rows: int, reference_count: int) -> int:
+    return max(1, round(rows * reference_count / (rows + reference_count)))
+
+
+def distinct_blocks(
+    ascending: np.ndarray, block_rows: int = KS_BLOCK_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Sorted finite values as blocks of (distinct values, counts), about ``block_rows``
+    values a block and each value in one block only."""
+    start = 0
+    while start < ascending.size:
+        stop = min(ascending.size, start + block_rows)
+        # The block goes on to the end of its last value's ties.
+        stop = int(np.searchsorted(ascending, ascending[stop - 1], side="right"))
+        block = ascending[start:stop]
+        first = np.concatenate(([True], block[1:] != block[:-1]))
+        yield block[first], np.diff(np.append(np.flatnonzero(first), block.size))
+        start = stop
+
+
+class KolmogorovSmirnov:
+    """kolmogorov_smirnov's statistic over ``rows`` sorted values read as ascending blocks
+    of distinct values with their counts (no value in two blocks): memory follows the
+    block (the arrays here cost ~70 bytes a distinct value)."""
+
+    def __init__(self, rows: int, sketch: np.ndarray):
+        self.rows = rows
+        self.sketch = sketch
+        self.probabilities = np.linspace(0.0, 1.0, sketch.size)
+        self.continuous = bool(np.all(sketch[1:] > sketch[:-1]))
+        self.below = 0  # values in the blocks so far
+        self.statistic = 0.0
+
+    def add(self, values: np.ndarray, counts: np.ndarray) -> None:
+        if not values.size:
+            return
+        at_or_below = np.cumsum(counts) + self.below
+        # The ECDF just below and at each distinct value.
+        ecdf_before = (at_or_below - counts) / self.rows
+        ecdf_at = at_or_below / self.rows
+        self.below = int(at_or_below[-1])
+        if self.continuous:
             # No ties in the reference: F_ref is continuous, one np.interp does it.
-            ref_cdf = np.interp(values, sketch, probabilities)
+            ref_cdf = np.interp(values, self.sketch, self.probabilities)
             block = float(max(np.max(np.abs(ecdf_at - ref_cdf)), np.max(np.abs(ecdf_before - ref_cdf))))
         else:
-            block = ks_statistic_with_ties(values, ecdf_before, ecdf_at, sketch, probabilities)
-        statistic = max(statistic, block)
-    effective_size = max(1, round(n * reference_count / (n + reference_count)))
-    return statistic, ks_p_value(statistic, effective_size)
+            block = ks_statistic_with_ties(values, ecdf_before, ecdf_at, self.sketch, self.probabilities)
+        self.statistic = max(self.statistic, block)
+
+
+@dataclass
+class SortedSummary:
+    """What a numeric column's comparison needs of its finite values in ascending order,
+    read as blocks of distinct values with their counts (no value in two blocks): counts
+    in the baseline's bins and outside its range, the extremes, and the KS statistic."""
+
+    rows: int  # finite values
+    edges: np.ndarray
+    low: float  # the baseline's min and max
+    high: float
+    sketch: np.ndarray
+    reference_count: int
+    bins: np.ndarray = field(init=False)
+    outside: int = 0
+    minimum: float | None = None
+    maximum: float | None = None
+    ks: KolmogorovSmirnov | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bins = np.zeros(self.edges.size + 1, dtype=np.int64)
+        usable = self.rows and self.sketch.size and self.reference_count
+        self.ks = KolmogorovSmirnov(self.rows, self.sketch) if usable else None
+
+    def add(self, values: np.ndarray, counts: np.ndarray) -> None:
+        if not values.size:
+            return
+        cumulative = np.concatenate(([0], np.cumsum(counts)))
+        self.bins += np.diff(
+            np.concatenate(
+                ([0], cumulative[np.searchsorted(values, self.edges, side="right")], cumulative[-1:])
+            )
+        )
+        self.outside += int(cumulative[np.searchsorted(values, self.low, side="left")])
+        self.outside += int(cumulative[-1] - cumulative[np.searchsorted(values, self.high, side="right")])
+        if self.minimum is None:
+            self.minimum = float(values[0])
+        self.maximum = float(values[-1])
+        if self.ks is not None:
+            self.ks.add(values, counts)
+
+    def ks_test(self) -> tuple[float, float] | None:
+        if self.ks is None:
+            return None
+        statistic = self.ks.statistic
+        return statistic, ks_p_value(statistic, effective_ks_size(self.rows, self.reference_count))
 
 
 def ks_statistic_with_ties(
