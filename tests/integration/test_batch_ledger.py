@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelwatch.aws import client
+from modelwatch.prediction_log import WRITE_CLIENT_CONFIG as PREDICTION_LOG_CLIENT_CONFIG
 from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
 from tests.model_fixtures import churn_frame
@@ -201,8 +202,11 @@ MODES = ("error", "outage", "crash")
 @contextmanager
 def injected(step: Step, mode: str) -> Iterator[dict[str, int]]:
     fired = {"count": 0}
-    aws = client(step.service)  # the cached client the handler uses
-    call = f"{aws.meta.service_model.service_id.hyphenize()}.{step.operation}"
+    # The cached clients the handler uses: the prediction log writes through its own.
+    clients = [client(step.service)]
+    if step.service == "dynamodb":
+        clients.append(client("dynamodb", config=PREDICTION_LOG_CLIENT_CONFIG))
+    call = f"{clients[0].meta.service_model.service_id.hyphenize()}.{step.operation}"
 
     def remember(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
         context["injected_params"] = dict(params)  # the API parameters; later hooks see the HTTP request
@@ -224,13 +228,15 @@ def injected(step: Step, mode: str) -> Iterator[dict[str, int]]:
         (f"before-parameter-build.{call}", remember),
         (f"{'after' if mode == 'crash' else 'before'}-call.{call}", fault),
     ]
-    for name, hook in hooks:
-        aws.meta.events.register(name, hook)
+    for aws in clients:
+        for name, hook in hooks:
+            aws.meta.events.register(name, hook)
     try:
         yield fired
     finally:
-        for name, hook in hooks:
-            aws.meta.events.unregister(name, hook)
+        for aws in clients:
+            for name, hook in hooks:
+                aws.meta.events.unregister(name, hook)
 
 
 def invoke_like_lambda(handler: Any, event: dict[str, Any]) -> tuple[str, int]:
