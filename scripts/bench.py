@@ -18,7 +18,6 @@ each in a fresh process; `--large` adds the 16,000,000-row (~1 GB) batch, and
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -131,23 +130,19 @@ def main() -> int:
 
 
 def bench_batch(label_join_only: bool = False) -> None:
+    from bench_chunked import start_bench_aws  # beside this script
+
     from modelwatch.actuals import RequestStats, read_actuals_file, write_actuals
     from modelwatch.config import MonitorConfig
     from modelwatch.ledger import BatchLedger
-    from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
     from modelwatch.monitor import BatchMonitor, dynamodb_actuals
     from modelwatch.prediction_log import PredictionLog
     from modelwatch.results import BatchObject, ResultStore
 
     build_model()
-    aws = start_moto_server()
-    os.environ.update(
+    aws = start_bench_aws(
         {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
             "ACTUALS_TABLE": "bench-actuals",
             "LEDGER_TABLE": "bench-ledger",
             "PREDICTION_LOG_TABLE": "bench-prediction-log",

@@ -129,6 +129,24 @@ class CountingLog:
         return self.items
 
 
+def start_bench_aws(settings: dict[str, str]) -> Any:
+    """An embedded moto server, with this process's environment pointing boto3 (and the
+    functions' settings, ``settings``) at it; the caller stops it."""
+    from modelwatch.local.moto_server import start_moto_server
+
+    aws = start_moto_server()
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **settings,
+        }
+    )
+    return aws
+
+
 def reset_peak_rss() -> None:
     """Start the peak over from the current RSS (Linux: clear_refs 5 resets VmHWM), so the
     peak is that of BatchMonitor.process with the warm state it runs in (model, imports)."""
@@ -154,7 +172,6 @@ def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, A
     from modelwatch.actuals import read_actuals_file
     from modelwatch.config import MonitorConfig
     from modelwatch.ledger import BatchLedger
-    from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
     from modelwatch.monitor import BatchMonitor
     from modelwatch.prediction_log import WRITE_CLIENT_CONFIG, PredictionLog
@@ -162,13 +179,8 @@ def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, A
 
     path = parquet_file(rows) if parquet else batch_file(rows)
     model_dir = ROOT / ".build" / "bench-model"
-    aws = start_moto_server()
-    os.environ.update(
+    aws = start_bench_aws(
         {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
             "LEDGER_TABLE": "bench-ledger",
             "ACTUALS_TABLE": "bench-actuals-stand-in",
             "PREDICTION_LOG_TABLE": "bench-prediction-log-stand-in",
@@ -290,20 +302,11 @@ def run_window(rows: int, parquet: bool, labeled_every: int) -> dict[str, Any]:
     import modelwatch.retraining as retraining
     from modelwatch.actuals import read_actuals_file
     from modelwatch.config import RetrainConfig
-    from modelwatch.local.moto_server import start_moto_server
     from modelwatch.model_bundle import load_bundle
 
     path = parquet_file(rows) if parquet else batch_file(rows)
     model_dir = ROOT / ".build" / "bench-model"
-    aws = start_moto_server()
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": aws.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
+    aws = start_bench_aws({})
     try:
         s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
         s3.create_bucket(Bucket=BUCKET)
