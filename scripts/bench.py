@@ -323,6 +323,62 @@ def bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records,
         f"actuals, {LATE_ROWS // 100} BatchGetItem requests, to recompute the batch exactly); "
         f"throughput ratio {naive_seconds / join_seconds:.1f}x"
     )
+    bench_large_batch_join(config, bundle, store, dynamodb, cloudwatch, rows, records, metadata, ledger, log)
+
+
+def bench_large_batch_join(
+    config, bundle, store, dynamodb, cloudwatch, rows, records, metadata, ledger, log
+) -> None:
+    """1,000 labels joined into a batch of all ROWS rows, read two ways: every row's label
+    again (a batch up to FULL_RECHECK_ROWS) and only the arrived labels (a larger one).
+    The same batch under two id prefixes; CPU is this process's (the server's is its own)."""
+    from modelwatch.actuals import write_actuals
+    from modelwatch.label_join import LabelJoin
+    from modelwatch.monitor import BatchMonitor, dynamodb_actuals
+    from modelwatch.results import BatchObject
+
+    id_column = metadata.id_column
+    labels = {record_id: actual for record_id, actual, _ in records}
+    monitor = BatchMonitor(
+        config, bundle, store, dynamodb_actuals(dynamodb, "bench-actuals"), cloudwatch, ledger, log
+    )
+    print(
+        f"\nlabel join into a {len(rows):,}-row batch: {LATE_LABELS:,} labels, "
+        "the batch's other labels not come yet"
+    )
+    print(f"{'labels read again':<22}{'seconds':>10}{'CPU-s':>10}{'DynamoDB requests':>20}")
+    for name, recheck_rows in (("every row's", len(rows)), ("the arrived only", 0)):
+        prefix = "whole-" if recheck_rows else "arrived-"
+        batch = rows.assign(**{id_column: prefix + rows[id_column]})
+        key = f"incoming/bench-{prefix}join.csv"
+        store.s3.put_object(Bucket=BUCKET, Key=key, Body=batch.to_csv(index=False).encode())
+        monitor.process(BatchObject(BUCKET, key))
+        chosen = [f"{prefix}{record_id}" for record_id in rows[id_column] if record_id in labels][
+            :LATE_LABELS
+        ]
+        write_actuals(
+            dynamodb,
+            "bench-actuals",
+            [(record_id, labels[record_id.removeprefix(prefix)], None) for record_id in chosen],
+        )
+        join = LabelJoin(
+            metadata,
+            "bench",
+            "ModelWatchBench",
+            config.min_labeled_rows,
+            log,
+            ledger,
+            dynamodb,
+            "bench-actuals",
+            store,
+            cloudwatch,
+            full_recheck_rows=recheck_rows,
+        )
+        started, cpu_started = time.perf_counter(), time.process_time()
+        result = join.join(chosen)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        assert result.batches and result.batches[0].newly_labeled == len(chosen), result
+        print(f"{name:<22}{seconds:>10.2f}{cpu_seconds:>10.2f}{result.requests:>20,}")
 
 
 if __name__ == "__main__":

@@ -96,37 +96,36 @@ def parquet_file(rows: int) -> Path:
 
 class TimedLog:
     """The real prediction log (to the embedded server), with this process's CPU time and
-    the wall time of writing it: the other threads are idle by then, so the CPU is the
-    log's (boto3's, mostly). The server's own CPU is in its process, not counted."""
+    the wall time of writing it. It writes after the batch, the ids the monitor logged, so
+    the other threads are idle and the CPU is the log's (boto3's, mostly). The server's own
+    CPU is in its process, not counted."""
 
     def __init__(self, log: Any) -> None:
         self.log, self.items, self.cpu_seconds, self.seconds = log, 0, 0.0, 0.0
 
-    def record_file(self, batch_id: str, event_time: str, path: Path, id_column: str, chunk_rows: int) -> int:
+    def record(self, batch_id: str, record_ids: list[Any]) -> int:
         started, cpu_started = time.perf_counter(), time.process_time()
-        self.items += self.log.record_file(batch_id, event_time, path, id_column, chunk_rows)
+        written = self.log.record(batch_id, record_ids)
         self.seconds += time.perf_counter() - started
         self.cpu_seconds += time.process_time() - cpu_started
-        return self.items
+        self.items += written
+        return written
 
 
 class CountingLog:
-    """The prediction log's stand-in: counts what would be written."""
+    """The prediction log's stand-in: counts what would be written (and, ``keep``, keeps
+    each chunk's ids to write them for real afterwards)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: bool = False) -> None:
         self.items = 0
+        self.kept: list[tuple[str, list[Any]]] | None = [] if keep else None
 
-    def record(self, batch_id: str, event_time: str, table: Any, id_column: str) -> int:
-        self.items += len(table)
-        return len(table)
-
-    def record_file(self, batch_id: str, event_time: str, path: Path, id_column: str, chunk_rows: int) -> int:
-        import pandas as pd
-
-        with pd.read_csv(path, usecols=[id_column], dtype=str, chunksize=chunk_rows) as reader:
-            for table in reader:
-                self.record(batch_id, event_time, table, id_column)
-        return self.items
+    def record(self, batch_id: str, record_ids: Any) -> int:
+        record_ids = list(record_ids)
+        self.items += len(record_ids)
+        if self.kept is not None:
+            self.kept.append((batch_id, record_ids))
+        return len(record_ids)
 
 
 def start_bench_aws(settings: dict[str, str]) -> Any:
@@ -227,17 +226,7 @@ def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, A
         s3.upload_file(str(path), BUCKET, key, Config=TransferConfig(multipart_chunksize=64 << 20))
         # The upload's buffers (64 MB parts, 10 threads) are the bench's, not the monitor's.
         reset_peak_rss()
-        log: Any = (
-            TimedLog(
-                PredictionLog(
-                    boto3.client("dynamodb", config=WRITE_CLIENT_CONFIG),
-                    "bench-prediction-log",
-                    retention_days=1,
-                )
-            )
-            if real_log
-            else CountingLog()
-        )
+        log = CountingLog(keep=real_log)
         monitor = BatchMonitor(
             MonitorConfig.from_env(),
             bundle,
@@ -250,6 +239,17 @@ def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, A
         started, cpu_started = time.perf_counter(), time.process_time()
         report = monitor.process(BatchObject(BUCKET, key)).to_dict()
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        if log.kept is not None:
+            # The log's chunks as the monitor gave them, written for real (see TimedLog).
+            timed = TimedLog(
+                PredictionLog(
+                    boto3.client("dynamodb", config=WRITE_CLIENT_CONFIG),
+                    "bench-prediction-log",
+                    retention_days=1,
+                )
+            )
+            for batch_id, record_ids in log.kept:
+                timed.record(batch_id, record_ids)
     finally:
         aws.stop()
     assert report["status"] == "ok", report
@@ -270,7 +270,11 @@ def run(rows: int, parquet: bool = False, real_log: bool = False) -> dict[str, A
         "timings_ms": timings,
         "labeled_rows": report["labeled_rows"],
         "logged": log.items,
-        **({"log_seconds": log.seconds, "log_cpu_seconds": log.cpu_seconds} if real_log else {}),
+        **(
+            {"log_items": timed.items, "log_seconds": timed.seconds, "log_cpu_seconds": timed.cpu_seconds}
+            if real_log
+            else {}
+        ),
         "metrics": report["metrics"],
     }
 
@@ -440,9 +444,9 @@ LOG_ROWS = 100_000
 def print_prediction_log_cost() -> None:
     """What the stand-in leaves out: the prediction log of LOG_ROWS rows written for real."""
     result = measure(LOG_ROWS, real_log=True)
-    per_million = result["log_cpu_seconds"] * 1_000_000 / result["logged"]
+    per_million = result["log_cpu_seconds"] * 1_000_000 / result["log_items"]
     print(
-        f"prediction log, written for real to the embedded server: {result['logged']:,} items in "
+        f"prediction log, written for real to the embedded server: {result['log_items']:,} items in "
         f"{result['log_seconds']:.1f} s (the server's pace), {result['log_cpu_seconds']:.1f} CPU-s in the "
         f"monitor's process: {per_million:.0f} CPU-s per million rows, {per_million * LARGE / 1e6 / 60:.0f} "
         f"CPU-minutes at {LARGE:,} rows (boto3 holds the GIL for most of it)"

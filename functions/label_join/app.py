@@ -18,6 +18,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from modelwatch.config import JoinConfig
 from modelwatch.label_join import LabelJoin
 
+# Of the invocation's time, what waiting for a batch being scored leaves for the join.
+JOIN_RESERVE_SECONDS = 180
+
 logger = Logger()
 tracer = Tracer()
 
@@ -46,7 +49,10 @@ def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[s
     # The labels arrived when the newest of them was written (DynamoDB's own clock), not
     # when this invocation runs: a retried batch keeps its time.
     arrived = datetime.fromtimestamp(max(written), UTC) if written else None
-    result = label_join().join(ids, arrived_at=arrived)
+    # A label can find its row logged while the batch is still being scored: wait for it,
+    # keeping time for the join itself (a large batch's file is read and written whole).
+    wait = max(0.0, context.get_remaining_time_in_millis() / 1000 - JOIN_RESERVE_SECONDS)
+    result = label_join().join(ids, arrived_at=arrived, wait_seconds=wait)
     summary = {
         "labels": result.labels,
         "logged": result.logged,

@@ -4,17 +4,30 @@ The trigger is the actuals table's stream, so every way labels arrive (an actual
 ``modelwatch actuals load``, any other writer) is joined the same way. For each batch
 that scored one of the changed record ids (the prediction log says which):
 
-1. the batch's predictions file (S3) and the current actuals of *all* its rows
-   (DynamoDB, strongly consistent) give its metrics as of now, computed with
+1. the batch's predictions file (S3, at the version the ledger names) and the current
+   actuals (DynamoDB, strongly consistent) give its metrics as of now, computed with
    scikit-learn exactly as the batch monitor does. The actuals table is the truth, not
    the stream records: a redelivered record, a file loaded twice or a label written
-   twice changes nothing, and a corrected label simply replaces the old one;
+   twice changes nothing, and a corrected label simply replaces the old one. A batch of
+   up to ``FULL_RECHECK_ROWS`` rows has the actuals of all its rows read again (which
+   also finds a label whose stream record was lost); a larger one only those of the
+   arrived labels, the other rows keeping the labels the file holds: every write to the
+   table reaches a join through the stream, and each join leaves what it read in the
+   file, so the file holds every label joined so far, and a join costs what its labels
+   cost, not what the batch does;
 2. the row-additive metrics (ErrorRate, Accuracy, MAE, MSE, MAPE, MeanError) have
    totals (rows, sum of per-row values); the ledger keeps the totals already published
    for the batch, and only the difference is published, so CloudWatch's Average over
    every datapoint is the metric over every labeled row, each counted once;
-3. the ledger's totals advance with a revision check before publishing (and go back if
-   PutMetricData fails), then the predictions file and report.json are rewritten.
+3. the predictions file is rewritten (a new S3 version); the ledger's totals and that
+   version advance together with a revision check before publishing (the totals go back
+   if PutMetricData fails, and the file, which holds the labels, stays: the next join
+   publishes the difference); then report.json. A join that loses the revision race
+   reads the winner's file version and goes again, so two joins of one batch at once
+   never drop each other's labels.
+
+A label can arrive while its batch is still being scored (the monitor logs each chunk's
+ids before reading their actuals): the join waits for the batch to be published.
 
 Time: the differences are stamped when the labels arrived (the stream records' creation
 time, DynamoDB's clock), not with the batch's event time, so QualityAlarm (which only
@@ -44,6 +57,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,6 +104,13 @@ logger = logging.getLogger(__name__)
 REVISION_ATTEMPTS = 5
 MAX_VALUES_PER_DATUM = 150  # PutMetricData's limit on Values per datum
 MAX_UNKNOWN_LABEL_EXAMPLES = 5  # named in the log, as the actuals loader does
+# Up to this many rows, a join reads the labels of every row of the batch again (about 3
+# CPU-seconds of DynamoDB client work in Lambda for 50,000 rows, measured at ~65 µs a row);
+# above it, only those of the labels that arrived, so a join's cost follows the labels, not
+# the batch: a 2-million-row batch re-read whole would take ~130 s for every 1,000 labels.
+FULL_RECHECK_ROWS = 50_000
+# How often a join waiting for a batch still being scored reads its ledger item again.
+SETTLE_POLL_SECONDS = 5.0
 
 
 @dataclass
@@ -124,6 +145,7 @@ class _Unjoined:
     and the arrived labels of logged rows that match none of the model's classes."""
 
     expired: list[str] = field(default_factory=list)
+    unscored: list[str] = field(default_factory=list)  # rejected batches: nothing to join
     unknown_rows: int = 0
     unknown_examples: dict[str, int] = field(default_factory=dict)  # the first few: label -> rows
 
@@ -149,8 +171,14 @@ class LabelJoin:
         cloudwatch: Any,
         clock: Callable[[], datetime] | None = None,
         estimator: PerformanceEstimator | None = None,
+        full_recheck_rows: int = FULL_RECHECK_ROWS,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.metadata = metadata
+        self.full_recheck_rows = full_recheck_rows
+        self.sleep = sleep
+        self.monotonic = monotonic
         self.estimator = estimator
         self.model_name = model_name
         self.namespace = namespace
@@ -196,11 +224,16 @@ class LabelJoin:
             store=ResultStore(client("s3")),
             cloudwatch=client("cloudwatch"),
             estimator=estimator,
+            full_recheck_rows=FULL_RECHECK_ROWS,
         )
 
-    def join(self, record_ids: Iterable[str], arrived_at: datetime | None = None) -> JoinResult:
+    def join(
+        self, record_ids: Iterable[str], arrived_at: datetime | None = None, wait_seconds: float = 0.0
+    ) -> JoinResult:
         """Join the labels of ``record_ids``, written to the actuals table at ``arrived_at``
-        (the stream records' time; the clock when unknown), which stamps what is published."""
+        (the stream records' time; the clock when unknown), which stamps what is published.
+        ``wait_seconds``: how long to wait for a batch still being scored (see ``_settled``)."""
+        deadline = self.monotonic() + wait_seconds
         ids = list(dict.fromkeys(record_ids))
         stats = RequestStats()
         grouped = self.log.batches_of(ids, stats)
@@ -211,11 +244,13 @@ class LabelJoin:
         try:
             unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
             for batch_id in sorted(grouped):
-                outcome = self._join_batch(batch_id, set(grouped[batch_id]), now, stats, advanced, unjoined)
+                outcome = self._join_batch(
+                    batch_id, set(grouped[batch_id]), now, stats, advanced, unjoined, deadline
+                )
                 if outcome is not None:
                     joined.append(outcome)
             # A batch that left the ledger cannot be joined: its labels are counted, not dropped.
-            unmatched += sum(len(grouped[batch_id]) for batch_id in unjoined.expired)
+            unmatched += sum(len(grouped[batch_id]) for batch_id in unjoined.expired + unjoined.unscored)
             self._publish(joined, now, unmatched, unjoined.unknown_rows)
         except Exception:
             for state, revision in advanced:
@@ -251,6 +286,7 @@ class LabelJoin:
         stats: RequestStats,
         advanced: list[tuple[BatchState, int]],
         unjoined: _Unjoined,
+        deadline: float,
     ) -> BatchJoin | None:
         """Join the batch's labels; ``arrived``: its record ids among the invocation's."""
         for attempt in range(REVISION_ATTEMPTS):
@@ -259,21 +295,34 @@ class LabelJoin:
                 unjoined.expired.append(batch_id)
                 return None
             if not state.published:
-                raise BatchNotSettled(f"batch {batch_id} is still being processed; retrying its labels")
-            table = self.store.read_predictions(state.batch)
+                settled = self._settled(state, deadline)
+                if settled is None:
+                    unjoined.expired.append(batch_id)
+                    return None
+                state = settled
+            if not state.scored:
+                unjoined.unscored.append(batch_id)  # rejected: nothing was scored to join
+                return None
+            table = self.store.read_predictions(state.batch, state.predictions_version)
             id_column = self.metadata.id_column
+            record_ids = table[id_column].astype(str).tolist()
+            before = [self._label(value) for value in table["actual"]]
+            # The labels to read again: every row's in a small batch (which also finds a label
+            # whose stream record was lost); in a large one only those that arrived, the rest
+            # being the file's, which holds every label joined so far (see the module's note).
+            recheck = record_ids if len(record_ids) <= self.full_recheck_rows else sorted(arrived)
             raw = batch_get_items(
                 self.dynamodb,
                 self.actuals_table,
-                table[id_column].astype(str).tolist(),
+                recheck,
                 [ACTUAL_ATTRIBUTE],
                 stats=stats,
                 consistent=True,
             )
-            before = [self._label(value) for value in table["actual"]]
+            rechecked = set(recheck)
             after = [
-                self._label(raw.get(str(record_id), {}).get(ACTUAL_ATTRIBUTE))
-                for record_id in table[id_column]
+                self._label(raw.get(record_id, {}).get(ACTUAL_ATTRIBUTE)) if record_id in rechecked else old
+                for record_id, old in zip(record_ids, before, strict=True)
             ]
             if attempt == 0:
                 # A label that is none of the classes leaves its row unlabeled: counted once per
@@ -299,13 +348,20 @@ class LabelJoin:
             }
             if not newly and not corrected and not delta:
                 return None  # nothing new for this batch (a redelivery, a label written twice)
+            # The file first, then the ledger: the totals advance together with the version
+            # of the file that holds their labels, so an invocation that loses the revision
+            # race (or dies here) leaves a file version no one reads, never totals without it.
+            labeled_table = _with_labels(table, before, after, now)
+            version = self.store.write_predictions(state.batch, labeled_table)
             try:
-                revision = advance_totals(self.ledger, state, totals) if delta else state.revision
+                revision = advance_totals(self.ledger, state, totals, version)
             except RevisionConflict:
-                continue  # another invocation published for this batch meanwhile: read again
+                continue  # another invocation joined labels of this batch meanwhile: read again
             if delta:
                 advanced.append((state, revision))
-            self._rewrite(state.batch, table, before, after, quality, now, newly, corrected, probabilities)
+            self._rewrite_report(
+                state.batch, labeled_table, after, quality, now, newly, corrected, probabilities, version
+            )
             labeled = sum(value is not None for value in after)
             event_time = _parse_time(state.event_time)
             return BatchJoin(
@@ -327,6 +383,31 @@ class LabelJoin:
                 else {},
             )
         raise RevisionConflict(batch_id)
+
+    def _settled(self, state: BatchState, deadline: float) -> BatchState | None:
+        """The batch once its metrics are published (None if it left the ledger meanwhile).
+
+        The batch monitor logs a chunk's ids before it reads their actuals, so a label can
+        find its row logged while the batch is still being scored: the join waits for it,
+        polling the ledger until ``deadline`` (time.monotonic()). Past it, or when the
+        attempt is over without publishing, BatchNotSettled: the stream retries the labels,
+        then keeps them in the dead-letter queue."""
+        while not state.published:
+            if state.failed:
+                raise BatchNotSettled(
+                    f"batch {state.item_id} ({state.batch.key or 'key unknown'}) was not published: "
+                    "the batch monitor's attempt failed or timed out; its labels are retried with the "
+                    "stream batch, and join once a retry or a new upload of the file publishes it"
+                )
+            left = deadline - self.monotonic()
+            if left <= 0:
+                raise BatchNotSettled(f"batch {state.item_id} is still being scored; retrying its labels")
+            self.sleep(min(SETTLE_POLL_SECONDS, left))
+            fresh = batch_state(self.ledger, state.item_id)
+            if fresh is None:
+                return None
+            state = fresh
+        return state
 
     def _label(self, value: Any) -> Any:
         if _blank(value):
@@ -375,29 +456,21 @@ class LabelJoin:
                 totals[name] = (value.rows, value.row_sum)
         return totals
 
-    def _rewrite(
+    def _rewrite_report(
         self,
         batch: BatchObject,
         table: pd.DataFrame,
-        before: list[Any],
         after: list[Any],
         quality: dict[str, MetricValue],
         now: datetime,
         newly: int,
         corrected: int,
         probabilities: np.ndarray | None,
+        predictions_version: str,
     ) -> None:
-        """The predictions file gets the actuals; report.json the metrics as of now, and the
-        estimate beside the realized values on the rows labeled so far."""
+        """report.json: the metrics as of now, and the estimate beside the realized values
+        on the rows labeled so far. ``table``: the predictions file as rewritten."""
         stamp = now.isoformat()
-        labeled_at = table["labeled_at"] if "labeled_at" in table.columns else pd.Series([None] * len(table))
-        table = table.copy()
-        table["actual"] = pd.Series(after, dtype=object)
-        table["labeled_at"] = [
-            stamp if old != new and new is not None else (None if pd.isna(previous) else previous)
-            for old, new, previous in zip(before, after, labeled_at, strict=True)
-        ]
-        self.store.write_predictions(batch, table)
         report = self.store.read_report(batch)
         if report is None:
             return
@@ -410,6 +483,7 @@ class LabelJoin:
         }
         report["labeled_rows"] = labeled
         report["label_coverage"] = labeled / rows if rows else 0.0
+        report["predictions_version_id"] = predictions_version
         if quality:
             report["metrics"] = {**estimates, **plain_values(quality)}
             report["quality_metrics_withheld"] = None
@@ -505,6 +579,20 @@ class LabelJoin:
                 {"LabelsOutsideEventTimeWindow": MetricValue(float(outside))}, self.model_name, now
             )
         return data
+
+
+def _with_labels(table: pd.DataFrame, before: list[Any], after: list[Any], now: datetime) -> pd.DataFrame:
+    """The predictions file with its labels as of now: ``actual`` from ``after``, and
+    ``labeled_at`` stamped ``now`` where a label came or changed."""
+    stamp = now.isoformat()
+    labeled_at = table["labeled_at"] if "labeled_at" in table.columns else pd.Series([None] * len(table))
+    table = table.copy()
+    table["actual"] = pd.Series(after, dtype=object)
+    table["labeled_at"] = [
+        stamp if old != new and new is not None else (None if pd.isna(previous) else previous)
+        for old, new, previous in zip(before, after, labeled_at, strict=True)
+    ]
+    return table
 
 
 def _blank(value: Any) -> bool:

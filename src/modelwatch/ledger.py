@@ -18,8 +18,10 @@ records which object version owns it and whether its metrics went out:
   report is complete either way).
 
 The item also carries what the label join needs (modelwatch.label_join): where the
-batch's results are, its event time, and the row-additive totals (rows, sum of per-row
-values) published for it so far; the join advances them with a revision check.
+batch's results are, whether it was scored (a rejected batch has no predictions), its
+event time, the row-additive totals (rows, sum of per-row values) published for it so
+far and the S3 version of the predictions file that holds the labels behind them. The
+join advances totals and version together, with a revision check.
 
 A changed file on the same key is other content, so it is a new batch with its own
 claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL; longer
@@ -83,6 +85,7 @@ class BatchLedger:
                 Key={"id": {"S": item_id}},
                 UpdateExpression=(
                     "SET version_id = :version, bucket_key = :key, claimed_at = :now, expiration = :expires"
+                    " REMOVE failed_at"  # this attempt has not failed (yet)
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(id) OR version_id = :version"
@@ -114,11 +117,13 @@ class BatchLedger:
         event_time: str = "",
         totals: Totals | None = None,
         live: bool = True,
+        predictions_version: str | None = None,
     ) -> bool:
         """False when this batch's metrics were already published (by an earlier attempt).
 
-        ``batch``, ``event_time`` and ``totals`` (the row-additive metrics published) are
-        kept for the label join."""
+        ``batch``, ``event_time``, ``totals`` (the row-additive metrics published) and
+        ``predictions_version`` (the S3 version of the predictions file, "" in a bucket
+        without versioning; None: the batch was not scored) are kept for the label join."""
         values: dict[str, Any] = {":now": {"N": str(int(self.clock()))}, ":version": {"S": claim.version_id}}
         update = "SET published_at = :now"
         if batch is not None:
@@ -133,6 +138,11 @@ class BatchLedger:
                     ":live": {"BOOL": live},
                 }
             )
+            update += ", scored = :scored"
+            values[":scored"] = {"BOOL": predictions_version is not None}
+            if predictions_version:
+                update += ", predictions_version = :predictions"
+                values[":predictions"] = {"S": predictions_version}
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
@@ -146,6 +156,24 @@ class BatchLedger:
                 return False
             raise
         return True
+
+    def mark_failed(self, claim: Claim) -> None:
+        """This attempt ended without publishing (a defect, AWS trouble): the label join stops
+        waiting for it (Lambda's retry claims the batch again, which clears the mark)."""
+        try:
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"id": {"S": claim.item_id}},
+                UpdateExpression="SET failed_at = :now",
+                ConditionExpression="version_id = :version AND attribute_not_exists(published_at)",
+                ExpressionAttributeValues={
+                    ":now": {"N": str(int(self.clock()))},
+                    ":version": {"S": claim.version_id},
+                },
+            )
+        except ClientError as problem:
+            if not _condition_failed(problem):
+                raise
 
     def unmark_published(self, claim: Claim) -> None:
         """PutMetricData failed: the next attempt publishes."""
@@ -180,6 +208,14 @@ class BatchState:
     totals: Totals
     revision: int
     live: bool  # false for a backfill CloudWatch could not take: its labels publish nothing
+    # False for a rejected batch: nothing was scored, there is nothing to join. (Items
+    # written before the flag existed belong to scored batches: rejected ones logged nothing.)
+    scored: bool = True
+    # The S3 version of the predictions file whose labels ``totals`` count; "" reads the newest.
+    predictions_version: str = ""
+    # Not published, and the last attempt to score it is over: it said it failed, or it has
+    # been claimed longer than any invocation runs (a timeout ends one without a word).
+    failed: bool = False
 
 
 def _encode_totals(totals: Totals) -> dict[str, Any]:
@@ -212,24 +248,34 @@ def batch_state(ledger: BatchLedger, item_id: str) -> BatchState | None:
         totals=_decode_totals(plain.get("published_totals", {})),
         revision=int(plain.get("totals_revision", 0)),
         live=bool(plain.get("is_live", True)),
+        scored=bool(plain.get("scored", True)),
+        predictions_version=str(plain.get("predictions_version", "")),
+        failed="published_at" not in plain
+        and ("failed_at" in plain or int(plain.get("claimed_at", 0)) < ledger.clock() - STALE_CLAIM_SECONDS),
     )
 
 
-def advance_totals(ledger: BatchLedger, state: BatchState, totals: Totals) -> int:
-    """Record ``totals`` as published for the batch, if nobody did since ``state`` was read;
+def advance_totals(
+    ledger: BatchLedger, state: BatchState, totals: Totals, predictions_version: str = ""
+) -> int:
+    """Record ``totals`` as published for the batch, and ``predictions_version`` as the
+    predictions file that holds their labels, if nobody did since ``state`` was read;
     returns the new revision."""
     seen = {":seen": {"N": str(state.revision)}} if state.revision else {}
+    version = {":predictions": {"S": predictions_version}} if predictions_version else {}
     try:
         ledger.dynamodb.update_item(
             TableName=ledger.table,
             Key={"id": {"S": state.item_id}},
-            UpdateExpression="SET published_totals = :totals, totals_revision = :next",
+            UpdateExpression="SET published_totals = :totals, totals_revision = :next"
+            + (", predictions_version = :predictions" if version else ""),
             ConditionExpression="attribute_exists(published_at) AND "
             + ("totals_revision = :seen" if seen else "attribute_not_exists(totals_revision)"),
             ExpressionAttributeValues={
                 ":totals": _serializer.serialize(_encode_totals(totals)),
                 ":next": {"N": str(state.revision + 1)},
                 **seen,
+                **version,
             },
         )
     except ClientError as problem:

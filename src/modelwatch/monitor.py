@@ -14,11 +14,12 @@
 
 Order of effects, all in ``process``: S3 GetObject, streamed to /tmp while its SHA-256
 is computed; the ledger claim (DynamoDB UpdateItem); then a chunk of rows at a time
-(``CHUNK_ROWS``): parse, validate, predict, DynamoDB BatchGetItem of the chunk's
-actuals, predictions appended to a gzip file in /tmp; once the last chunk is in and the
-batch accepted: S3 PutObject of the predictions; the prediction log (BatchWriteItem);
-S3 PutObject of report.json, the key's newest report and results/latest.json; the
-ledger's publish mark; CloudWatch PutMetricData.
+(``CHUNK_ROWS``): parse, validate, the chunk's ids in the prediction log
+(BatchWriteItem), DynamoDB BatchGetItem of its actuals, predict, predictions appended to a
+gzip file in /tmp; once the last chunk is in and the batch accepted: S3 PutObject of the
+predictions; S3 PutObject of report.json, the key's newest report and
+results/latest.json; the ledger's publish mark (with the predictions' S3 version);
+CloudWatch PutMetricData.
 
 Memory follows the chunk, plus what the whole-batch measures rank (a classifier's
 positive-class probability or a regressor's prediction: modelwatch.scoring.BatchMeasures)
@@ -448,9 +449,11 @@ class BatchMonitor:
             logger.warning("batch rejected", extra={"code": rejection.code, "detail": rejection.log_safe})
             report = self._unscored_report("rejected", batch, rejection, upload_time, now)
         except (ClientError, BotoCoreError, ActualsUnavailable):
+            self._attempt_failed(claim)
             raise  # AWS trouble: Lambda retries the event, then the dead-letter queue keeps it
         except Exception as defect:
             logger.exception("batch failed with a defect in modelwatch")
+            self._attempt_failed(claim)
             failure = BatchRejected(
                 f"modelwatch could not process {batch.key!r}: {type(defect).__name__}: {defect}. "
                 "This is a defect in modelwatch, not in the file: the event is retried, then kept in "
@@ -472,6 +475,16 @@ class BatchMonitor:
         self._publish_once(claim, report, announced_at)
         return report
 
+    def _attempt_failed(self, claim: Claim | None) -> None:
+        """Tell the label join, which waits for a batch whose ids are logged, that this
+        attempt is over (best effort: AWS may be what failed)."""
+        if claim is None or claim.duplicate_of is not None:
+            return
+        try:
+            self.ledger.mark_failed(claim)
+        except (ClientError, BotoCoreError):
+            logger.warning("could not mark the failed attempt in the ledger", exc_info=True)
+
     def _publish_once(self, claim: Claim, report: BatchReport, announced_at: datetime | None = None) -> None:
         # The mark also settles the batch for the label join: where it is, when, and the
         # row-additive totals it published (a batch publishing nothing is settled too).
@@ -481,8 +494,12 @@ class BatchMonitor:
             if name in ROW_ADDITIVE_METRICS and value.rows is not None and value.row_sum is not None
         }
         live = report.scored.live if report.scored else True
+        # None for a batch that was not scored (rejected): the label join has nothing to join.
+        predictions_version = report.scored.predictions_version_id if report.scored else None
         if (
-            not self.ledger.mark_published(claim, report.batch, report.event_time, totals, live)
+            not self.ledger.mark_published(
+                claim, report.batch, report.event_time, totals, live, predictions_version
+            )
             or not report.published
         ):
             return  # an earlier attempt published it, or nothing to publish
@@ -587,9 +604,10 @@ class BatchMonitor:
         """Read, validate, predict, join actuals, measure and write, ``chunk_rows`` rows at a
         time, so memory follows the chunk (and BatchMeasures' few bytes a row), not the file.
 
-        Nothing leaves the function before the last chunk: predictions go to a file on
-        local disk, and only once the whole batch is accepted (the share of invalid rows is
-        the batch's) is it uploaded and logged, so a rejected batch writes nothing.
+        Predictions go to a file on local disk, uploaded only once the whole batch is
+        accepted (the share of invalid rows is the batch's). Only the prediction log is
+        written as the chunks go, before their actuals are read (modelwatch.prediction_log
+        says why); a rejected batch's logged ids join nothing.
         """
         metadata = self.bundle.metadata
         key = batch.key
@@ -610,7 +628,13 @@ class BatchMonitor:
                 started = watch.add("read_validate", started)
                 if checked.ids.empty:
                     continue
-                actuals = self.read_actuals(checked.ids.tolist(), stats)
+                ids = checked.ids.tolist()
+                # Logged before their actuals are read, so a label written meanwhile is read
+                # here or joined later (modelwatch.prediction_log), never neither.
+                self.prediction_log.record(claim.item_id, ids)
+                started = watch.add("log", started)
+                actuals = self.read_actuals(ids, stats)
+                del ids
                 started = watch.add("actuals", started)
                 yield checked, actuals
                 started = time.perf_counter()
@@ -641,17 +665,11 @@ class BatchMonitor:
         event_time = event_time_of(timestamps, spooled.batch_time, spooled.upload_time, now)
         measured = measures.finish(validated.findings)
         watch.lap("measure")
-        outputs = self.store.upload_predictions(batch, predictions_path)
-        # So a label that arrives later finds this batch (modelwatch.label_join).
-        self.prediction_log.record_file(
-            claim.item_id,
-            event_time.moment.isoformat(),
-            predictions_path,
-            metadata.id_column,
-            self.chunk_rows,
-        )
+        outputs, predictions_version = self.store.upload_predictions(batch, predictions_path)
         watch.lap("write")
         report = self._scored_report(batch, validated, event_time, measured, stats.requests, outputs)
+        assert report.scored is not None
+        report.scored.predictions_version_id = predictions_version
         report.uploaded_at = spooled.upload_time.isoformat()
         return report
 

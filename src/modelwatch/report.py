@@ -58,6 +58,9 @@ class Scored:
     # What report.html measures the batch against: the baseline's reference metrics and
     # QualityAlarm's metric, threshold and comparison (when the function knows them).
     reference: dict[str, Any] = field(default_factory=dict)
+    # The S3 version of predictions.csv.gz written with this report ("" in a bucket without
+    # versioning). The label join rewrites the file as labels come; the ledger follows it.
+    predictions_version_id: str = ""
 
 
 @dataclass(frozen=True)

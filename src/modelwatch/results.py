@@ -158,23 +158,22 @@ class ResultStore:
             )
         return response
 
-    def upload_predictions(self, batch: BatchObject, path: Path) -> dict[str, str]:
+    def upload_predictions(self, batch: BatchObject, path: Path) -> tuple[dict[str, str], str]:
         """write_predictions for a predictions.csv.gz already written to ``path``
         (modelwatch.monitor writes it a chunk at a time): one PutObject from the file."""
         with path.open("rb") as body:
-            self.s3.put_object(
+            response = self.s3.put_object(
                 Bucket=batch.bucket, Key=batch.predictions_key, Body=body, ContentType="application/gzip"
             )
-        return {
-            "predictions": f"s3://{batch.bucket}/{batch.predictions_key}",
-            "report": f"s3://{batch.bucket}/{batch.report_key}",
-        }
+        return self._outputs(batch), str(response.get("VersionId") or "")
 
-    def write_predictions(self, batch: BatchObject, table: pd.DataFrame) -> dict[str, str]:
+    def write_predictions(self, batch: BatchObject, table: pd.DataFrame) -> str:
+        """The predictions file of ``batch`` replaced by ``table``; returns the S3 version
+        written ("" in a bucket without versioning)."""
         # mtime=0: the same predictions give the same bytes, so a retried batch rewrites
         # an identical object.
         body = gzip.compress(table.to_csv(index=False).encode("utf-8"), mtime=0)
-        self.s3.put_object(
+        response = self.s3.put_object(
             Bucket=batch.bucket,
             Key=batch.predictions_key,
             Body=body,
@@ -182,14 +181,22 @@ class ResultStore:
             # plain CSV under a .gz name.
             ContentType="application/gzip",
         )
+        return str(response.get("VersionId") or "")
+
+    @staticmethod
+    def _outputs(batch: BatchObject) -> dict[str, str]:
         return {
             "predictions": f"s3://{batch.bucket}/{batch.predictions_key}",
             "report": f"s3://{batch.bucket}/{batch.report_key}",
         }
 
-    def read_predictions(self, batch: BatchObject) -> pd.DataFrame:
-        """The predictions file of ``batch`` (record ids as text; actuals as written)."""
-        body = self.s3.get_object(Bucket=batch.bucket, Key=batch.predictions_key)["Body"].read()
+    def read_predictions(self, batch: BatchObject, version_id: str = "") -> pd.DataFrame:
+        """The predictions file of ``batch`` (record ids as text; actuals as written): the
+        S3 version ``version_id`` when given, else the newest."""
+        request = {"Bucket": batch.bucket, "Key": batch.predictions_key}
+        if version_id:
+            request["VersionId"] = version_id
+        body = self.s3.get_object(**request)["Body"].read()
         return pd.read_csv(io.BytesIO(gzip.decompress(body)), dtype={0: str}, low_memory=False)
 
     def read_report(self, batch: BatchObject) -> dict[str, Any] | None:

@@ -8,6 +8,8 @@ far, with the model loaded independently of the handler.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tests.integration.conftest import load_handler, s3_event
+from modelwatch import label_join as label_join_module
+from modelwatch.config import JoinConfig, MonitorConfig
+from modelwatch.label_join import LabelJoin
+from modelwatch.monitor import BatchMonitor
+from modelwatch.results import BatchObject
+from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
 from tests.model_fixtures import CATEGORICAL, NUMERIC, churn_frame
 
@@ -44,6 +51,16 @@ def stream_event(record_ids: list[str], name: str = "INSERT") -> dict[str, Any]:
             for number, record_id in enumerate(record_ids, start=1)
         ]
     }
+
+
+@pytest.fixture(params=["whole batch re-read", "arrived labels only"])
+def reread(request, monkeypatch) -> str:
+    """Both ways a join reads labels: a batch up to FULL_RECHECK_ROWS has every row's label
+    read again; a larger one only the arrived labels' (the threshold lowered to 0 here, so
+    this file's small batches take the large-batch path)."""
+    if request.param == "arrived labels only":
+        monkeypatch.setattr(label_join_module, "FULL_RECHECK_ROWS", 0)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -74,7 +91,7 @@ def expected(stack, frame, labels: dict[str, int]) -> dict[str, float]:
     return {"ErrorRate": 1 - accuracy, "Accuracy": accuracy, "rows": len(truth)}
 
 
-def test_labels_after_the_batch_are_scored_published_once_and_reported(stack, unlabeled_batch):
+def test_labels_after_the_batch_are_scored_published_once_and_reported(reread, stack, unlabeled_batch):
     key, frame = unlabeled_batch
     assert stack.statistic("ErrorRate") is None  # nothing to measure at upload
     labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
@@ -104,7 +121,7 @@ def test_labels_after_the_batch_are_scored_published_once_and_reported(stack, un
 
 
 def test_labels_in_three_instalments_average_to_scikit_learn_on_the_rows_labeled_so_far(
-    stack, unlabeled_batch
+    reread, stack, unlabeled_batch
 ):
     key, frame = unlabeled_batch
     all_labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
@@ -124,7 +141,7 @@ def test_labels_in_three_instalments_average_to_scikit_learn_on_the_rows_labeled
     assert stack.statistic("LabelsArrived")["Sum"] == 600
 
 
-def test_a_corrected_label_replaces_the_old_one(stack, unlabeled_batch):
+def test_a_corrected_label_replaces_the_old_one(reread, stack, unlabeled_batch):
     key, frame = unlabeled_batch
     labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
     first = dict(list(labels.items())[:300])
@@ -149,7 +166,7 @@ def test_a_corrected_label_replaces_the_old_one(stack, unlabeled_batch):
     assert point["Average"] == pytest.approx(expected(stack, frame, final)["ErrorRate"], abs=1e-9)
 
 
-def test_labels_present_at_upload_and_the_rest_later_are_each_counted_once(stack):
+def test_labels_present_at_upload_and_the_rest_later_are_each_counted_once(reread, stack):
     frame = churn_frame(400, seed=62, id_prefix="half")
     labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
     early = dict(list(labels.items())[:200])
@@ -263,3 +280,144 @@ def test_labels_of_a_batch_gone_from_the_ledger_are_counted_not_dropped(stack, u
     assert result["batches"] == []
     assert stack.statistic("ErrorRate") is None
     assert stack.statistic("LabelsWithoutPrediction")["Sum"] == 600
+
+
+def test_a_large_batch_join_reads_only_the_labels_that_arrived(stack, unlabeled_batch, monkeypatch):
+    """DynamoDB requests: BatchGetItem takes at most 100 keys (the AWS limit), so 50 labels
+    joined into the 600-row batch cost one log lookup and one actuals read when only the
+    arrived labels are read, and one log lookup and six actuals reads when all are."""
+    key, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    first, second = dict(list(labels.items())[:50]), dict(list(labels.items())[50:100])
+    assert join(stack, first)["dynamodb_requests"] == 1 + 6  # 600 rows: read whole
+    monkeypatch.setattr(label_join_module, "FULL_RECHECK_ROWS", 599)
+    assert join(stack, second)["dynamodb_requests"] == 1 + 1
+    so_far = {**first, **second}
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 100
+    assert point["Average"] == pytest.approx(expected(stack, frame, so_far)["ErrorRate"], abs=1e-9)
+    assert stack.report(key)["labeled_rows"] == 100
+    assert stack.predictions(key)["actual"].notna().sum() == 100
+
+
+@pytest.mark.parametrize("between", ["its read and its write", "its write and its ledger update"])
+def test_two_joins_of_one_batch_at_once_count_every_label_once(
+    reread, stack, unlabeled_batch, monkeypatch, between
+):
+    """Joins of one batch can run at once (labels of its rows on two stream shards). Join B
+    runs whole inside join A, at the two points where it could undo A's work or A its: the
+    ledger's revision sends A back to read again, and the predictions file A reads then is
+    the version the ledger names, B's, not the newest (A's own, written on stale labels)."""
+    key, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    mine, theirs = dict(list(labels.items())[:300]), dict(list(labels.items())[300:])
+    stack.put_actuals(labels)
+    a, b = (LabelJoin.from_config(JoinConfig.from_env()) for _ in range(2))
+    hooked = "read_predictions" if between == "its read and its write" else "write_predictions"
+    original = getattr(a.store, hooked)
+    runs: list[int] = []
+
+    def then_b_joins(*args: Any) -> Any:
+        result = original(*args)
+        if not runs:
+            runs.append(len(b.join(list(theirs)).batches))
+        return result
+
+    monkeypatch.setattr(a.store, hooked, then_b_joins)
+    a.join(list(mine))
+
+    assert runs == [1]
+    truth = expected(stack, frame, labels)
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 600
+    assert point["Average"] == pytest.approx(truth["ErrorRate"], abs=1e-9)
+    report = stack.report(key)
+    assert report["labeled_rows"] == 600
+    assert report["metrics"]["ErrorRate"] == pytest.approx(truth["ErrorRate"], abs=1e-9)
+    predictions = stack.predictions(key)
+    assert predictions["actual"].notna().all()
+
+
+def test_a_label_written_while_its_batch_is_scored_is_joined_once_the_batch_is_published(stack):
+    """The batch is scored 100 rows a chunk. Just before its third chunk's actuals are read,
+    labels for 150 rows of the first two (read already, unlabeled then) are written, and
+    their stream records reach the label join at once, in another thread as a concurrent
+    invocation would: it finds the rows logged, waits for the batch to be published, and
+    joins them. (Logged only after the last chunk, they were counted as labels without a
+    prediction and never joined.)"""
+    frame = churn_frame(400, seed=63, id_prefix="race")
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    racing = dict(list(labels.items())[:150])
+    key = "incoming/late/race.csv"
+    stack.put(key, frame.drop(columns=["churned"]).to_csv(index=False))
+    head = stack.s3.head_object(Bucket=BUCKET, Key=key)
+    monitor = BatchMonitor.from_config(MonitorConfig.from_env())
+    monitor.chunk_rows = 100
+    joiner = LabelJoin.from_config(JoinConfig.from_env())
+    polls: list[float] = []
+    joiner.sleep = lambda seconds: polls.append(seconds) or time.sleep(0.02)
+    read_actuals, chunks_read = monitor.read_actuals, []
+    outcome: dict[str, Any] = {}
+
+    def join_in_another_invocation() -> None:
+        try:
+            outcome["result"] = joiner.join(list(racing), wait_seconds=120)
+        except Exception as failure:  # noqa: BLE001 - reported by the assertion below
+            outcome["failure"] = failure
+
+    def labels_come_before_the_third_chunk(ids: list[str], stats: Any) -> Any:
+        chunks_read.append(len(ids))
+        if len(chunks_read) == 3:
+            stack.put_actuals(racing)
+            outcome["thread"] = threading.Thread(target=join_in_another_invocation)
+            outcome["thread"].start()
+        return read_actuals(ids, stats)
+
+    monitor.read_actuals = labels_come_before_the_third_chunk
+    report = monitor.process(BatchObject(BUCKET, key, head["VersionId"], head["ETag"]))
+    outcome["thread"].join(timeout=120)
+
+    assert report.status == "ok" and report.scored is not None and report.scored.labeled_rows == 0
+    assert len(chunks_read) > 3 and sum(chunks_read[:2]) >= len(racing)  # the racing rows: read before
+    assert "failure" not in outcome, outcome.get("failure")
+    result = outcome["result"]
+    assert polls, "the join found the batch published already: nothing raced"
+    assert result.logged == 150 and [batch.newly_labeled for batch in result.batches] == [150]
+    truth = expected(stack, frame, racing)
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 150
+    assert point["Average"] == pytest.approx(truth["ErrorRate"], abs=1e-9)
+    assert stack.statistic("LabelsWithoutPrediction") is None
+    assert stack.report(key)["labeled_rows"] == 150
+
+
+def test_a_join_does_not_wait_for_a_batch_whose_scoring_failed(stack, unlabeled_batch):
+    """A batch whose ids are logged but whose attempt failed (marked in the ledger by the
+    monitor) or outlived any invocation: its labels fail the join at once, so the stream
+    retries them (then the dead-letter queue keeps them), instead of waiting minutes."""
+    from modelwatch.errors import BatchNotSettled
+    from modelwatch.ledger import STALE_CLAIM_SECONDS, BatchLedger, Claim
+
+    _, frame = unlabeled_batch
+    item = stack.dynamodb.scan(TableName=stack.ledger_table)["Items"][0]
+    claim = Claim(item["id"]["S"], item["version_id"]["S"])
+    labels = dict(list(zip(frame["record_id"], frame["churned"].astype(int), strict=True))[:10])
+    stack.put_actuals(labels)
+    joiner = LabelJoin.from_config(JoinConfig.from_env())
+    joiner.sleep = lambda seconds: pytest.fail("the join waited")
+    # Unpublished (as if still being scored), then its attempt failed
+    stack.dynamodb.update_item(
+        TableName=stack.ledger_table, Key={"id": {"S": claim.item_id}}, UpdateExpression="REMOVE published_at"
+    )
+    BatchLedger(stack.dynamodb, stack.ledger_table).mark_failed(claim)
+    with pytest.raises(BatchNotSettled, match="failed or timed out"):
+        joiner.join(list(labels), wait_seconds=600)
+    # Claimed again by a retry (which clears the mark), and that retry outlived any invocation
+    stack.dynamodb.update_item(
+        TableName=stack.ledger_table,
+        Key={"id": {"S": claim.item_id}},
+        UpdateExpression="SET claimed_at = :then REMOVE failed_at",
+        ExpressionAttributeValues={":then": {"N": str(int(time.time()) - STALE_CLAIM_SECONDS - 5)}},
+    )
+    with pytest.raises(BatchNotSettled, match="failed or timed out"):
+        joiner.join(list(labels), wait_seconds=600)
