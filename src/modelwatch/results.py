@@ -104,6 +104,11 @@ class SpooledBatch:
     version_id: str  # the version read ("null" in a bucket without versioning)
 
 
+# gzip level of predictions.csv.gz: on 100,000 rows of the sample's predictions, level 1
+# took 0.03 CPU-seconds and gzip's default 9 took 0.40 (a sixth of the whole compute
+# path), for a file 11% larger.
+PREDICTIONS_GZIP_LEVEL = 1
+
 # Blocks of the S3 stream copied to disk at a time.
 SPOOL_BLOCK_BYTES = 1 << 20
 
@@ -172,7 +177,9 @@ class ResultStore:
         written ("" in a bucket without versioning)."""
         # mtime=0: the same predictions give the same bytes, so a retried batch rewrites
         # an identical object.
-        body = gzip.compress(table.to_csv(index=False).encode("utf-8"), mtime=0)
+        body = gzip.compress(
+            table.to_csv(index=False).encode("utf-8"), compresslevel=PREDICTIONS_GZIP_LEVEL, mtime=0
+        )
         response = self.s3.put_object(
             Bucket=batch.bucket,
             Key=batch.predictions_key,
