@@ -52,7 +52,12 @@ def lambda_handler(event: DynamoDBStreamEvent, context: LambdaContext) -> dict[s
     # A label can find its row logged while the batch is still being scored: wait for it,
     # keeping time for the join itself (a large batch's file is read and written whole).
     wait = max(0.0, context.get_remaining_time_in_millis() / 1000 - JOIN_RESERVE_SECONDS)
-    result = label_join().join(ids, arrived_at=arrived, wait_seconds=wait)
+    result = label_join().join(
+        ids,
+        arrived_at=arrived,
+        wait_seconds=wait,
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
     summary = {
         "labels": result.labels,
         "logged": result.logged,

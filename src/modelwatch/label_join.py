@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import ClientError
 
 from modelwatch import clock as processing_clock
 from modelwatch.actuals import ACTUAL_ATTRIBUTE, RequestStats, batch_get_items
@@ -97,7 +98,7 @@ from modelwatch.publishing import (
     metric_data,
     publish_metrics,
 )
-from modelwatch.results import BatchObject, ResultStore
+from modelwatch.results import MISSING_OBJECT_CODES, BatchObject, ResultStore
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,10 @@ MAX_UNKNOWN_LABEL_EXAMPLES = 5  # named in the log, as the actuals loader does
 FULL_RECHECK_ROWS = 50_000
 # How often a join waiting for a batch still being scored reads its ledger item again.
 SETTLE_POLL_SECONDS = 5.0
+# The time a join needs left to start on a batch (reading and rewriting a large batch's
+# predictions file takes ~19 CPU-µs a row: 40 s at 2 million rows); with less, it stops
+# and the stream retries the labels, bisected, rather than being cut off mid-way.
+MIN_SECONDS_PER_BATCH = 60.0
 
 
 @dataclass
@@ -228,24 +233,37 @@ class LabelJoin:
         )
 
     def join(
-        self, record_ids: Iterable[str], arrived_at: datetime | None = None, wait_seconds: float = 0.0
+        self,
+        record_ids: Iterable[str],
+        arrived_at: datetime | None = None,
+        wait_seconds: float = 0.0,
+        time_left: Callable[[], float] | None = None,
     ) -> JoinResult:
         """Join the labels of ``record_ids``, written to the actuals table at ``arrived_at``
         (the stream records' time; the clock when unknown), which stamps what is published.
-        ``wait_seconds``: how long to wait for a batch still being scored (see ``_settled``)."""
+        ``wait_seconds``: how long to wait for a batch still being scored (see ``_settled``);
+        ``time_left``: the invocation's remaining seconds, checked before each batch."""
         deadline = self.monotonic() + wait_seconds
         ids = list(dict.fromkeys(record_ids))
         stats = RequestStats()
         grouped = self.log.batches_of(ids, stats)
         now = arrived_at or self.clock()
         joined: list[BatchJoin] = []
-        advanced: list[tuple[BatchState, int]] = []
+        advanced: list[tuple[BatchState, int, Totals]] = []
         unjoined = _Unjoined()
+        # Every wait first, before any batch's totals advance: an invocation that timed out
+        # holding advanced, unpublished totals would lose what they add (no except runs then).
+        settled = {batch_id: self._settled(batch_id, deadline) for batch_id in sorted(grouped)}
         try:
             unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
-            for batch_id in sorted(grouped):
+            for batch_id, state in settled.items():
+                if time_left is not None and time_left() < MIN_SECONDS_PER_BATCH:
+                    raise BatchNotSettled(
+                        f"{len(settled) - len(joined)} batches left to join and {time_left():.0f} s left: "
+                        "the stream retries the labels (bisected)"
+                    )
                 outcome = self._join_batch(
-                    batch_id, set(grouped[batch_id]), now, stats, advanced, unjoined, deadline
+                    batch_id, state, set(grouped[batch_id]), now, stats, advanced, unjoined
                 )
                 if outcome is not None:
                     joined.append(outcome)
@@ -253,8 +271,8 @@ class LabelJoin:
             unmatched += sum(len(grouped[batch_id]) for batch_id in unjoined.expired + unjoined.unscored)
             self._publish(joined, now, unmatched, unjoined.unknown_rows)
         except Exception:
-            for state, revision in advanced:
-                restore_totals(self.ledger, state, revision)
+            for state, revision, totals in advanced:
+                restore_totals(self.ledger, state, revision, totals)
             raise
         if unjoined.unknown_rows:
             examples = unjoined.unknown_examples
@@ -281,36 +299,40 @@ class LabelJoin:
     def _join_batch(
         self,
         batch_id: str,
+        settled: BatchState | None,
         arrived: set[str],
         now: datetime,
         stats: RequestStats,
-        advanced: list[tuple[BatchState, int]],
+        advanced: list[tuple[BatchState, int, Totals]],
         unjoined: _Unjoined,
-        deadline: float,
     ) -> BatchJoin | None:
-        """Join the batch's labels; ``arrived``: its record ids among the invocation's."""
+        """Join the batch's labels; ``arrived``: its record ids among the invocation's;
+        ``settled``: the batch's state once published (``_settled``)."""
+        state = settled
         for attempt in range(REVISION_ATTEMPTS):
-            state = batch_state(self.ledger, batch_id)
+            if attempt:
+                state = batch_state(self.ledger, batch_id)
             if state is None:
                 unjoined.expired.append(batch_id)
                 return None
             if not state.published:
-                settled = self._settled(state, deadline)
-                if settled is None:
-                    unjoined.expired.append(batch_id)
-                    return None
-                state = settled
+                # A failed attempt (or one unpublished again since): the run that publishes it
+                # reads these labels itself (see ``_settled``).
+                unjoined.unscored.append(batch_id)
+                return None
             if not state.scored:
                 unjoined.unscored.append(batch_id)  # rejected: nothing was scored to join
                 return None
-            table = self.store.read_predictions(state.batch, state.predictions_version)
+            table, pinned = self._predictions(state)
             id_column = self.metadata.id_column
             record_ids = table[id_column].astype(str).tolist()
             before = [self._label(value) for value in table["actual"]]
             # The labels to read again: every row's in a small batch (which also finds a label
-            # whose stream record was lost); in a large one only those that arrived, the rest
-            # being the file's, which holds every label joined so far (see the module's note).
-            recheck = record_ids if len(record_ids) <= self.full_recheck_rows else sorted(arrived)
+            # whose stream record was lost) or when the file is not the pinned version; in a
+            # large one only those that arrived, the rest being the file's, which holds every
+            # label joined so far (see the module's note).
+            whole = not pinned or len(record_ids) <= self.full_recheck_rows
+            recheck = record_ids if whole else sorted(arrived)
             raw = batch_get_items(
                 self.dynamodb,
                 self.actuals_table,
@@ -358,7 +380,7 @@ class LabelJoin:
             except RevisionConflict:
                 continue  # another invocation joined labels of this batch meanwhile: read again
             if delta:
-                advanced.append((state, revision))
+                advanced.append((state, revision, totals))
             self._rewrite_report(
                 state.batch, labeled_table, after, quality, now, newly, corrected, probabilities, version
             )
@@ -384,30 +406,46 @@ class LabelJoin:
             )
         raise RevisionConflict(batch_id)
 
-    def _settled(self, state: BatchState, deadline: float) -> BatchState | None:
-        """The batch once its metrics are published (None if it left the ledger meanwhile).
+    def _settled(self, batch_id: str, deadline: float) -> BatchState | None:
+        """The batch's state once it is published, or once its attempt is over without
+        publishing (None if it is not in the ledger).
 
         The batch monitor logs a chunk's ids before it reads their actuals, so a label can
         find its row logged while the batch is still being scored: the join waits for it,
-        polling the ledger until ``deadline`` (time.monotonic()). Past it, or when the
-        attempt is over without publishing, BatchNotSettled: the stream retries the labels,
-        then keeps them in the dead-letter queue."""
-        while not state.published:
-            if state.failed:
-                raise BatchNotSettled(
-                    f"batch {state.item_id} ({state.batch.key or 'key unknown'}) was not published: "
-                    "the batch monitor's attempt failed or timed out; its labels are retried with the "
-                    "stream batch, and join once a retry or a new upload of the file publishes it"
-                )
+        polling the ledger until ``deadline`` (time.monotonic()), then raises BatchNotSettled
+        (the stream retries the labels). An attempt that failed or outlived any invocation
+        is not waited for: whatever scores the batch again (Lambda's retry, the file
+        uploaded again) reads every row's actuals, these labels included."""
+        state = batch_state(self.ledger, batch_id)
+        while state is not None and not state.published and not state.failed:
             left = deadline - self.monotonic()
             if left <= 0:
-                raise BatchNotSettled(f"batch {state.item_id} is still being scored; retrying its labels")
+                raise BatchNotSettled(f"batch {batch_id} is still being scored; retrying its labels")
             self.sleep(min(SETTLE_POLL_SECONDS, left))
-            fresh = batch_state(self.ledger, state.item_id)
-            if fresh is None:
-                return None
-            state = fresh
+            state = batch_state(self.ledger, batch_id)
+        if state is not None and not state.published:
+            logger.warning(
+                "labels of a batch whose scoring failed or timed out: left to the run that scores it again",
+                extra={"batch": batch_id, "key": state.batch.key},
+            )
         return state
+
+    def _predictions(self, state: BatchState) -> tuple[pd.DataFrame, bool]:
+        """The batch's predictions file, and whether it is the version the ledger pins. The
+        newest instead when there is no pin (a bucket without versioning, a batch published
+        before pins) or the pinned version is gone (the bucket's lifecycle expires noncurrent
+        versions; a join that wrote and then lost its revision race leaves a newer one)."""
+        if state.predictions_version:
+            try:
+                return self.store.read_predictions(state.batch, state.predictions_version), True
+            except ClientError as problem:
+                if problem.response.get("Error", {}).get("Code", "") not in MISSING_OBJECT_CODES:
+                    raise
+                logger.warning(
+                    "the pinned predictions version is gone; reading the newest and every row's label",
+                    extra={"key": state.batch.key, "version": state.predictions_version},
+                )
+        return self.store.read_predictions(state.batch), False
 
     def _label(self, value: Any) -> Any:
         if _blank(value):

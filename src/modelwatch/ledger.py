@@ -49,6 +49,8 @@ RETENTION_DAYS = 90
 # Longer than a Lambda invocation can run (15 minutes): a claim this old whose metrics
 # never went out belongs to an attempt that is over.
 STALE_CLAIM_SECONDS = 20 * 60
+# Tries of ``restore_totals`` against other joins advancing the same batch at that moment.
+RESTORE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,8 @@ def advance_totals(
             TableName=ledger.table,
             Key={"id": {"S": state.item_id}},
             UpdateExpression="SET published_totals = :totals, totals_revision = :next"
-            + (", predictions_version = :predictions" if version else ""),
+            # No version (a bucket without versioning): no pin left naming an older file.
+            + (", predictions_version = :predictions" if version else " REMOVE predictions_version"),
             ConditionExpression="attribute_exists(published_at) AND "
             + ("totals_revision = :seen" if seen else "attribute_not_exists(totals_revision)"),
             ExpressionAttributeValues={
@@ -285,20 +288,52 @@ def advance_totals(
     return state.revision + 1
 
 
-def restore_totals(ledger: BatchLedger, state: BatchState, revision: int) -> None:
-    """Undo ``advance_totals`` (publishing failed), unless someone advanced them again."""
-    try:
-        ledger.dynamodb.update_item(
-            TableName=ledger.table,
-            Key={"id": {"S": state.item_id}},
-            UpdateExpression="SET published_totals = :totals, totals_revision = :next",
-            ConditionExpression="totals_revision = :seen",
-            ExpressionAttributeValues={
-                ":totals": _serializer.serialize(_encode_totals(state.totals)),
-                ":next": {"N": str(revision + 1)},
-                ":seen": {"N": str(revision)},
-            },
-        )
-    except ClientError as problem:
-        if not _condition_failed(problem):
-            raise
+def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanced: Totals) -> None:
+    """Undo ``advance_totals`` from ``state`` to ``advanced`` at ``revision`` (publishing failed).
+
+    If nobody advanced since, the totals and the file version go back to ``state``'s, so
+    the retry of the same labels finds them new again and publishes all they add. If
+    another join advanced on top (it read this join's file, so its totals include these
+    labels, and it published only its own part), this join's difference is taken out of
+    the newer totals and the newer file stays: the next join of the batch publishes it."""
+    for _ in range(RESTORE_ATTEMPTS):
+        current = batch_state(ledger, state.item_id)
+        if current is None or current.revision < revision:
+            return  # gone from the ledger, or restored already
+        if current.revision == revision:
+            totals = state.totals
+            update = "SET published_totals = :totals, totals_revision = :next"
+            values: dict[str, Any] = {}
+            if state.predictions_version:
+                update += ", predictions_version = :predictions"
+                values[":predictions"] = {"S": state.predictions_version}
+            else:
+                update += " REMOVE predictions_version"
+        else:
+            totals = {
+                name: (
+                    rows - (advanced.get(name, (0, 0.0))[0] - state.totals.get(name, (0, 0.0))[0]),
+                    total - (advanced.get(name, (0, 0.0))[1] - state.totals.get(name, (0, 0.0))[1]),
+                )
+                for name, (rows, total) in current.totals.items()
+            }
+            update = "SET published_totals = :totals, totals_revision = :next"
+            values = {}
+        try:
+            ledger.dynamodb.update_item(
+                TableName=ledger.table,
+                Key={"id": {"S": state.item_id}},
+                UpdateExpression=update,
+                ConditionExpression="totals_revision = :seen",
+                ExpressionAttributeValues={
+                    ":totals": _serializer.serialize(_encode_totals(totals)),
+                    ":next": {"N": str(current.revision + 1)},
+                    ":seen": {"N": str(current.revision)},
+                    **values,
+                },
+            )
+        except ClientError as problem:
+            if not _condition_failed(problem):
+                raise
+            continue  # advanced again meanwhile: read again
+        return

@@ -462,11 +462,15 @@ class BatchMonitor:
         finally:
             workspace.cleanup()
         report.timings_ms = watch.total()
-        self.store.write_report(batch, report.to_dict())
-        if claim is None:
-            # Rejected before its bytes were read (deleted, too large): the version is the content.
-            claim = self.ledger.claim(batch, f"unread:{batch.version_id or batch.etag}", self._model_key)
-        self._publish_once(claim, report, announced_at)
+        try:
+            self.store.write_report(batch, report.to_dict())
+            if claim is None:
+                # Rejected before its bytes were read (deleted, too large): the version is the content.
+                claim = self.ledger.claim(batch, f"unread:{batch.version_id or batch.etag}", self._model_key)
+            self._publish_once(claim, report, announced_at)
+        except Exception:
+            self._attempt_failed(claim)  # unpublished: Lambda retries the event
+            raise
         return report
 
     def _attempt_failed(self, claim: Claim | None) -> None:

@@ -14,7 +14,7 @@ those items; the join finds it unscored and counts their labels as without predi
 Cost per million scored rows, on-demand in us-east-1: writes $1.25 (1M write request
 units, items under 1 KB, 40,000 BatchWriteItem requests); storage ~100 bytes a row,
 0.1 GB, $0.03 a month, until the TTL (``PredictionLogDays``) removes them; lookups of
-their labels $0.06 (eventually consistent, 0.5 read units a row). The alternative, an
+their labels $0.12 (strongly consistent, 1 read unit a row). The alternative, an
 index over the predictions files in S3, would be cheaper to write but needs a scan or a
 second store to find a record id's batch: the read pattern decides.
 """
@@ -66,7 +66,9 @@ class PredictionLog:
 
     def batches_of(self, ids: Iterable[str], stats: RequestStats | None = None) -> dict[str, list[str]]:
         """The logged record ids among ``ids``, grouped by the batch that scored them."""
-        found = batch_get_items(self.client, self.table, ids, [BATCH_ATTRIBUTE], stats=stats)
+        # Strongly consistent: a label written just after its chunk's actuals were read
+        # must find the item written just before that read (modelwatch.monitor).
+        found = batch_get_items(self.client, self.table, ids, [BATCH_ATTRIBUTE], stats=stats, consistent=True)
         grouped: dict[str, list[str]] = {}
         for record_id, item in found.items():
             grouped.setdefault(str(item[BATCH_ATTRIBUTE]), []).append(record_id)

@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelwatch.aws import client
+from modelwatch.ledger import BatchLedger, batch_state
 from modelwatch.prediction_log import WRITE_CLIENT_CONFIG as PREDICTION_LOG_CLIENT_CONFIG
 from tests.integration.conftest import BUCKET, load_handler, s3_event
 from tests.lambda_context import LambdaContext
@@ -363,3 +364,26 @@ def test_a_newer_report_written_between_the_read_and_the_write_is_kept(stack):
     # Then the conditional write lost, read again, and left the newer report in place
     assert json.loads(stack.read(newest_key)) == newer
     assert version_reports(stack, key)[version]["status"] == "ok"  # its own report is written
+
+
+def test_an_attempt_that_fails_after_scoring_is_marked_failed_for_the_label_join(stack):
+    """The label join waits for a batch whose ids are logged until it is published, unless
+    its attempt is over: a PutMetricData outage (injected: CloudWatch cannot be made to fail
+    otherwise) ends every attempt after the ledger's publish mark was taken back, and the
+    item must say the attempt failed, or each join of its labels would wait its whole time."""
+    key = "incoming/unpublished.csv"
+    version = upload(stack, key, batch(stack, 60, seed=48, prefix="u"))
+    handler = load_handler("batch_monitor")
+    with injected(STEPS[-1], "outage"):
+        outcome, _ = invoke_like_lambda(handler, versioned_event(key, version))
+    assert outcome.startswith("DLQ")
+    items = [
+        item for item in stack.dynamodb.scan(TableName=stack.ledger_table)["Items"] if "claimed_at" in item
+    ]
+    assert len(items) == 1 and "published_at" not in items[0] and "failed_at" in items[0]
+    state = batch_state(BatchLedger(stack.dynamodb, stack.ledger_table), items[0]["id"]["S"])
+    assert state is not None and state.failed and not state.published
+    # The next attempt claims it again: no longer failed while it runs, published after
+    assert load_handler("batch_monitor").lambda_handler(versioned_event(key, version), LambdaContext())
+    state = batch_state(BatchLedger(stack.dynamodb, stack.ledger_table), items[0]["id"]["S"])
+    assert state is not None and state.published and not state.failed

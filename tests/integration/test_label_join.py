@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import joblib
 import numpy as np
 import pytest
@@ -338,16 +339,18 @@ def test_two_joins_of_one_batch_at_once_count_every_label_once(
     assert predictions["actual"].notna().all()
 
 
-def test_a_label_written_while_its_batch_is_scored_is_joined_once_the_batch_is_published(stack):
-    """The batch is scored 100 rows a chunk. Just before its third chunk's actuals are read,
-    labels for 150 rows of the first two (read already, unlabeled then) are written, and
-    their stream records reach the label join at once, in another thread as a concurrent
-    invocation would: it finds the rows logged, waits for the batch to be published, and
-    joins them. (Logged only after the last chunk, they were counted as labels without a
-    prediction and never joined.)"""
+@pytest.mark.parametrize("written", ["before a later chunk is read", "just after its own chunk is read"])
+def test_a_label_written_while_its_batch_is_scored_is_joined_once_the_batch_is_published(stack, written):
+    """The batch is scored 100 rows a chunk. While it is scored, labels for 90 of its rows
+    are written, and their stream records reach the label join at once, in another thread
+    as a concurrent invocation would: it finds the rows logged, waits for the batch to be
+    published, and joins them. Written before the third chunk is read, the labels are of
+    rows of the first (logged after the last chunk, as before, they were never joined);
+    written just after the third chunk's actuals were read, of that chunk's rows, with the
+    join's log lookup done before the monitor goes on (so its rows must be logged before
+    its actuals are read)."""
     frame = churn_frame(400, seed=63, id_prefix="race")
     labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
-    racing = dict(list(labels.items())[:150])
     key = "incoming/late/race.csv"
     stack.put(key, frame.drop(columns=["churned"]).to_csv(index=False))
     head = stack.s3.head_object(Bucket=BUCKET, Key=key)
@@ -356,62 +359,82 @@ def test_a_label_written_while_its_batch_is_scored_is_joined_once_the_batch_is_p
     joiner = LabelJoin.from_config(JoinConfig.from_env())
     polls: list[float] = []
     joiner.sleep = lambda seconds: polls.append(seconds) or time.sleep(0.02)
+    looked_up = threading.Event()
+    lookup = joiner.log.batches_of
+
+    def batches_of(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return lookup(*args, **kwargs)
+        finally:
+            looked_up.set()
+
+    joiner.log.batches_of = batches_of  # type: ignore[method-assign]
     read_actuals, chunks_read = monitor.read_actuals, []
     outcome: dict[str, Any] = {}
 
-    def join_in_another_invocation() -> None:
+    def join_in_another_invocation(racing: dict[str, int]) -> None:
         try:
             outcome["result"] = joiner.join(list(racing), wait_seconds=120)
         except Exception as failure:  # noqa: BLE001 - reported by the assertion below
             outcome["failure"] = failure
 
-    def labels_come_before_the_third_chunk(ids: list[str], stats: Any) -> Any:
-        chunks_read.append(len(ids))
-        if len(chunks_read) == 3:
-            stack.put_actuals(racing)
-            outcome["thread"] = threading.Thread(target=join_in_another_invocation)
-            outcome["thread"].start()
-        return read_actuals(ids, stats)
+    def race(racing: dict[str, int]) -> None:
+        outcome["racing"] = racing
+        stack.put_actuals(racing)
+        outcome["thread"] = threading.Thread(target=join_in_another_invocation, args=(racing,))
+        outcome["thread"].start()
+        assert looked_up.wait(60)
 
-    monitor.read_actuals = labels_come_before_the_third_chunk
+    def labels_come_while_scoring(ids: list[str], stats: Any) -> Any:
+        chunks_read.append(len(ids))
+        if len(chunks_read) == 3 and written == "before a later chunk is read":
+            race({record_id: labels[record_id] for record_id in list(labels)[:90]})
+        found = read_actuals(ids, stats)
+        if len(chunks_read) == 3 and written == "just after its own chunk is read":
+            race({record_id: labels[record_id] for record_id in ids[:90]})
+        return found
+
+    monitor.read_actuals = labels_come_while_scoring
     report = monitor.process(BatchObject(BUCKET, key, head["VersionId"], head["ETag"]))
     outcome["thread"].join(timeout=120)
 
     assert report.status == "ok" and report.scored is not None and report.scored.labeled_rows == 0
-    assert len(chunks_read) > 3 and sum(chunks_read[:2]) >= len(racing)  # the racing rows: read before
+    assert len(chunks_read) > 3
     assert "failure" not in outcome, outcome.get("failure")
     result = outcome["result"]
     assert polls, "the join found the batch published already: nothing raced"
-    assert result.logged == 150 and [batch.newly_labeled for batch in result.batches] == [150]
-    truth = expected(stack, frame, racing)
+    assert result.logged == 90 and [batch.newly_labeled for batch in result.batches] == [90]
+    truth = expected(stack, frame, outcome["racing"])
     point = stack.statistic("ErrorRate")
-    assert point["SampleCount"] == 150
+    assert point["SampleCount"] == 90
     assert point["Average"] == pytest.approx(truth["ErrorRate"], abs=1e-9)
     assert stack.statistic("LabelsWithoutPrediction") is None
-    assert stack.report(key)["labeled_rows"] == 150
+    assert stack.report(key)["labeled_rows"] == 90
 
 
-def test_a_join_does_not_wait_for_a_batch_whose_scoring_failed(stack, unlabeled_batch):
+def test_labels_of_a_batch_whose_scoring_failed_are_not_waited_for_and_its_rerun_reads_them(
+    stack, unlabeled_batch
+):
     """A batch whose ids are logged but whose attempt failed (marked in the ledger by the
-    monitor) or outlived any invocation: its labels fail the join at once, so the stream
-    retries them (then the dead-letter queue keeps them), instead of waiting minutes."""
-    from modelwatch.errors import BatchNotSettled
+    monitor) or outlived any invocation: the join neither waits nor fails (which would
+    block the stream), and counts its labels as not joined; the run that scores the batch
+    again (Lambda's retry here) reads every row's actuals, these labels included."""
     from modelwatch.ledger import STALE_CLAIM_SECONDS, BatchLedger, Claim
 
-    _, frame = unlabeled_batch
+    key, frame = unlabeled_batch
     item = stack.dynamodb.scan(TableName=stack.ledger_table)["Items"][0]
     claim = Claim(item["id"]["S"], item["version_id"]["S"])
-    labels = dict(list(zip(frame["record_id"], frame["churned"].astype(int), strict=True))[:10])
+    labels = dict(list(zip(frame["record_id"], frame["churned"].astype(int), strict=True))[:40])
     stack.put_actuals(labels)
     joiner = LabelJoin.from_config(JoinConfig.from_env())
     joiner.sleep = lambda seconds: pytest.fail("the join waited")
-    # Unpublished (as if still being scored), then its attempt failed
+    # Unpublished (as if it never finished), then its attempt failed
     stack.dynamodb.update_item(
         TableName=stack.ledger_table, Key={"id": {"S": claim.item_id}}, UpdateExpression="REMOVE published_at"
     )
     BatchLedger(stack.dynamodb, stack.ledger_table).mark_failed(claim)
-    with pytest.raises(BatchNotSettled, match="failed or timed out"):
-        joiner.join(list(labels), wait_seconds=600)
+    result = joiner.join(list(labels), wait_seconds=600)
+    assert result.logged == 40 and result.batches == []
     # Claimed again by a retry (which clears the mark), and that retry outlived any invocation
     stack.dynamodb.update_item(
         TableName=stack.ledger_table,
@@ -419,5 +442,84 @@ def test_a_join_does_not_wait_for_a_batch_whose_scoring_failed(stack, unlabeled_
         UpdateExpression="SET claimed_at = :then REMOVE failed_at",
         ExpressionAttributeValues={":then": {"N": str(int(time.time()) - STALE_CLAIM_SECONDS - 5)}},
     )
-    with pytest.raises(BatchNotSettled, match="failed or timed out"):
-        joiner.join(list(labels), wait_seconds=600)
+    assert joiner.join(list(labels), wait_seconds=600).batches == []
+    assert stack.statistic("LabelsWithoutPrediction")["Sum"] == 80  # counted, not dropped unseen
+    assert stack.statistic("ErrorRate") is None
+
+    # The batch scored again: its run reads the labels at upload
+    result = load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    assert result["batches"][0]["status"] == "ok"
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 40
+    assert point["Average"] == pytest.approx(expected(stack, frame, labels)["ErrorRate"], abs=1e-9)
+
+
+def test_a_publish_failure_after_another_join_advanced_the_batch_loses_no_label_injected_fault(
+    reread, stack, unlabeled_batch, monkeypatch
+):
+    """Join A advances the batch; join B (another shard) joins on top and publishes only its
+    own part; then A's PutMetricData fails (a fault injected into A's client: CloudWatch
+    cannot be made to fail otherwise). A takes its part back out of the newer totals, so
+    when its labels come again (the stream retries them) every label counts once."""
+    from botocore.exceptions import ClientError
+
+    key, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    mine, theirs = dict(list(labels.items())[:300]), dict(list(labels.items())[300:])
+    stack.put_actuals(mine)
+    a, b = (LabelJoin.from_config(JoinConfig.from_env()) for _ in range(2))
+    a.cloudwatch = boto3.client("cloudwatch")  # A's own client, so only A's calls fail
+    failed: list[str] = []
+
+    def b_joins_then_a_fails(**_: Any) -> None:
+        if not failed:
+            stack.put_actuals(theirs)
+            b.join(list(theirs))
+            failed.append("PutMetricData")
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "PutMetricData")
+
+    a.cloudwatch.meta.events.register("before-call.cloudwatch.PutMetricData", b_joins_then_a_fails)
+    with pytest.raises(ClientError):
+        a.join(list(mine))
+    assert failed == ["PutMetricData"]
+    assert stack.statistic("ErrorRate")["SampleCount"] == 300  # B's part only
+
+    a.join(list(mine))  # the stream's retry
+
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 600
+    assert point["Average"] == pytest.approx(expected(stack, frame, labels)["ErrorRate"], abs=1e-9)
+
+
+def test_a_pinned_predictions_version_that_is_gone_is_read_newest_with_every_rows_label(
+    stack, unlabeled_batch, monkeypatch
+):
+    """The bucket's lifecycle expires noncurrent versions: if the version the ledger pins is
+    gone, the join reads the newest file and every row's label again (the table is the
+    truth), even for a batch large enough to read only the arrived ones."""
+    monkeypatch.setattr(label_join_module, "FULL_RECHECK_ROWS", 0)
+    key, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    first, second = dict(list(labels.items())[:200]), dict(list(labels.items())[200:260])
+    join(stack, first)
+    item = stack.dynamodb.scan(TableName=stack.ledger_table)["Items"][0]
+    pinned = item["predictions_version"]["S"]
+    predictions_key = stack.report(key)["outputs"]["predictions"].removeprefix(f"s3://{BUCKET}/")
+    stack.s3.put_object(Bucket=BUCKET, Key=predictions_key, Body=b"")  # a newer, unpinned version
+    stack.s3.delete_object(Bucket=BUCKET, Key=predictions_key, VersionId=pinned)
+    stack.s3.delete_object(
+        Bucket=BUCKET,
+        Key=predictions_key,
+        VersionId=stack.s3.head_object(Bucket=BUCKET, Key=predictions_key)["VersionId"],
+    )
+    # Only the monitor's original file is left: no label of the first 200 in it
+    stack.put_actuals(second)
+
+    result = join(stack, second)
+
+    assert result["dynamodb_requests"] == 1 + 6  # the log lookup, then all 600 rows' labels
+    both = {**first, **second}
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 260
+    assert point["Average"] == pytest.approx(expected(stack, frame, both)["ErrorRate"], abs=1e-9)
+    assert stack.report(key)["labeled_rows"] == 260
