@@ -77,7 +77,8 @@ def withheld_note(rows_labeled: int, min_labeled_rows: int, pooled: Iterable[str
         f"{rows_labeled} labeled rows, fewer than MinLabeledRows={min_labeled_rows}; "
         "quality metrics are not published for this batch"
     )
-    names = ", ".join(name for name in ROW_ADDITIVE_METRICS if name in set(pooled))
+    chosen = set(pooled)
+    names = ", ".join(name for name in ROW_ADDITIVE_METRICS if name in chosen)  # in the usual order
     if names:
         note += (
             f"; its {names} on these rows went to the model's pool of small batches, published "
