@@ -34,6 +34,14 @@ time, DynamoDB's clock), not with the batch's event time, so QualityAlarm (which
 evaluates recent periods) reacts within one period of the labels, however late they
 are. The batch's report keeps the error by event time.
 
+A batch with fewer than MinLabeledRows labeled rows (so far) is not judged: what its
+labels add to the row-additive totals goes to the model's pool in the ledger
+(modelwatch.ledger), published with other batches' once there are MinLabeledRows rows
+(or with this invocation's judged batches' additions once the two make that many); its
+by-event-time datapoints go out on their own (the dashboard's series, no alarm). If
+publishing fails, the pool gets back what was taken from it, less the additions the next
+join makes again (those whose batch totals went back).
+
 What is not published late: the non-additive metrics (ROCAUC, F1, Precision, Recall,
 R2, RMSE, LogLoss) are recomputed in the batch's report only, because a batch-level
 value published again would weigh that batch twice. A corrected label with no new label
@@ -76,15 +84,22 @@ from modelwatch.labels import LabelNormaliser
 from modelwatch.ledger import (
     BatchLedger,
     BatchState,
+    PoolTotals,
     Totals,
+    add_to_pool,
     advance_totals,
     batch_state,
+    combine_pool,
+    negated_pool,
+    pool_rows,
     restore_totals,
+    update_pool,
 )
 from modelwatch.metrics import (
     ROW_ADDITIVE_METRICS,
     MetricValue,
     classification_metrics,
+    of_row_totals,
     plain_values,
     regression_metrics,
 )
@@ -99,6 +114,7 @@ from modelwatch.publishing import (
     publish_metrics,
 )
 from modelwatch.results import MISSING_OBJECT_CODES, BatchObject, ResultStore
+from modelwatch.scoring import withheld_note
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +149,10 @@ class BatchJoin:
     event_time: datetime | None
     # Row-additive metric -> (rows, sum, smallest and largest per-row value) to publish.
     published: dict[str, tuple[int, float, float, float]] = field(default_factory=dict)
+    # The batch has fewer than MinLabeledRows labeled rows: ``published`` goes to the model's
+    # pool (modelwatch.ledger), not on its own to the alarms' series.
+    to_pool: bool = False
+    item_id: str = ""  # the batch's ledger item
 
 
 @dataclass
@@ -251,6 +271,8 @@ class LabelJoin:
         joined: list[BatchJoin] = []
         advanced: list[tuple[BatchState, int, Totals]] = []
         unjoined = _Unjoined()
+        flushed: PoolTotals = {}
+        pool_updated = False
         # Every wait first, before any batch's totals advance: an invocation that timed out
         # holding advanced, unpublished totals would lose what they add (no except runs then).
         settled = {batch_id: self._settled(batch_id, deadline) for batch_id in sorted(grouped)}
@@ -269,10 +291,35 @@ class LabelJoin:
                     joined.append(outcome)
             # A batch that left the ledger cannot be joined: its labels are counted, not dropped.
             unmatched += sum(len(grouped[batch_id]) for batch_id in unjoined.expired + unjoined.unscored)
-            self._publish(joined, now, unmatched, unjoined.unknown_rows)
+            flushed = add_to_pool(
+                self.ledger,
+                self.model_name,
+                _summed(batch.published for batch in joined if batch.to_pool),
+                pool_rows(_summed(batch.published for batch in joined if not batch.to_pool)),
+                self.min_labeled_rows,
+            )
+            pool_updated = True
+            self._publish(joined, flushed, now, unmatched, unjoined.unknown_rows)
         except Exception:
-            for state, revision, totals in advanced:
-                restore_totals(self.ledger, state, revision, totals)
+            pooled = {batch.item_id: batch.published for batch in joined if batch.to_pool}
+            if pool_updated:
+                # The pool first: what it gave goes back, less the pooled additions, which the
+                # next join adds again once their batches' totals go back below. If this
+                # fails, the totals stay advanced: the additions stay pooled, or are lost with
+                # what the pool gave, never counted twice.
+                give_back = combine_pool(flushed, negated_pool(_summed(pooled.values())))
+                if give_back:
+                    update_pool(self.ledger, self.model_name, give_back, math.inf)
+            kept = [
+                state.item_id
+                for state, revision, totals in advanced
+                if not restore_totals(self.ledger, state, revision, totals)
+            ]
+            # A batch whose totals could not go back (it left the ledger, or others kept
+            # advancing it) keeps them, so no join adds its addition again: back to the pool.
+            again = _summed(pooled[item_id] for item_id in kept if item_id in pooled)
+            if pool_updated and again:
+                update_pool(self.ledger, self.model_name, again, math.inf)
             raise
         if unjoined.unknown_rows:
             examples = unjoined.unknown_examples
@@ -359,6 +406,10 @@ class LabelJoin:
                 for old, new in zip(before, after, strict=True)
             )
             quality, probabilities = self._quality(table, after)
+            labeled = sum(value is not None for value in after)
+            # Enough labeled rows to judge the batch; else ``quality`` is its row-additive
+            # metrics only, and what they add goes to the model's pool.
+            judged = labeled >= max(1, self.min_labeled_rows)
             totals = self._totals(state, quality)
             delta = {
                 name: (
@@ -381,10 +432,19 @@ class LabelJoin:
                 continue  # another invocation joined labels of this batch meanwhile: read again
             if delta:
                 advanced.append((state, revision, totals))
+            pooled = [] if judged or not state.live else list(totals)
             self._rewrite_report(
-                state.batch, labeled_table, after, quality, now, newly, corrected, probabilities, version
+                state.batch,
+                labeled_table,
+                after,
+                quality if judged else {},
+                now,
+                newly,
+                corrected,
+                probabilities,
+                version,
+                pooled,
             )
-            labeled = sum(value is not None for value in after)
             event_time = _parse_time(state.event_time)
             return BatchJoin(
                 key=state.batch.key,
@@ -393,7 +453,7 @@ class LabelJoin:
                 corrected=corrected,
                 labeled_rows=labeled,
                 rows=len(after),
-                metrics=plain_values(quality),
+                metrics=plain_values(quality if judged else {}),
                 delay_seconds=(now - event_time).total_seconds() if event_time else 0.0,
                 event_time=event_time,
                 published={
@@ -403,6 +463,8 @@ class LabelJoin:
                 }
                 if state.live
                 else {},
+                to_pool=not judged,
+                item_id=batch_id,
             )
         raise RevisionConflict(batch_id)
 
@@ -455,8 +517,9 @@ class LabelJoin:
     def _quality(
         self, table: pd.DataFrame, actuals: list[Any]
     ) -> tuple[dict[str, MetricValue], np.ndarray | None]:
-        """The batch's quality metrics over its labeled rows (none below MinLabeledRows), and
-        every row's class probabilities when the predictions file gives them (binary models)."""
+        """The batch's quality metrics over its labeled rows (below MinLabeledRows, the
+        row-additive ones only, for the model's pool; none without labels), and every row's
+        class probabilities when the predictions file gives them (binary models)."""
         labeled = np.array([value is not None for value in actuals], dtype=bool)
         probabilities = None
         positive = self.metadata.positive_index
@@ -465,21 +528,24 @@ class LabelJoin:
             # other column is its complement.
             p = table["probability"].to_numpy(dtype=float)
             probabilities = np.column_stack([1 - p, p] if positive == 1 else [p, 1 - p])
-        if labeled.sum() < max(1, self.min_labeled_rows):
+        if not labeled.any():
             return {}, probabilities
+        judged = labeled.sum() >= self.min_labeled_rows
         y_true = np.array([value for value in actuals if value is not None], dtype=object)
         predicted = table["prediction"][labeled]
         if self.metadata.task == "regression":
-            return regression_metrics(y_true.astype(float), predicted.to_numpy(dtype=float)), None
+            quality = regression_metrics(y_true.astype(float), predicted.to_numpy(dtype=float))
+            return (quality if judged else _row_additive(quality)), None
         y_pred = np.array([self.labels.normalise(value) for value in predicted], dtype=object)
         quality = classification_metrics(
             y_true,
             y_pred,
-            probabilities[labeled] if probabilities is not None else None,
+            # Without probabilities below MinLabeledRows: the row-additive metrics need none.
+            probabilities[labeled] if probabilities is not None and judged else None,
             self.metadata.classes,
             self.metadata.positive_class,
         )
-        return quality, probabilities
+        return (quality if judged else _row_additive(quality)), probabilities
 
     def _totals(self, state: BatchState, quality: dict[str, MetricValue]) -> Totals:
         """The row-additive totals to have published for the batch now. A metric whose row
@@ -505,9 +571,11 @@ class LabelJoin:
         corrected: int,
         probabilities: np.ndarray | None,
         predictions_version: str,
+        pooled: list[str],
     ) -> None:
         """report.json: the metrics as of now, and the estimate beside the realized values
-        on the rows labeled so far. ``table``: the predictions file as rewritten."""
+        on the rows labeled so far. ``table``: the predictions file as rewritten; ``quality``
+        empty below MinLabeledRows, where ``pooled`` names the metrics that went to the pool."""
         stamp = now.isoformat()
         report = self.store.read_report(batch)
         if report is None:
@@ -532,6 +600,8 @@ class LabelJoin:
                 )
                 estimate = self.estimator.estimate(probabilities, predicted, labeled_mask, quality)
                 report["estimated_performance"] = estimate.report
+        elif pooled:
+            report["quality_metrics_withheld"] = withheld_note(labeled, self.min_labeled_rows, pooled)
         event_time = _parse_time(str(report.get("event_time", "")))
         delays = [
             _seconds_between(event_time, str(at)) if isinstance(at, str) else 0.0
@@ -550,22 +620,16 @@ class LabelJoin:
         }
         self.store.write_report(batch, report)
 
-    def _publish(self, joined: list[BatchJoin], now: datetime, unmatched: int, unknown: int = 0) -> None:
-        """One datapoint per metric for the whole invocation, stamped with the arrival time.
+    def _publish(
+        self, joined: list[BatchJoin], flushed: PoolTotals, now: datetime, unmatched: int, unknown: int = 0
+    ) -> None:
+        """One datapoint per metric for the whole invocation, stamped with the arrival time:
+        the judged batches' additions and what the pool gave (``flushed``).
         ``unmatched``: labels with no logged prediction (never scored, or gone from the log
         after PredictionLogDays), counted so that none is dropped unseen; ``unknown``: labels
         of logged rows that match none of the model's classes."""
-        sums: dict[str, list[float]] = {}
-        for batch in joined:
-            for name, (rows, total, smallest, largest) in batch.published.items():
-                current = sums.setdefault(name, [0, 0.0, smallest, largest])
-                current[0] += rows
-                current[1] += total
-                current[2], current[3] = min(current[2], smallest), max(current[3], largest)
-        metrics = {
-            name: MetricValue(total / rows, row_sum=total, rows=int(rows), row_min=smallest, row_max=largest)
-            for name, (rows, total, smallest, largest) in sums.items()
-        }
+        sums = combine_pool(_summed(batch.published for batch in joined if not batch.to_pool), flushed)
+        metrics = {name: of_row_totals(value) for name, value in sums.items()}
         arrived = [batch for batch in joined if batch.newly_labeled]
         if arrived:
             newly = float(sum(batch.newly_labeled for batch in arrived))
@@ -598,7 +662,8 @@ class LabelJoin:
 
     def _by_event_time(self, joined: list[BatchJoin], now: datetime) -> list[dict[str, Any]]:
         """The same additions at each batch's event time, in the by-event-time series the
-        dashboard graphs; a batch older than CloudWatch takes is counted instead."""
+        dashboard graphs (no alarm watches it, so a pooled batch's go there too, each on its
+        own); a batch older than CloudWatch takes is counted instead."""
         data: list[dict[str, Any]] = []
         outside = 0
         for batch in joined:
@@ -631,6 +696,18 @@ def _with_labels(table: pd.DataFrame, before: list[Any], after: list[Any], now: 
         for old, new, previous in zip(before, after, labeled_at, strict=True)
     ]
     return table
+
+
+def _summed(additions: Iterable[PoolTotals]) -> PoolTotals:
+    """Batches' additions, one total per metric."""
+    summed: PoolTotals = {}
+    for addition in additions:
+        summed = combine_pool(summed, addition)
+    return summed
+
+
+def _row_additive(quality: dict[str, MetricValue]) -> dict[str, MetricValue]:
+    return {name: value for name, value in quality.items() if name in ROW_ADDITIVE_METRICS}
 
 
 def _blank(value: Any) -> bool:

@@ -23,6 +23,17 @@ event time, the row-additive totals (rows, sum of per-row values) published for 
 far and the S3 version of the predictions file that holds the labels behind them. The
 join advances totals and version together, with a revision check.
 
+One item per model, ``pool#<model>``, pools the row-additive totals of batches with too
+few labeled rows to be judged (MinLabeledRows), until together they are enough to publish
+(``update_pool``; a batch's ``published_totals`` count what it gave the pool too, so a
+later join adds only the difference). The batch monitor and the label join update it just
+before PutMetricData, with a revision check; when PutMetricData fails they put back what
+they took, less their own addition, which the retry adds again. The unguarded window: the
+process dies between emptying the pool and PutMetricData, and the pooled rows are lost
+rather than counted twice. (Putting back can also race: an invocation whose addition
+another one published meanwhile takes it back, leaving the pool below zero until the
+retry adds it again; every row is still counted once, or, without a retry, not at all.)
+
 A changed file on the same key is other content, so it is a new batch with its own
 claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL; longer
 when the prediction log keeps rows longer, so a late label still finds its batch): an
@@ -288,18 +299,21 @@ def advance_totals(
     return state.revision + 1
 
 
-def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanced: Totals) -> None:
+def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanced: Totals) -> bool:
     """Undo ``advance_totals`` from ``state`` to ``advanced`` at ``revision`` (publishing failed).
 
     If nobody advanced since, the totals and the file version go back to ``state``'s, so
     the retry of the same labels finds them new again and publishes all they add. If
     another join advanced on top (it read this join's file, so its totals include these
     labels, and it published only its own part), this join's difference is taken out of
-    the newer totals and the newer file stays: the next join of the batch publishes it."""
+    the newer totals and the newer file stays: the next join of the batch publishes it.
+    Whether it did (False: the batch left the ledger, or others kept advancing it)."""
     for _ in range(RESTORE_ATTEMPTS):
         current = batch_state(ledger, state.item_id)
-        if current is None or current.revision < revision:
-            return  # gone from the ledger, or restored already
+        if current is None:
+            return False
+        if current.revision < revision:
+            return True  # restored already
         if current.revision == revision:
             totals = state.totals
             update = "SET published_totals = :totals, totals_revision = :next"
@@ -336,4 +350,125 @@ def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanc
             if not _condition_failed(problem):
                 raise
             continue  # advanced again meanwhile: read again
-        return
+        return True
+    return False
+
+
+# -- the pool of small batches' row-additive totals ---------------------------------------
+#
+# A batch with fewer than MinLabeledRows labeled rows never publishes quality on its own
+# (MinLabeledRows: quality is never judged on fewer rows). Its row-additive totals are
+# pooled instead, one ledger item per model, and published together once the pool holds
+# MinLabeledRows rows: CloudWatch averages them weighted by rows, so the pooled datapoint
+# is exactly the metric over those rows. The item follows the batch items' revision
+# pattern: read, compute, write on the revision read, so the batch monitor and the label
+# joins, running at once, never lose or double an addition.
+
+# Row-additive metric -> (rows, sum, smallest and largest per-row value).
+PoolTotals = dict[str, tuple[int, float, float, float]]
+
+# Read-and-write rounds before an update gives up (RevisionConflict: the invocation fails
+# and is retried): each conflict means another invocation's update went in.
+POOL_ATTEMPTS = 25
+
+
+def pool_item_id(model: str) -> str:
+    return f"pool#{model}"
+
+
+def pool_rows(totals: PoolTotals) -> int:
+    """The labeled rows the totals cover (every row-additive metric of a model counts the same rows)."""
+    return max((rows for rows, _, _, _ in totals.values()), default=0)
+
+
+def combine_pool(first: PoolTotals, second: PoolTotals) -> PoolTotals:
+    """Rows and sums added (negative ones take back); the bounds of the rows added in. A
+    metric left with no rows is dropped: CloudWatch takes no datapoint of zero samples."""
+    combined = dict(first)
+    for name, (rows, total, smallest, largest) in second.items():
+        if name not in combined:
+            combined[name] = (rows, total, smallest, largest)
+            continue
+        held_rows, held_total, held_smallest, held_largest = combined[name]
+        if rows > 0:  # a take-back keeps the bounds: those of more rows still bound the rest
+            held_smallest, held_largest = min(held_smallest, smallest), max(held_largest, largest)
+        combined[name] = (held_rows + rows, held_total + total, held_smallest, held_largest)
+    return {name: value for name, value in combined.items() if value[0] != 0}
+
+
+def negated_pool(totals: PoolTotals) -> PoolTotals:
+    """The totals to take back (combine_pool with these subtracts them)."""
+    return {name: (-rows, -total, low, high) for name, (rows, total, low, high) in totals.items()}
+
+
+def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: float) -> PoolTotals:
+    """Add ``change`` to the model's pool; when the pool then holds at least ``flush_at``
+    rows, empty it and return what it held (the caller publishes it), else return {}.
+
+    ``flush_at``: MinLabeledRows to add a small batch's totals; 1 to take whatever the pool
+    holds; math.inf to put totals back without publishing them."""
+    item_id = pool_item_id(model)
+    for _ in range(POOL_ATTEMPTS):
+        item = ledger.dynamodb.get_item(
+            TableName=ledger.table, Key={"id": {"S": item_id}}, ConsistentRead=True
+        ).get("Item", {})
+        revision = int(item.get("pool_revision", {}).get("N", 0))
+        held = _decode_pool(_deserializer.deserialize(item["pool_totals"]) if "pool_totals" in item else {})
+        merged = combine_pool(held, change)
+        flush = pool_rows(merged) >= flush_at
+        if not change and not flush:
+            return {}  # nothing to add, nothing to take
+        now = int(ledger.clock())
+        seen = "pool_revision = :seen" if revision else "attribute_not_exists(pool_revision)"
+        try:
+            ledger.dynamodb.update_item(
+                TableName=ledger.table,
+                Key={"id": {"S": item_id}},
+                UpdateExpression="SET pool_totals = :totals, pool_revision = :next, expiration = :expires",
+                ConditionExpression=seen,
+                ExpressionAttributeValues={
+                    ":totals": _serializer.serialize(_encode_pool({} if flush else merged)),
+                    ":next": {"N": str(revision + 1)},
+                    # Refreshed with every write, so a pool in use never expires.
+                    ":expires": {"N": str(now + ledger.retention_days * 86_400)},
+                    **({":seen": {"N": str(revision)}} if revision else {}),
+                },
+            )
+        except ClientError as problem:
+            if _condition_failed(problem):
+                continue  # another invocation updated the pool since it was read: again
+            raise
+        return merged if flush else {}
+    raise RevisionConflict(item_id)
+
+
+def add_to_pool(
+    ledger: BatchLedger, model: str, small: PoolTotals, judged_rows: int, min_labeled_rows: int
+) -> PoolTotals:
+    """Pool ``small`` (additions of batches with too few labeled rows to be judged) and
+    return what the pool gives to publish now, beside the ``judged_rows`` rows published
+    anyway: all it holds (``small`` included) once those and it make MinLabeledRows rows,
+    else nothing. So pooled rows go out as soon as the datapoint they join is big enough,
+    and need not wait for enough small batches in a feed where those are rare."""
+    if not small and not judged_rows:
+        return {}
+    return update_pool(ledger, model, small, max(1, min_labeled_rows - judged_rows))
+
+
+def _encode_pool(totals: PoolTotals) -> dict[str, Any]:
+    return {
+        name: {
+            "n": Decimal(rows),
+            "s": Decimal(repr(float(total))),
+            "lo": Decimal(repr(float(smallest))),
+            "hi": Decimal(repr(float(largest))),
+        }
+        for name, (rows, total, smallest, largest) in totals.items()
+    }
+
+
+def _decode_pool(raw: dict[str, Any]) -> PoolTotals:
+    return {
+        name: (int(value["n"]), float(value["s"]), float(value["lo"]), float(value["hi"]))
+        for name, value in raw.items()
+    }

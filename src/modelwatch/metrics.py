@@ -177,19 +177,27 @@ class ClassificationTotals:
             except Exception as problem:  # noqa: BLE001 - kept for metrics(), which raises it
                 self.log_loss_error = problem
 
-    def metrics(self, roc_auc: float | None = None) -> dict[str, MetricValue]:
-        """The metrics of every row added; ``roc_auc``: a binary model's, over the same rows
-        (None: both classes are not among the actuals, or the rows have no scores)."""
+    def row_additive(self) -> dict[str, MetricValue]:
+        """Accuracy and ErrorRate of every row added: all a batch with too few labeled rows
+        to be judged gives (its rows go to the model's pool, modelwatch.ledger)."""
         true_cells, pred_cells = np.nonzero(self.confusion)
         weights = self.confusion[true_cells, pred_cells].astype(float)
         pred_cells = np.where(pred_cells == self.class_count, -1, pred_cells)
         rows = self.rows
         right = int(np.trace(self.confusion[:, : self.class_count]))
         accuracy = skm.accuracy_score(true_cells, pred_cells, sample_weight=weights)
-        result = {
+        return {
             "Accuracy": _per_row_share(right, rows, accuracy),
             "ErrorRate": _per_row_share(rows - right, rows, 1.0 - accuracy),
         }
+
+    def metrics(self, roc_auc: float | None = None) -> dict[str, MetricValue]:
+        """The metrics of every row added; ``roc_auc``: a binary model's, over the same rows
+        (None: both classes are not among the actuals, or the rows have no scores)."""
+        true_cells, pred_cells = np.nonzero(self.confusion)
+        weights = self.confusion[true_cells, pred_cells].astype(float)
+        pred_cells = np.where(pred_cells == self.class_count, -1, pred_cells)
+        result = self.row_additive()
         binary = self.class_count == 2
         if binary:
             averaging: dict[str, Any] = {"average": "binary", "pos_label": self.positive_code}
@@ -204,7 +212,7 @@ class ClassificationTotals:
         if self.with_probabilities:
             if self.log_loss_error is not None:
                 raise self.log_loss_error
-            result["LogLoss"] = MetricValue(self.log_loss_sum / rows)
+            result["LogLoss"] = MetricValue(self.log_loss_sum / self.rows)
             if binary and roc_auc is not None:
                 result["ROCAUC"] = MetricValue(roc_auc)
         return result
@@ -310,6 +318,21 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Metr
     if y_true.size >= 2:
         result["R2"] = MetricValue(float(skm.r2_score(y_true, y_pred)))
     return result
+
+
+def row_totals(value: MetricValue) -> tuple[int, float, float, float]:
+    """A per-row metric as (rows, sum, smallest and largest per-row value), as the ledger
+    keeps what a batch contributed."""
+    assert value.rows is not None and value.row_sum is not None
+    smallest = value.row_min if value.row_min is not None else value.value
+    largest = value.row_max if value.row_max is not None else value.value
+    return value.rows, value.row_sum, smallest, largest
+
+
+def of_row_totals(totals: tuple[int, float, float, float]) -> MetricValue:
+    """The per-row metric of (rows, sum, smallest, largest), to publish as StatisticValues."""
+    rows, total, smallest, largest = totals
+    return MetricValue(total / rows, row_sum=total, rows=rows, row_min=smallest, row_max=largest)
 
 
 def plain_values(metrics: dict[str, MetricValue]) -> dict[str, float]:

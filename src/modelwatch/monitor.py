@@ -18,8 +18,10 @@ is computed; the ledger claim (DynamoDB UpdateItem); then a chunk of rows at a t
 (BatchWriteItem), DynamoDB BatchGetItem of its actuals, predict, predictions appended to a
 gzip file in /tmp; once the last chunk is in and the batch accepted: S3 PutObject of the
 predictions; S3 PutObject of report.json, the key's newest report and
-results/latest.json; the ledger's publish mark (with the predictions' S3 version);
-CloudWatch PutMetricData.
+results/latest.json; the ledger's publish mark (with the predictions' S3 version); the
+model's pool of small batches' quality totals in the ledger (GetItem; UpdateItem when a
+batch with fewer than MinLabeledRows labeled rows adds to it, or one publishes what it
+held); CloudWatch PutMetricData.
 
 Memory follows the chunk, plus what the whole-batch measures rank (a classifier's
 positive-class probability or a regressor's prediction: modelwatch.scoring.BatchMeasures)
@@ -41,6 +43,7 @@ import dataclasses
 import gzip
 import io
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -66,12 +69,24 @@ from modelwatch.config import MonitorConfig
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
 from modelwatch.heap import release_free_memory
-from modelwatch.ledger import RETENTION_DAYS, BatchLedger, Claim
+from modelwatch.ledger import (
+    RETENTION_DAYS,
+    BatchLedger,
+    Claim,
+    PoolTotals,
+    add_to_pool,
+    combine_pool,
+    negated_pool,
+    pool_rows,
+    update_pool,
+)
 from modelwatch.metrics import (
     ROW_ADDITIVE_METRICS,
     MetricValue,
+    of_row_totals,
     plain_values,
     publishable_metrics,
+    row_totals,
     why_unpublishable,
 )
 from modelwatch.model_bundle import ModelBundle
@@ -92,7 +107,7 @@ from modelwatch.publishing import (
 from modelwatch.read_ahead import read_ahead
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import PREDICTIONS_GZIP_LEVEL, BatchObject, ResultStore, SpooledBatch
-from modelwatch.scoring import BatchMeasures, Measurement, Scorer, predict
+from modelwatch.scoring import BatchMeasures, Measurement, Scorer, predict, withheld_note
 from modelwatch.validation import BatchChecker, ValidatedBatch
 
 logger = logging.getLogger(__name__)
@@ -485,12 +500,15 @@ class BatchMonitor:
 
     def _publish_once(self, claim: Claim, report: BatchReport, announced_at: datetime | None = None) -> None:
         # The mark also settles the batch for the label join: where it is, when, and the
-        # row-additive totals it published (a batch publishing nothing is settled too).
-        totals = {
-            name: (value.rows, value.row_sum)
+        # row-additive totals it contributed, published or pooled (a batch publishing
+        # nothing is settled too), so a later join adds only the difference.
+        quality = {
+            name: row_totals(value)
             for name, value in report.published.items()
             if name in ROW_ADDITIVE_METRICS and value.rows is not None and value.row_sum is not None
         }
+        pooled = {name: row_totals(value) for name, value in report.pooled.items()}
+        totals = {name: (rows, total) for name, (rows, total, _, _) in {**quality, **pooled}.items()}
         live = report.scored.live if report.scored else True
         # None for a batch that was not scored (rejected): the label join has nothing to join.
         predictions_version = report.scored.predictions_version_id if report.scored else None
@@ -524,25 +542,35 @@ class BatchMonitor:
             else processed_at
         )
         at_upload = {name: value for name, value in report.published.items() if name in UPLOAD_TIME_METRICS}
+        at_event_time = {
+            name: value
+            for name, value in report.published.items()
+            if name not in at_processing and name not in at_upload
+        }
+        flushed: PoolTotals = {}
+        pool_updated = False
         try:
+            flushed = add_to_pool(
+                self.ledger, self.model.name, pooled, pool_rows(quality), self.config.min_labeled_rows
+            )
+            pool_updated = True
+            # What the pool gave joins this batch's own quality datapoints (the pool's rows
+            # plus this batch's when it completed the pool): QualityAlarm judges them in the
+            # period the monitor stamps quality with, the batch's event time.
+            at_event_time.update(
+                {name: of_row_totals(value) for name, value in combine_pool(quality, flushed).items()}
+            )
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
-                metric_data(
-                    {
-                        name: value
-                        for name, value in report.published.items()
-                        if name not in at_processing and name not in at_upload
-                    },
-                    self.model.name,
-                    event_time,
-                )
+                metric_data(at_event_time, self.model.name, event_time)
                 + metric_data(at_processing, self.model.name, processed_at)
                 + metric_data(at_upload, self.model.name, joined_at)
-                # The same row-additive quality metrics in the by-event-time series, which
-                # the label join adds to at the batch's event time.
+                # The batch's own row-additive quality metrics in the by-event-time series
+                # (the dashboard's, no alarm), which the label join adds to at the batch's
+                # event time: a small batch's too, which the alarms' series gets pooled.
                 + metric_data(
-                    {name: value for name, value in report.published.items() if name in ROW_ADDITIVE_METRICS},
+                    {name: of_row_totals(value) for name, value in {**quality, **pooled}.items()},
                     self.model.name,
                     event_time,
                     clock=EVENT_TIME_CLOCK,
@@ -550,6 +578,12 @@ class BatchMonitor:
                 + by_version,
             )
         except Exception:
+            if pool_updated and (flushed or pooled):
+                # Put back what was taken from the pool, less this batch's own totals, which
+                # the retry adds again. If this fails, the mark stays: the retry publishes
+                # nothing, and the batch's datapoints are lost, never counted twice.
+                give_back = combine_pool(flushed, negated_pool(pooled))
+                update_pool(self.ledger, self.model.name, give_back, math.inf)
             self.ledger.unmark_published(claim)  # so the retry publishes
             raise
 
@@ -717,6 +751,11 @@ class BatchMonitor:
                 notes.append(
                     lag_note(event_time, lag, config.alarm_period_seconds, config.evaluation_periods)
                 )
+        # Pooled only when live: a backfill CloudWatch refuses adds nothing anywhere.
+        pooled = measured.pooled if event_time.live else {}
+        withheld = measured.quality_withheld
+        if pooled:
+            withheld = withheld_note(measured.rows_labeled, self.config.min_labeled_rows, pooled)
         return BatchReport(
             status="ok",
             batch=batch,
@@ -726,6 +765,7 @@ class BatchMonitor:
             uploaded_at="",
             # A backfill too old (or too far ahead) for CloudWatch publishes nothing.
             published=published if event_time.live else {},
+            pooled=pooled,
             scored=Scored(
                 event_time_source=event_time.source,
                 notes=notes,
@@ -736,7 +776,7 @@ class BatchMonitor:
                 label_coverage=measured.rows_labeled / rows_scored,
                 metrics=plain_values({**measured.quality, **measured.estimated}),
                 live=event_time.live,
-                quality_metrics_withheld=measured.quality_withheld,
+                quality_metrics_withheld=withheld,
                 invalid_rows=validated.invalid_rows,
                 invalid_by_reason=validated.invalid_by_reason,
                 data_quality=measured.findings,

@@ -83,6 +83,10 @@ class BatchReport:
     uploaded_at: str
     # The datapoints this batch publishes (names in report.json, values in CloudWatch).
     published: dict[str, MetricValue] = field(default_factory=dict)
+    # A batch with too few labeled rows to be judged: its row-additive quality metrics, for
+    # the model's pool (modelwatch.ledger), published with other batches' rows later. Not in
+    # report.json (quality_metrics_withheld says so): they are not this batch's datapoints.
+    pooled: dict[str, MetricValue] = field(default_factory=dict)
     scored: Scored | None = None
     rejection: Rejection | None = None
     duplicate_of: dict[str, str] | None = None

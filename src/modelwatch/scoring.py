@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from modelwatch.errors import BatchRejected
 from modelwatch.estimation import Estimate, estimator_for
 from modelwatch.labels import LabelNormaliser
 from modelwatch.metrics import (
+    ROW_ADDITIVE_METRICS,
     ClassificationTotals,
     MetricValue,
     RocAucCounts,
@@ -64,6 +65,26 @@ class Measurement:
     # The signals this model should give that this batch could not compute, for a reason
     # other than too few rows (Scorer.unavailable_signals): a note each, why and the fix.
     unavailable: list[str] = field(default_factory=list)
+    # The row-additive quality metrics of a batch with labeled rows, but fewer than
+    # MinLabeledRows: not published on their own, they go to the model's pool.
+    pooled: dict[str, MetricValue] = field(default_factory=dict)
+
+
+def withheld_note(rows_labeled: int, min_labeled_rows: int, pooled: Iterable[str] = ()) -> str:
+    """report.json's quality_metrics_withheld; ``pooled``: the row-additive metrics whose
+    totals went to the model's pool (so a reader knows they were not dropped)."""
+    note = (
+        f"{rows_labeled} labeled rows, fewer than MinLabeledRows={min_labeled_rows}; "
+        "quality metrics are not published for this batch"
+    )
+    chosen = set(pooled)
+    names = ", ".join(name for name in ROW_ADDITIVE_METRICS if name in chosen)  # in the usual order
+    if names:
+        note += (
+            f"; its {names} on these rows went to the model's pool of small batches, published "
+            "with other batches' rows once the pool holds MinLabeledRows labeled rows"
+        )
+    return note
 
 
 def predict(bundle: ModelBundle, features: pd.DataFrame, key: str) -> Predictions:
@@ -435,12 +456,12 @@ class BatchMeasures:
                 np.concatenate(part) if part else np.empty(0) for part in self.labeled_pairs
             )
             quality = regression_metrics(actuals, predicted)
+        # Too few labeled rows to judge the batch: its row-additive totals go to the model's
+        # pool (modelwatch.ledger), published with other small batches' once they are enough.
+        pooled = self._row_additive() if 0 < rows_labeled < scorer.min_labeled_rows else {}
         self.labeled_pairs = ([], [])
         if not enough_labels:
-            withheld = (
-                f"{rows_labeled} labeled rows, fewer than MinLabeledRows={scorer.min_labeled_rows}; "
-                "quality metrics are not published for this batch"
-            )
+            withheld = withheld_note(rows_labeled, scorer.min_labeled_rows)
         published.update(quality)
         if estimate is None:
             try:
@@ -466,7 +487,17 @@ class BatchMeasures:
             findings=list(findings) + drift_findings + scorer._unknown_labels(self.unknown),
             rows_scored=rows_scored,
             unavailable=scorer.unavailable_signals(estimate, drift_report, rows_scored),
+            pooled=pooled,
         )
+
+    def _row_additive(self) -> dict[str, MetricValue]:
+        """The row-additive quality metrics of the labeled rows (at least one)."""
+        if self.classification:
+            assert self.quality is not None
+            return self.quality.row_additive()
+        predicted, actuals = (np.concatenate(part) for part in self.labeled_pairs)
+        measured = regression_metrics(actuals, predicted)
+        return {name: value for name, value in measured.items() if name in ROW_ADDITIVE_METRICS}
 
     def _skipped_estimate(self) -> Estimate | None:
         """Why the batch gets no estimate, or None when it gets one (CBPE on every batch
