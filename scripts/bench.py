@@ -246,12 +246,30 @@ LATE_ROWS = 5_000
 LATE_LABELS = 1_000
 
 
+def bench_join(config, metadata, log, ledger, dynamodb, store, cloudwatch, **options: Any) -> Any:
+    """The label join on the bench's tables and bucket."""
+    from modelwatch.label_join import LabelJoin
+
+    return LabelJoin(
+        metadata,
+        "bench",
+        "ModelWatchBench",
+        config.min_labeled_rows,
+        log,
+        ledger,
+        dynamodb,
+        "bench-actuals",
+        store,
+        cloudwatch,
+        **options,
+    )
+
+
 def bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records, metadata) -> None:
     """Late labels: a 5,000-row batch scored without labels, then 1,000 of its labels
     joined by the label join vs the naive per-label lookup (GetItem on the prediction log
     and on the actuals table for each label)."""
     from modelwatch.actuals import write_actuals
-    from modelwatch.label_join import LabelJoin
     from modelwatch.ledger import BatchLedger
     from modelwatch.monitor import BatchMonitor, dynamodb_actuals
     from modelwatch.prediction_log import PredictionLog
@@ -280,18 +298,7 @@ def bench_label_join(config, bundle, store, dynamodb, cloudwatch, rows, records,
 
     dynamodb.meta.events.register("before-call.dynamodb", count)
     try:
-        join = LabelJoin(
-            metadata,
-            "bench",
-            "ModelWatchBench",
-            config.min_labeled_rows,
-            log,
-            ledger,
-            dynamodb,
-            "bench-actuals",
-            store,
-            cloudwatch,
-        )
+        join = bench_join(config, metadata, log, ledger, dynamodb, store, cloudwatch)
         started = time.perf_counter()
         result = join.join(chosen)
         join_seconds = time.perf_counter() - started
@@ -333,7 +340,6 @@ def bench_large_batch_join(
     again (a batch up to FULL_RECHECK_ROWS) and only the arrived labels (a larger one).
     The same batch under two id prefixes; CPU is this process's (the server's is its own)."""
     from modelwatch.actuals import write_actuals
-    from modelwatch.label_join import LabelJoin
     from modelwatch.monitor import BatchMonitor, dynamodb_actuals
     from modelwatch.results import BatchObject
 
@@ -361,18 +367,8 @@ def bench_large_batch_join(
             "bench-actuals",
             [(record_id, labels[record_id.removeprefix(prefix)], None) for record_id in chosen],
         )
-        join = LabelJoin(
-            metadata,
-            "bench",
-            "ModelWatchBench",
-            config.min_labeled_rows,
-            log,
-            ledger,
-            dynamodb,
-            "bench-actuals",
-            store,
-            cloudwatch,
-            full_recheck_rows=recheck_rows,
+        join = bench_join(
+            config, metadata, log, ledger, dynamodb, store, cloudwatch, full_recheck_rows=recheck_rows
         )
         started, cpu_started = time.perf_counter(), time.process_time()
         result = join.join(chosen)
