@@ -152,6 +152,8 @@ def bench_batch(label_join_only: bool = False) -> None:
     try:
         s3, dynamodb, cloudwatch = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("cloudwatch")
         s3.create_bucket(Bucket=BUCKET)
+        # Versioned, as the stack's bucket is: the label join reads the version the ledger pins.
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for table in ("bench-actuals", "bench-ledger", "bench-prediction-log"):
             key_name = "id" if table == "bench-ledger" else "record_id"
             dynamodb.create_table(
