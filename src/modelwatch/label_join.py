@@ -313,12 +313,12 @@ class LabelJoin:
             kept = [
                 state.item_id
                 for state, revision, totals in advanced
-                if not restore_totals(self.ledger, state, revision, totals)
+                if not self._restored(state, revision, totals)
             ]
             # A batch whose totals could not go back (it left the ledger, or others kept
             # advancing it) keeps them, so no join adds its addition again: back to the pool.
             again = _summed(pooled[item_id] for item_id in kept if item_id in pooled)
-            if pool_updated and again:
+            if again:
                 update_pool(self.ledger, self.model_name, again, math.inf)
             raise
         if unjoined.unknown_rows:
@@ -400,11 +400,15 @@ class LabelJoin:
                     value = raw.get(record_id, {}).get(ACTUAL_ATTRIBUTE)
                     if not _blank(value) and self._label(value) is None:
                         unjoined.add_unknown(value)
-            newly = sum(old is None and new is not None for old, new in zip(before, after, strict=True))
-            corrected = sum(
-                old is not None and new is not None and old != new
-                for old, new in zip(before, after, strict=True)
-            )
+            # Not the pinned file (gone, or never pinned): it may hold fewer labels than the
+            # totals count already, so only the labels that arrived now count as new.
+            changes = [
+                (old, new)
+                for record_id, old, new in zip(record_ids, before, after, strict=True)
+                if pinned or record_id in arrived
+            ]
+            newly = sum(old is None and new is not None for old, new in changes)
+            corrected = sum(old is not None and new is not None and old != new for old, new in changes)
             quality, probabilities = self._quality(table, after)
             labeled = sum(value is not None for value in after)
             # Enough labeled rows to judge the batch; else ``quality`` is its row-additive
@@ -467,6 +471,16 @@ class LabelJoin:
                 item_id=batch_id,
             )
         raise RevisionConflict(batch_id)
+
+    def _restored(self, state: BatchState, revision: int, totals: Totals) -> bool:
+        """restore_totals, a failure of its own taken as "not restored" (the caller re-pools)."""
+        try:
+            return restore_totals(self.ledger, state, revision, totals)
+        except Exception:
+            logger.warning(
+                "could not restore a batch's totals", extra={"batch": state.item_id}, exc_info=True
+            )
+            return False
 
     def _settled(self, batch_id: str, deadline: float) -> BatchState | None:
         """The batch's state once it is published, or once its attempt is over without
@@ -641,8 +655,13 @@ class LabelJoin:
             metrics["LabelsWithoutPrediction"] = MetricValue(float(unmatched))
         if unknown:
             metrics[UNKNOWN_LABELS_METRIC] = MetricValue(float(unknown))
-        data = metric_data(metrics, self.model_name, now) if metrics else []
-        data += self._by_event_time(joined, now)
+        # What must count once goes first, in one request (a dozen datapoints at most): if it
+        # fails, the join is undone and retried whole. What follows (the dashboard's series,
+        # one datapoint per batch, possibly past PutMetricData's 1,000 a request) cannot be
+        # undone once a part of it is in, so its failure is logged, not retried.
+        if metrics:
+            publish_metrics(self.cloudwatch, self.namespace, metric_data(metrics, self.model_name, now))
+        data = self._by_event_time(joined, now)
         # The delay as values with counts (one value per batch, counted once per label), so
         # CloudWatch can give its percentiles: the dashboard shows the median.
         for start in range(0, len(arrived), MAX_VALUES_PER_DATUM):
@@ -658,7 +677,14 @@ class LabelJoin:
                 }
             )
         if data:
-            publish_metrics(self.cloudwatch, self.namespace, data)
+            try:
+                publish_metrics(self.cloudwatch, self.namespace, data)
+            except Exception:
+                logger.warning(
+                    "the by-event-time and label-delay datapoints could not be published; "
+                    "the alarms' datapoints were",
+                    exc_info=True,
+                )
 
     def _by_event_time(self, joined: list[BatchJoin], now: datetime) -> list[dict[str, Any]]:
         """The same additions at each batch's event time, in the by-event-time series the

@@ -188,19 +188,24 @@ class BatchLedger:
             if not _condition_failed(problem):
                 raise
 
-    def unmark_published(self, claim: Claim) -> None:
-        """PutMetricData failed: the next attempt publishes."""
+    def unmark_published(self, claim: Claim) -> bool:
+        """PutMetricData failed: the next attempt publishes. Not if a label join advanced the
+        batch since the mark (it took the batch as published and added its labels' part):
+        the retry would read those labels at upload and count them again, so the mark stays
+        and this attempt's datapoints are lost rather than counted twice. Whether it did."""
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
                 Key={"id": {"S": claim.item_id}},
                 UpdateExpression="REMOVE published_at",
-                ConditionExpression="version_id = :version",
+                ConditionExpression="version_id = :version AND attribute_not_exists(totals_revision)",
                 ExpressionAttributeValues={":version": {"S": claim.version_id}},
             )
         except ClientError as problem:
             if not _condition_failed(problem):
-                raise  # (another version took the content over: it publishes)
+                raise
+            return False  # a join advanced it, or another version took the content over
+        return True
 
 
 def _condition_failed(problem: ClientError) -> bool:

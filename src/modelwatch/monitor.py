@@ -578,13 +578,20 @@ class BatchMonitor:
                 + by_version,
             )
         except Exception:
+            # The mark first, so the retry publishes (unless a label join advanced the batch
+            # meanwhile: then it stays, see unmark_published). If that fails, the mark is
+            # taken to stand: no retry adds this batch's totals again.
+            try:
+                unmarked = self.ledger.unmark_published(claim)
+            except Exception:
+                unmarked = False
             if pool_updated and (flushed or pooled):
-                # Put back what was taken from the pool, less this batch's own totals, which
-                # the retry adds again. If this fails, the mark stays: the retry publishes
-                # nothing, and the batch's datapoints are lost, never counted twice.
-                give_back = combine_pool(flushed, negated_pool(pooled))
-                update_pool(self.ledger, self.model.name, give_back, math.inf)
-            self.ledger.unmark_published(claim)  # so the retry publishes
+                # Put back what was taken from the pool, less this batch's own totals when the
+                # retry adds them again (a batch that did not fill the pool left them there).
+                # If this fails, the rows are lost, never counted twice.
+                give_back = combine_pool(flushed, negated_pool(pooled)) if unmarked else flushed
+                if give_back:
+                    update_pool(self.ledger, self.model.name, give_back, math.inf)
             raise
 
     @property

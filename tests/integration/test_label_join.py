@@ -523,3 +523,57 @@ def test_a_pinned_predictions_version_that_is_gone_is_read_newest_with_every_row
     assert point["SampleCount"] == 260
     assert point["Average"] == pytest.approx(expected(stack, frame, both)["ErrorRate"], abs=1e-9)
     assert stack.report(key)["labeled_rows"] == 260
+    # The older file lacked the first 200 labels, which were counted already: only the 60
+    # that arrived are new
+    assert result["batches"][0]["newly_labeled"] == 60
+    assert stack.statistic("LabelsArrived")["Sum"] == 260
+
+
+def test_a_join_between_the_monitors_publish_mark_and_its_failed_publish_is_not_counted_twice_injected_fault(
+    stack, monkeypatch
+):
+    """The monitor marks the batch published; a label join, waiting for it, sees the mark,
+    and joins 10 new labels; then the monitor's PutMetricData fails (injected: CloudWatch
+    cannot be made to fail otherwise). Taking the mark back would let Lambda's retry read
+    those 10 labels at upload and count them again: the mark stays, and the monitor's own
+    datapoints are lost instead (the ledger's documented at-most-once window)."""
+    from botocore.exceptions import ClientError
+
+    from modelwatch.aws import client
+
+    frame = churn_frame(200, seed=64, id_prefix="mark")
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    at_upload, later = dict(list(labels.items())[:40]), dict(list(labels.items())[40:50])
+    stack.put_actuals(at_upload)
+    key = "incoming/late/mark.csv"
+    stack.put(key, frame.drop(columns=["churned"]).to_csv(index=False))
+    handler = load_handler("batch_monitor")
+    calls: list[str] = []
+    joined: list[int] = []
+
+    def a_join_then_the_monitors_call_fails(**_: Any) -> None:
+        if calls:
+            return  # the join's own PutMetricData (the same cached client), and the retry's
+        calls.append("monitor")
+        stack.put_actuals(later)
+        joined.append(len(LabelJoin.from_config(JoinConfig.from_env()).join(list(later)).batches))
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "PutMetricData")
+
+    cloudwatch = client("cloudwatch")
+    cloudwatch.meta.events.register(
+        "before-call.cloudwatch.PutMetricData", a_join_then_the_monitors_call_fails
+    )
+    try:
+        with pytest.raises(ClientError):
+            handler.lambda_handler(s3_event(key), LambdaContext())
+    finally:
+        cloudwatch.meta.events.unregister(
+            "before-call.cloudwatch.PutMetricData", a_join_then_the_monitors_call_fails
+        )
+    assert joined == [1]
+    # Lambda's retry
+    assert load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 10  # the join's 10, once; not 10 + the retry's 50
+    assert point["Average"] == pytest.approx(expected(stack, frame, later)["ErrorRate"], abs=1e-9)
