@@ -13,18 +13,19 @@ that scored one of the changed record ids (the prediction log says which):
    also finds a label whose stream record was lost); a larger one only those of the
    arrived labels, the other rows keeping the labels the file holds: every write to the
    table reaches a join through the stream, and each join leaves what it read in the
-   file, so the file holds every label joined so far, and a join costs what its labels
-   cost, not what the batch does;
+   file, so the file holds every label joined so far (not one whose stream records were
+   all discarded after failed retries: writing it again repairs that), and a join's
+   DynamoDB reads cost what its labels cost, not what the batch does;
 2. the row-additive metrics (ErrorRate, Accuracy, MAE, MSE, MAPE, MeanError) have
    totals (rows, sum of per-row values); the ledger keeps the totals already published
    for the batch, and only the difference is published, so CloudWatch's Average over
    every datapoint is the metric over every labeled row, each counted once;
 3. the predictions file is rewritten (a new S3 version); the ledger's totals and that
-   version advance together with a revision check before publishing (the totals go back
-   if PutMetricData fails, and the file, which holds the labels, stays: the next join
-   publishes the difference); then report.json. A join that loses the revision race
-   reads the winner's file version and goes again, so two joins of one batch at once
-   never drop each other's labels.
+   version advance together with a revision check before publishing (if PutMetricData
+   fails, both go back, or, when another join advanced the batch meanwhile, this join's
+   part is taken out of the newer totals: either way the retry publishes it); then
+   report.json. A join that loses the revision race reads the winner's file version and
+   goes again, so two joins of one batch at once never drop each other's labels.
 
 A label can arrive while its batch is still being scored (the monitor logs each chunk's
 ids before reading their actuals): the join waits for the batch to be published.
@@ -278,10 +279,10 @@ class LabelJoin:
         settled = {batch_id: self._settled(batch_id, deadline) for batch_id in sorted(grouped)}
         try:
             unmatched = len(ids) - sum(len(rows) for rows in grouped.values())
-            for batch_id, state in settled.items():
+            for position, (batch_id, state) in enumerate(settled.items()):
                 if time_left is not None and time_left() < MIN_SECONDS_PER_BATCH:
                     raise BatchNotSettled(
-                        f"{len(settled) - len(joined)} batches left to join and {time_left():.0f} s left: "
+                        f"{len(settled) - position} batches left to join and {time_left():.0f} s left: "
                         "the stream retries the labels (bisected)"
                     )
                 outcome = self._join_batch(

@@ -577,3 +577,27 @@ def test_a_join_between_the_monitors_publish_mark_and_its_failed_publish_is_not_
     point = stack.statistic("ErrorRate")
     assert point["SampleCount"] == 10  # the join's 10, once; not 10 + the retry's 50
     assert point["Average"] == pytest.approx(expected(stack, frame, later)["ErrorRate"], abs=1e-9)
+
+
+def test_a_join_with_too_little_time_left_stops_before_a_batch_and_its_retry_counts_once(
+    stack, unlabeled_batch
+):
+    """Under MIN_SECONDS_PER_BATCH left (a long wait, a slow batch before it), the join stops
+    before the next batch rather than be cut off after advancing its totals (a timeout runs
+    no clean-up); nothing is published, and the stream's retry counts every label once."""
+    from modelwatch.errors import BatchNotSettled
+
+    key, frame = unlabeled_batch
+    labels = dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True))
+    stack.put_actuals(labels)
+    joiner = LabelJoin.from_config(JoinConfig.from_env())
+    with pytest.raises(BatchNotSettled, match="1 batches left to join and 30 s left"):
+        joiner.join(list(labels), time_left=lambda: 30.0)
+    assert stack.statistic("ErrorRate") is None
+    assert stack.report(key)["labeled_rows"] == 0
+
+    joiner.join(list(labels), time_left=lambda: 600.0)
+
+    point = stack.statistic("ErrorRate")
+    assert point["SampleCount"] == 600
+    assert point["Average"] == pytest.approx(expected(stack, frame, labels)["ErrorRate"], abs=1e-9)
