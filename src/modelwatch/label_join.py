@@ -270,7 +270,7 @@ class LabelJoin:
         grouped = self.log.batches_of(ids, stats)
         now = arrived_at or self.clock()
         joined: list[BatchJoin] = []
-        advanced: list[tuple[BatchState, int, Totals]] = []
+        advanced: list[tuple[BatchState, int, Totals, int]] = []
         unjoined = _Unjoined()
         flushed: PoolTotals = {}
         pool_updated = False
@@ -313,8 +313,8 @@ class LabelJoin:
                     update_pool(self.ledger, self.model_name, give_back, math.inf)
             kept = [
                 state.item_id
-                for state, revision, totals in advanced
-                if not self._restored(state, revision, totals)
+                for state, revision, totals, newly in advanced
+                if not self._restored(state, revision, totals, newly)
             ]
             # A batch whose totals could not go back (it left the ledger, or others kept
             # advancing it) keeps them, so no join adds its addition again: back to the pool.
@@ -351,7 +351,7 @@ class LabelJoin:
         arrived: set[str],
         now: datetime,
         stats: RequestStats,
-        advanced: list[tuple[BatchState, int, Totals]],
+        advanced: list[tuple[BatchState, int, Totals, int]],
         unjoined: _Unjoined,
     ) -> BatchJoin | None:
         """Join the batch's labels; ``arrived``: its record ids among the invocation's;
@@ -424,7 +424,7 @@ class LabelJoin:
                 for name, (rows, total) in totals.items()
                 if (rows, total) != state.totals.get(name, (0, 0.0))
             }
-            if not newly and not corrected and not delta:
+            if not newly and not corrected and not delta and not state.unannounced:
                 return None  # nothing new for this batch (a redelivery, a label written twice)
             # The file first, then the ledger: the totals advance together with the version
             # of the file that holds their labels, so an invocation that loses the revision
@@ -435,8 +435,8 @@ class LabelJoin:
                 revision = advance_totals(self.ledger, state, totals, version)
             except RevisionConflict:
                 continue  # another invocation joined labels of this batch meanwhile: read again
-            if delta:
-                advanced.append((state, revision, totals))
+            # Undone if publishing fails, whatever it added (totals, labels to announce).
+            advanced.append((state, revision, totals, newly))
             pooled = [] if judged or not state.live else list(totals)
             self._rewrite_report(
                 state.batch,
@@ -454,7 +454,8 @@ class LabelJoin:
             return BatchJoin(
                 key=state.batch.key,
                 version_id=state.batch.version_id,
-                newly_labeled=newly,
+                # With the labels an earlier join found and could not publish (ledger.restore_totals).
+                newly_labeled=newly + state.unannounced,
                 corrected=corrected,
                 labeled_rows=labeled,
                 rows=len(after),
@@ -473,10 +474,10 @@ class LabelJoin:
             )
         raise RevisionConflict(batch_id)
 
-    def _restored(self, state: BatchState, revision: int, totals: Totals) -> bool:
+    def _restored(self, state: BatchState, revision: int, totals: Totals, newly: int) -> bool:
         """restore_totals, a failure of its own taken as "not restored" (the caller re-pools)."""
         try:
-            return restore_totals(self.ledger, state, revision, totals)
+            return restore_totals(self.ledger, state, revision, totals, newly)
         except Exception:
             logger.warning(
                 "could not restore a batch's totals", extra={"batch": state.item_id}, exc_info=True

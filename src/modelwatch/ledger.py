@@ -231,6 +231,10 @@ class BatchState:
     scored: bool = True
     # The S3 version of the predictions file whose labels ``totals`` count; "" reads the newest.
     predictions_version: str = ""
+    # Labels joined by a join whose publish failed after another join had advanced the batch:
+    # its part left the totals, but the newer file holds them, so they are new to no later
+    # join. The next join announces them (LabelsArrived, LabelsJoined) and clears the count.
+    unannounced: int = 0
     # Not published, and the last attempt to score it is over: it said it failed, or it has
     # been claimed longer than any invocation runs (a timeout ends one without a word).
     failed: bool = False
@@ -268,6 +272,7 @@ def batch_state(ledger: BatchLedger, item_id: str) -> BatchState | None:
         live=bool(plain.get("is_live", True)),
         scored=bool(plain.get("scored", True)),
         predictions_version=str(plain.get("predictions_version", "")),
+        unannounced=int(plain.get("unannounced_labels", 0)),
         failed="published_at" not in plain
         and ("failed_at" in plain or int(plain.get("claimed_at", 0)) < ledger.clock() - STALE_CLAIM_SECONDS),
     )
@@ -286,8 +291,11 @@ def advance_totals(
             TableName=ledger.table,
             Key={"id": {"S": state.item_id}},
             UpdateExpression="SET published_totals = :totals, totals_revision = :next"
-            # No version (a bucket without versioning): no pin left naming an older file.
-            + (", predictions_version = :predictions" if version else " REMOVE predictions_version"),
+            # No version (a bucket without versioning): no pin left naming an older file. The
+            # labels left unannounced are this join's to announce (state.unannounced).
+            + (", predictions_version = :predictions" if version else "")
+            + " REMOVE unannounced_labels"
+            + ("" if version else ", predictions_version"),
             ConditionExpression="attribute_exists(published_at) AND "
             + ("totals_revision = :seen" if seen else "attribute_not_exists(totals_revision)"),
             ExpressionAttributeValues={
@@ -304,7 +312,9 @@ def advance_totals(
     return state.revision + 1
 
 
-def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanced: Totals) -> bool:
+def restore_totals(
+    ledger: BatchLedger, state: BatchState, revision: int, advanced: Totals, newly: int = 0
+) -> bool:
     """Undo ``advance_totals`` from ``state`` to ``advanced`` at ``revision`` (publishing failed).
 
     If nobody advanced since, the totals and the file version go back to ``state``'s, so
@@ -321,13 +331,17 @@ def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanc
             return True  # restored already
         if current.revision == revision:
             totals = state.totals
-            update = "SET published_totals = :totals, totals_revision = :next"
+            sets, removes = ["published_totals = :totals", "totals_revision = :next"], []
             values: dict[str, Any] = {}
             if state.predictions_version:
-                update += ", predictions_version = :predictions"
+                sets.append("predictions_version = :predictions")
                 values[":predictions"] = {"S": state.predictions_version}
             else:
-                update += " REMOVE predictions_version"
+                removes.append("predictions_version")
+            if state.unannounced:  # the advance cleared them: they are still to announce
+                sets.append("unannounced_labels = :unannounced")
+                values[":unannounced"] = {"N": str(state.unannounced)}
+            update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         else:
             totals = {
                 name: (
@@ -338,6 +352,11 @@ def restore_totals(ledger: BatchLedger, state: BatchState, revision: int, advanc
             }
             update = "SET published_totals = :totals, totals_revision = :next"
             values = {}
+            # The ``newly`` labels this join found (and those it was to announce) are in the
+            # newer file: no later join finds them new, so they wait here to be announced.
+            if newly + state.unannounced:
+                update += " ADD unannounced_labels :newly"
+                values[":newly"] = {"N": str(newly + state.unannounced)}
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,

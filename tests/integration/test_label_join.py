@@ -489,6 +489,10 @@ def test_a_publish_failure_after_another_join_advanced_the_batch_loses_no_label_
     point = stack.statistic("ErrorRate")
     assert point["SampleCount"] == 600
     assert point["Average"] == pytest.approx(expected(stack, frame, labels)["ErrorRate"], abs=1e-9)
+    # And each label announced once: A's, in B's newer file, are new to no later join, so
+    # the ledger keeps their count for the retry to announce
+    assert stack.statistic("LabelsArrived")["Sum"] == 600
+    assert stack.statistic("LabelsJoined")["Sum"] == 600
 
 
 def test_a_pinned_predictions_version_that_is_gone_is_read_newest_with_every_rows_label(
