@@ -34,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,53 @@ def model_only_seconds(bundle: Any, path: Path) -> float:
     return best
 
 
+def floor_cpu_seconds(bundle: Any, path: Path) -> dict[str, float]:
+    """CPU-s per million rows of what no compute path can skip, each alone and at its most
+    CPU-efficient (best of three on the batch's first 100,000 rows): pandas parsing the CSV,
+    the model's predict on one thread (OpenMP's second thread costs CPU in barriers), and the
+    predictions file's text and gzip. Validation, actuals, metrics, drift and the estimate
+    come on top of it."""
+    import gzip
+    import io
+
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from modelwatch.batch_files import read_batch_chunks
+    from modelwatch.monitor import csv_text
+    from modelwatch.results import PREDICTIONS_GZIP_LEVEL
+    from modelwatch.scoring import predict
+    from modelwatch.validation import SeenIds, check_rows
+
+    with path.open("rb") as file:
+        head = b"".join(file.readline() for _ in range(CHUNK_SAMPLE + 1))
+    chunk = next(read_batch_chunks(path, path.name, 1 << 40, CHUNK_SAMPLE))
+    validated = check_rows(chunk.frame, bundle.metadata, path.name, 0, SeenIds())
+    features = validated.features
+    predicted = predict(bundle, features, path.name)
+    table = pd.DataFrame({bundle.metadata.id_column: validated.ids, "prediction": predicted.labels})
+    if predicted.probabilities is not None:
+        table["probability"] = predicted.probabilities.max(axis=1)
+
+    def best_cpu(step: Callable[[], object]) -> float:
+        spent = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            step()
+            spent = min(spent, time.process_time() - started)
+        return spent * 1_000_000 / len(features)
+
+    def single_thread_predict() -> None:
+        with threadpool_limits(limits=1):
+            predict(bundle, features, path.name)
+
+    return {
+        "parse": best_cpu(lambda: pd.read_csv(io.BytesIO(head))),
+        "model": best_cpu(single_thread_predict),
+        "write": best_cpu(lambda: gzip.compress(csv_text(table, True).encode(), PREDICTIONS_GZIP_LEVEL)),
+    }
+
+
 def run_window(rows: int, parquet: bool, labeled_every: int) -> dict[str, Any]:
     """gather_labeled_window over one batch of ``rows`` rows; this process's numbers."""
     import boto3
@@ -435,7 +483,23 @@ def print_large_batches(large: bool, parquet: bool = False) -> None:
     if not large:
         print(f"(the {LARGE:,}-row, ~1 GB run: make bench-large, or make bench ARGS=--large)")
     if not parquet:
+        print_floor()
         print_prediction_log_cost()
+
+
+def print_floor() -> None:
+    """The compute path's ceiling on this machine, from what it cannot skip."""
+    from modelwatch.model_bundle import load_bundle
+
+    floor = floor_cpu_seconds(load_bundle(ROOT / ".build" / "bench-model"), batch_file(SIZES[0]))
+    total = sum(floor.values())
+    cores = len(os.sched_getaffinity(0))
+    parts = " + ".join(f"{name} {seconds:.1f}" for name, seconds in floor.items())
+    print(
+        f"floor, CPU-s per million rows of what no compute path skips: {parts} = {total:.1f}; "
+        f"with all {cores} cores busy and nothing else to do, at most {cores / total * 1e6:,.0f} rows/s "
+        "(the model on one thread: its OpenMP threads cost more CPU in all)"
+    )
 
 
 LOG_ROWS = 100_000
