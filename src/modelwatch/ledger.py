@@ -34,6 +34,12 @@ rather than counted twice. (Putting back can also race: an invocation whose addi
 another one published meanwhile takes it back, leaving the pool below zero until the
 retry adds it again; every row is still counted once, or, without a retry, not at all.)
 
+A conditional write whose response is lost (a timeout after DynamoDB applied it) is sent
+again by botocore, and its condition then fails against its own effect: the publish mark
+would look like another attempt's, a revision like another invocation's. So each such
+write stamps a token of its own in ``recent_writes`` (the last ``RECENT_WRITES``), and a
+failed condition whose item holds the token is the write applied already (``_applied``).
+
 A changed file on the same key is other content, so it is a new batch with its own
 claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL; longer
 when the prediction log keeps rows longer, so a late label still finds its batch): an
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -62,6 +69,9 @@ RETENTION_DAYS = 90
 STALE_CLAIM_SECONDS = 20 * 60
 # Tries of ``restore_totals`` against other joins advancing the same batch at that moment.
 RESTORE_ATTEMPTS = 5
+# Tokens of the last writes an item keeps: a lost response is retried within seconds, so
+# its token is still there unless this many other writes of the same item came between.
+RECENT_WRITES = 8
 
 
 @dataclass(frozen=True)
@@ -137,8 +147,16 @@ class BatchLedger:
         ``batch``, ``event_time``, ``totals`` (the row-additive metrics published) and
         ``predictions_version`` (the S3 version of the predictions file, "" in a bucket
         without versioning; None: the batch was not scored) are kept for the label join."""
-        values: dict[str, Any] = {":now": {"N": str(int(self.clock()))}, ":version": {"S": claim.version_id}}
+        token = _write_token()
+        values: dict[str, Any] = {
+            ":now": {"N": str(int(self.clock()))},
+            ":version": {"S": claim.version_id},
+            ":mine": {"L": [{"S": token}]},
+            ":none": {"L": []},
+        }
+        # Appended (the item is not read first); a batch is marked a handful of times at most.
         update = "SET published_at = :now"
+        update += ", recent_writes = list_append(if_not_exists(recent_writes, :none), :mine)"
         if batch is not None:
             update += ", s3_bucket = :bucket, s3_key = :key, batch_event_time = :event_time"
             update += ", published_totals = :totals, is_live = :live"
@@ -163,10 +181,11 @@ class BatchLedger:
                 UpdateExpression=update,
                 ConditionExpression="version_id = :version AND attribute_not_exists(published_at)",
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
             if _condition_failed(problem):
-                return False
+                return _applied(problem, token)  # this mark, its response lost: still ours
             raise
         return True
 
@@ -212,6 +231,27 @@ def _condition_failed(problem: ClientError) -> bool:
     return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _write_token() -> str:
+    return uuid.uuid4().hex
+
+
+def _recent_writes(item: dict[str, Any]) -> list[str]:
+    """The tokens an item (DynamoDB's form) holds, oldest first."""
+    return [value["S"] for value in item.get("recent_writes", {}).get("L", [])]
+
+
+def _with_token(recent: list[str], token: str) -> dict[str, Any]:
+    """``recent_writes`` after a write that read ``recent`` and stamps ``token``."""
+    return {"L": [{"S": value} for value in [*recent, token][-RECENT_WRITES:]]}
+
+
+def _applied(problem: ClientError, token: str) -> bool:
+    """A failed condition (asked with ReturnValuesOnConditionCheckFailure=ALL_OLD) that
+    met the write stamped ``token``: botocore resent a write whose response was lost."""
+    item: dict[str, Any] = problem.response.get("Item", {})  # type: ignore[assignment]
+    return token in _recent_writes(item)
+
+
 # -- the label join's view of a batch -----------------------------------------------------
 
 Totals = dict[str, tuple[int, float]]  # row-additive metric -> (rows, sum of per-row values)
@@ -238,6 +278,7 @@ class BatchState:
     # Not published, and the last attempt to score it is over: it said it failed, or it has
     # been claimed longer than any invocation runs (a timeout ends one without a word).
     failed: bool = False
+    recent_writes: tuple[str, ...] = ()  # the item's write tokens, as read
 
 
 def _encode_totals(totals: Totals) -> dict[str, Any]:
@@ -275,6 +316,7 @@ def batch_state(ledger: BatchLedger, item_id: str) -> BatchState | None:
         unannounced=int(plain.get("unannounced_labels", 0)),
         failed="published_at" not in plain
         and ("failed_at" in plain or int(plain.get("claimed_at", 0)) < ledger.clock() - STALE_CLAIM_SECONDS),
+        recent_writes=tuple(_recent_writes(item)),
     )
 
 
@@ -286,11 +328,13 @@ def advance_totals(
     returns the new revision."""
     seen = {":seen": {"N": str(state.revision)}} if state.revision else {}
     version = {":predictions": {"S": predictions_version}} if predictions_version else {}
+    token = _write_token()
     try:
         ledger.dynamodb.update_item(
             TableName=ledger.table,
             Key={"id": {"S": state.item_id}},
             UpdateExpression="SET published_totals = :totals, totals_revision = :next"
+            + ", recent_writes = :recent"
             # No version (a bucket without versioning): no pin left naming an older file. The
             # labels left unannounced are this join's to announce (state.unannounced).
             + (", predictions_version = :predictions" if version else "")
@@ -301,14 +345,17 @@ def advance_totals(
             ExpressionAttributeValues={
                 ":totals": _serializer.serialize(_encode_totals(totals)),
                 ":next": {"N": str(state.revision + 1)},
+                ":recent": _with_token(list(state.recent_writes), token),
                 **seen,
                 **version,
             },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as problem:
-        if _condition_failed(problem):
+        if not _condition_failed(problem):
+            raise
+        if not _applied(problem, token):
             raise RevisionConflict(state.item_id) from None
-        raise
     return state.revision + 1
 
 
@@ -331,7 +378,8 @@ def restore_totals(
             return True  # restored already
         if current.revision == revision:
             totals = state.totals
-            sets, removes = ["published_totals = :totals", "totals_revision = :next"], []
+            sets = ["published_totals = :totals", "totals_revision = :next", "recent_writes = :recent"]
+            removes: list[str] = []
             values: dict[str, Any] = {}
             if state.predictions_version:
                 sets.append("predictions_version = :predictions")
@@ -350,13 +398,14 @@ def restore_totals(
                 )
                 for name, (rows, total) in current.totals.items()
             }
-            update = "SET published_totals = :totals, totals_revision = :next"
+            update = "SET published_totals = :totals, totals_revision = :next, recent_writes = :recent"
             values = {}
             # The ``newly`` labels this join found (and those it was to announce) are in the
             # newer file: no later join finds them new, so they wait here to be announced.
             if newly + state.unannounced:
                 update += " ADD unannounced_labels :newly"
                 values[":newly"] = {"N": str(newly + state.unannounced)}
+        token = _write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
@@ -367,13 +416,16 @@ def restore_totals(
                     ":totals": _serializer.serialize(_encode_totals(totals)),
                     ":next": {"N": str(current.revision + 1)},
                     ":seen": {"N": str(current.revision)},
+                    ":recent": _with_token(list(current.recent_writes), token),
                     **values,
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
             if not _condition_failed(problem):
                 raise
-            continue  # advanced again meanwhile: read again
+            if not _applied(problem, token):
+                continue  # advanced again meanwhile: read again
         return True
     return False
 
@@ -444,24 +496,29 @@ def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: f
             return {}  # nothing to add, nothing to take
         now = int(ledger.clock())
         seen = "pool_revision = :seen" if revision else "attribute_not_exists(pool_revision)"
+        token = _write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
                 Key={"id": {"S": item_id}},
-                UpdateExpression="SET pool_totals = :totals, pool_revision = :next, expiration = :expires",
+                UpdateExpression="SET pool_totals = :totals, pool_revision = :next, expiration = :expires"
+                ", recent_writes = :recent",
                 ConditionExpression=seen,
                 ExpressionAttributeValues={
                     ":totals": _serializer.serialize(_encode_pool({} if flush else merged)),
                     ":next": {"N": str(revision + 1)},
                     # Refreshed with every write, so a pool in use never expires.
                     ":expires": {"N": str(now + ledger.retention_days * 86_400)},
+                    ":recent": _with_token(_recent_writes(item), token),
                     **({":seen": {"N": str(revision)}} if revision else {}),
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if _condition_failed(problem):
+            if not _condition_failed(problem):
+                raise
+            if not _applied(problem, token):
                 continue  # another invocation updated the pool since it was read: again
-            raise
         return merged if flush else {}
     raise RevisionConflict(item_id)
 

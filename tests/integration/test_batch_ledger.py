@@ -196,8 +196,9 @@ STEPS = [
 VERSION_REPORT = next(step for step in STEPS if step.name == "S3 PutObject version report")
 PUBLISH_MARK = next(step for step in STEPS if step.name == "DynamoDB UpdateItem publish mark")
 # error: the call fails once (a throttle, a 500); outage: it fails every time;
-# crash: the call succeeds, then the process dies before the next line.
-MODES = ("error", "outage", "crash")
+# crash: the call succeeds, then the process dies before the next line; lost: the call
+# succeeds, its response is lost, and botocore sends it again.
+MODES = ("error", "outage", "crash", "lost")
 
 
 @contextmanager
@@ -225,10 +226,24 @@ def injected(step: Step, mode: str) -> Iterator[dict[str, int]]:
             step.operation,
         )
 
-    hooks = [
-        (f"before-parameter-build.{call}", remember),
-        (f"{'after' if mode == 'crash' else 'before'}-call.{call}", fault),
-    ]
+    def lose_response(
+        request_dict: dict[str, Any], attempts: int, caught_exception: Any, **kwargs: Any
+    ) -> int | None:
+        # botocore asks its retry handlers whether to send the request again; answering "yes,
+        # now" to a call that succeeded is the response lost on the way back, after AWS applied
+        # the call: botocore sends the same request again.
+        if caught_exception is not None or attempts != 1 or fired["count"]:
+            return None
+        if not step.matches(request_dict["context"]["injected_params"]):
+            return None
+        fired["count"] += 1
+        return 0
+
+    hooks = [(f"before-parameter-build.{call}", remember)]
+    if mode == "lost":
+        hooks.append((f"needs-retry.{call}", lose_response))
+    else:
+        hooks.append((f"{'after' if mode == 'crash' else 'before'}-call.{call}", fault))
     for aws in clients:
         for name, hook in hooks:
             aws.meta.events.register(name, hook)
@@ -289,6 +304,10 @@ def test_fault_matrix_every_batch_ends_in_one_report_and_metrics_once_or_in_the_
             # The ledger's one window (modelwatch.ledger): marked, then the process died
             # before PutMetricData. The retry must not publish: at most once, never twice.
             expected = dict.fromkeys(expected)
+        if (step.operation, mode) == ("PutMetricData", "lost"):
+            # CloudWatch takes no idempotency token: the datapoints botocore sends again count
+            # twice (averages unchanged, sums and sample counts doubled). README, "Limits".
+            expected = {name: None if value is None else 2 * value for name, value in expected.items()}
         if fired["count"] == 0:
             problems.append(f"{step.name} / {mode}: the fault never fired")
         if not ok or counted != expected or len(reports) != expected_reports:
