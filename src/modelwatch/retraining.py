@@ -601,6 +601,18 @@ class Retrainer:
                 f"better): an improvement of {improvement:.4f}, less than RetrainMinImprovement "
                 f"({config.min_improvement})"
             )
+            unlearned = [
+                w for w in decision.windows if w.name == SINCE_DEGRADATION and w.rows < MIN_TRAINING_ROWS
+            ]
+            if since is not None and unlearned:
+                # The alarm fired on the first changed period (DatapointsToAlarm 1): its rows are
+                # the holdout, and nothing changed is left to learn from.
+                decision.reason += (
+                    f". The change since {since.isoformat()} is in the held-out batches only, so no "
+                    "challenger could learn it yet: retrain again once more labeled batches have "
+                    "arrived (`modelwatch model retrain`), or set DatapointsToAlarm to 2 so that the "
+                    "alarm starting retrains waits for a second changed period"
+                )
             return
         decision.decision = CANDIDATE
         decision.challenger_version = _version_now(now)

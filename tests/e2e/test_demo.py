@@ -107,7 +107,7 @@ def test_demo_act_two_retrains_on_the_alarm_promotes_and_brings_the_error_back_u
     document = json.loads((out / "timeline.json").read_text())
     batches = document["batches"]
     quality = [batch["alarms"]["QualityAlarm"] for batch in batches]
-    # The change comes with batch 4; 2 of 3 breaching periods fire the alarm at batch 5.
+    # The change comes with batch 4; act two's 2 of 3 breaching periods fire the alarm at batch 5.
     assert quality[:4] == ["OK"] * 4 and quality[4] == "ALARM"
 
     events = [(event["event"], event["version"]) for event in document["model_events"]]

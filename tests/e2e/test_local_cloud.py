@@ -1,8 +1,8 @@
 """The local cloud end to end: template -> upload -> function -> metrics -> alarm -> SNS -> email and Slack.
 
 A small scenario on a model the tests build: two healthy batches, then two whose actuals
-contradict the model, so the quality alarm (2 of 3 periods, from template.yaml) must fire
-at the end of the fourth period. Each hop is checked where it leaves its trace.
+contradict the model, so the quality alarm (1 of 3 periods, from template.yaml) must fire
+at the end of the third period. Each hop is checked where it leaves its trace.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ def test_a_degrading_model_reaches_the_on_call_person_by_email_and_slack(tmp_pat
             assert quality.metric_name == "ErrorRate"  # the template default this scenario is built for
             assert point and point[0]["Average"] == pytest.approx(expected, abs=1e-9)
 
-        # Hop 4: the alarm from the template moved to ALARM when the second bad period ended.
-        assert [r.alarms["QualityAlarm"] for r in results] == ["OK", "OK", "OK", "ALARM"]
+        # Hop 4: the alarm from the template moved to ALARM when the first bad period ended.
+        assert [r.alarms["QualityAlarm"] for r in results] == ["OK", "OK", "ALARM", "ALARM"]
         described = cloud.clients.cloudwatch.describe_alarms(AlarmNames=[quality.name])["MetricAlarms"][0]
         assert described["StateValue"] == "ALARM"
 
@@ -126,7 +126,7 @@ def test_a_degrading_model_reaches_the_on_call_person_by_email_and_slack(tmp_pat
         assert message["To"] == EMAIL
         assert message["Subject"] == f'ALARM: "{quality.name}" in US East (N. Virginia)'
         assert f"greater than the threshold ({THRESHOLD})" in message.get_content()
-        assert alarm_emails[0].at == results[3].evaluated_at
+        assert alarm_emails[0].at == results[2].evaluated_at
 
         # Hop 6: the Slack notifier (when the template has one) posted to the local webhook.
         if cloud.webhook is None:

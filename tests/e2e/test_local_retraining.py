@@ -87,7 +87,13 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
     cloud = LocalCloud(
         out_dir=tmp_path / "out",
         model_dir=classifier_dir,
-        parameters={"AlertEmail": EMAIL, "QualityThreshold": THRESHOLD, "AutoPromote": "true"},
+        # 2 of 3: the retrain holds out the newest flipped batch and learns from the one before.
+        parameters={
+            "AlertEmail": EMAIL,
+            "QualityThreshold": THRESHOLD,
+            "AutoPromote": "true",
+            "DatapointsToAlarm": "2",
+        },
         clock=VirtualClock(datetime.now(UTC)),
         slack_receiver=True,
     )

@@ -292,6 +292,32 @@ def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_sa
     assert "less than RetrainMinImprovement (0.01)" in text
 
 
+def test_an_alarm_on_the_first_changed_batch_says_the_change_is_only_in_the_holdout_and_what_to_do(
+    stack, monkeypatch
+):
+    # Given the template's default alarm (1 breaching period of 3), which fires on the
+    # first batch that follows the flipped relation: the newest batch, which retraining holds out
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=6, changed_from=5)
+    assert scenario.alarm_message is not None
+    assert "1 out of the last" in scenario.alarm_message["NewStateReason"]
+
+    # When the retrain function receives it
+    run_retrain(scenario.alarm_message)
+
+    # Then no challenger learned the change (none of its rows was left to train on), and the
+    # decision says why and what to do rather than only "not better"
+    record = decision_record(stack)
+    assert record["trigger"]["degradation_start"] == scenario.period_starts[5].isoformat()
+    assert record["holdout"]["rows"] == ROWS_PER_BATCH
+    windows = {window["name"]: window for window in record["windows"]}
+    assert windows["since degradation"]["rows"] == 0 and windows["since degradation"]["skipped"]
+    assert record["decision"] == "not_better"
+    assert "in the held-out batches only" in record["reason"]
+    assert "`modelwatch model retrain`" in record["reason"] and "DatapointsToAlarm to 2" in record["reason"]
+    (text,) = announcements(scenario)
+    assert "in the held-out batches only" in text
+
+
 def test_too_few_labeled_rows_refuse_with_the_reason(stack, monkeypatch):
     # Given two batches: 600 labeled rows, under RetrainMinLabeledRows' default of 1000
     scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=2, changed_from=None)

@@ -49,13 +49,15 @@ def messages_per_period(alarm: AlarmDefinition) -> list[str | None]:
 @pytest.mark.parametrize(
     ("periods", "alarm_at_period"),
     [
-        # The template's defaults: 2 of the last 3 hourly periods. 0.85 is the first breach
-        # (<= 0.85), 0.80 the second: ALARM at the end of the fifth period.
-        ({}, 5),
-        # One breaching period is enough: ALARM at the end of the fourth.
+        # The template's defaults: 1 of the last 3 hourly periods. 0.85 is the first breach
+        # (<= 0.85): ALARM at the end of the fourth period.
+        ({}, 4),
+        # 2 of 3: 0.80 is the second breach, ALARM at the end of the fifth.
+        ({"DatapointsToAlarm": "2"}, 5),
+        # One period looked at: ALARM at the end of the fourth.
         ({"EvaluationPeriods": "1", "DatapointsToAlarm": "1"}, 4),
     ],
-    ids=["2-of-3", "1-of-1"],
+    ids=["1-of-3", "2-of-3", "1-of-1"],
 )
 def test_accuracy_falling_to_the_threshold_retrains_from_the_fourth_period_not_before(
     periods, alarm_at_period

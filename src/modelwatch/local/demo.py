@@ -393,13 +393,19 @@ def run_retraining_act(
     _out(
         f"\nAct two: retraining closes the loop ({shown}). From batch 4 on the churn world changes "
         "for good; the retrain function answers QualityAlarm and, with AutoPromote=true, promotes a "
-        "better model at once."
+        "better model at once. DatapointsToAlarm=2 here: the retrain holds out the newest changed batch "
+        "and learns from the ones before it, so the alarm waits for a second changed period."
     )
     cloud = LocalCloud(
         out_dir=out_dir,
         template_path=template_path,
         model_dir=model_dir,
-        parameters={"AlertEmail": DEMO_EMAIL, "RetrainOnAlarm": "QualityAlarm", "AutoPromote": "true"},
+        parameters={
+            "AlertEmail": DEMO_EMAIL,
+            "RetrainOnAlarm": "QualityAlarm",
+            "AutoPromote": "true",
+            "DatapointsToAlarm": "2",
+        },
         clock=VirtualClock(datetime.now(UTC)),
         slack_receiver=True,
         listener=listener,
