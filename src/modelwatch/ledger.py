@@ -34,6 +34,9 @@ rather than counted twice. (Putting back can also race: an invocation whose addi
 another one published meanwhile takes it back, leaving the pool below zero until the
 retry adds it again; every row is still counted once, or, without a retry, not at all.)
 
+Drift and the performance estimate, which are not sums over rows, pool the small batches'
+rows themselves, in items of their own in the same table (modelwatch.row_pool).
+
 A changed file on the same key is other content, so it is a new batch with its own
 claim, results and metrics. Items expire after ``RETENTION_DAYS`` (DynamoDB TTL; longer
 when the prediction log keeps rows longer, so a late label still finds its batch): an
