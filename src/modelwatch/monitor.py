@@ -114,6 +114,7 @@ from modelwatch.results import PREDICTIONS_GZIP_LEVEL, BatchObject, ResultStore,
 from modelwatch.row_pool import (
     COUNTED,
     DRIFT,
+    ENTRY_MAX_AGE_SECONDS,
     KINDS,
     PoolEntry,
     PoolRows,
@@ -847,7 +848,7 @@ class BatchMonitor:
             "needed": needed,
             "note": f"this batch's {rows} rows went to the model's {kind} pool of small batches' rows: "
             f"{metrics} are published over the pooled rows, with the batch that brings the pool to "
-            f"{needed} rows (entries older than 7 days are dropped)",
+            f"{needed} rows (entries older than {ENTRY_MAX_AGE_SECONDS // 86_400} days are dropped)",
         }
 
     def _settle_row_pools(
@@ -900,9 +901,9 @@ class BatchMonitor:
                 "batches": [
                     each.summary() for each in sorted(taken.entries, key=lambda e: (e.added_at, e.batch))
                 ],
-                "note": f"computed over the rows of these small batches (this one included) as one batch of "
-                f"{pooled.rows} rows: each had fewer than the {note['needed']} rows needed on its own; "
-                f"the values published with this batch are these",
+                "note": f"computed over the rows of these small batches as one batch of {pooled.rows} rows "
+                f"(each had fewer than the {note['needed']} rows needed on its own), and published with "
+                "this batch",
             }
             if kind == DRIFT:
                 scored.drift = computed
