@@ -34,6 +34,9 @@ rather than counted twice. (Putting back can also race: an invocation whose addi
 another one published meanwhile takes it back, leaving the pool below zero until the
 retry adds it again; every row is still counted once, or, without a retry, not at all.)
 
+Drift and the performance estimate, which are not sums over rows, pool the small batches'
+rows themselves, in items of their own in the same table (modelwatch.row_pool).
+
 A conditional write whose response is lost (a timeout after DynamoDB applied it) is sent
 again by botocore, and its condition then fails against its own effect: the publish mark
 would look like another attempt's, a revision like another invocation's. So each such

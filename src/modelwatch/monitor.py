@@ -21,7 +21,10 @@ predictions; S3 PutObject of report.json, the key's newest report and
 results/latest.json; the ledger's publish mark (with the predictions' S3 version); the
 model's pool of small batches' quality totals in the ledger (GetItem; UpdateItem when a
 batch with fewer than MinLabeledRows labeled rows adds to it, or one publishes what it
-held); CloudWatch PutMetricData.
+held); for a batch too small for drift or the estimate, the model's pools of small
+batches' rows (modelwatch.row_pool: UpdateItem to add its rows, GetItem, UpdateItem when
+it fills a pool and takes them all) and the reports written again, now saying what the
+pools did; CloudWatch PutMetricData.
 
 Memory follows the chunk, plus what the whole-batch measures rank (a classifier's
 positive-class probability or a regressor's prediction: modelwatch.scoring.BatchMeasures)
@@ -66,6 +69,7 @@ from modelwatch import clock as processing_clock
 from modelwatch.actuals import RequestStats, fetch_actuals
 from modelwatch.batch_files import CHUNK_ROWS, read_batch_chunks
 from modelwatch.config import MonitorConfig
+from modelwatch.drift import MIN_ROWS as DRIFT_MIN_ROWS
 from modelwatch.errors import ActualsUnavailable, BatchRejected
 from modelwatch.event_time import EventTime, TimestampScan, alarm_lookback, event_time_of, lag_note
 from modelwatch.heap import release_free_memory
@@ -107,7 +111,20 @@ from modelwatch.publishing import (
 from modelwatch.read_ahead import read_ahead
 from modelwatch.report import BatchReport, ModelIdentity, Rejection, Scored
 from modelwatch.results import PREDICTIONS_GZIP_LEVEL, BatchObject, ResultStore, SpooledBatch
-from modelwatch.scoring import BatchMeasures, Measurement, Scorer, predict, withheld_note
+from modelwatch.row_pool import (
+    COUNTED,
+    DRIFT,
+    ENTRY_MAX_AGE_SECONDS,
+    KINDS,
+    PoolEntry,
+    PoolRows,
+    add_entry,
+    entry_name,
+    restore,
+    take_if_full,
+    withdraw,
+)
+from modelwatch.scoring import BatchMeasures, Measurement, Scorer, measure_pooled, predict, withheld_note
 from modelwatch.validation import BatchChecker, ValidatedBatch
 
 logger = logging.getLogger(__name__)
@@ -378,6 +395,14 @@ class PredictionsFile:
             self.file.close()
 
 
+@dataclasses.dataclass
+class _RowPoolStep:
+    """What one publish did to the pools of small batches' rows, by pool kind."""
+
+    added: dict[str, str] = dataclasses.field(default_factory=dict)  # this batch's entry
+    taken: dict[str, list[PoolEntry]] = dataclasses.field(default_factory=dict)
+
+
 class BatchMonitor:
     """The warm state (model, clients) and the flow of one batch."""
 
@@ -549,6 +574,7 @@ class BatchMonitor:
         }
         flushed: PoolTotals = {}
         pool_updated = False
+        row_pools = _RowPoolStep()
         try:
             flushed = add_to_pool(
                 self.ledger, self.model.name, pooled, pool_rows(quality), self.config.min_labeled_rows
@@ -560,6 +586,11 @@ class BatchMonitor:
             at_event_time.update(
                 {name: of_row_totals(value) for name, value in combine_pool(quality, flushed).items()}
             )
+            if report.pool_rows:
+                # A pool this batch filled: its drift or estimate, stamped like the batch's own.
+                at_event_time.update(self._settle_row_pools(claim, report, row_pools))
+                # The report written before the mark said only that the rows went to the pools.
+                self.store.write_report(report.batch, report.to_dict())
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
@@ -592,6 +623,8 @@ class BatchMonitor:
                 give_back = combine_pool(flushed, negated_pool(pooled)) if unmarked else flushed
                 if give_back:
                     update_pool(self.ledger, self.model.name, give_back, math.inf)
+            if row_pools.added or row_pools.taken:
+                self._return_row_pools(row_pools, unmarked)
             raise
 
     @property
@@ -763,6 +796,10 @@ class BatchMonitor:
         withheld = measured.quality_withheld
         if pooled:
             withheld = withheld_note(measured.rows_labeled, self.config.min_labeled_rows, pooled)
+        pool_rows = measured.pool_rows if event_time.live else {}
+        for kind in pool_rows:
+            section = measured.drift if kind == DRIFT else measured.estimation
+            section["pool"] = self._pool_note(kind, rows_scored)
         return BatchReport(
             status="ok",
             batch=batch,
@@ -773,6 +810,7 @@ class BatchMonitor:
             # A backfill too old (or too far ahead) for CloudWatch publishes nothing.
             published=published if event_time.live else {},
             pooled=pooled,
+            pool_rows=pool_rows,
             scored=Scored(
                 event_time_source=event_time.source,
                 notes=notes,
@@ -794,6 +832,107 @@ class BatchMonitor:
                 reference=self._reference(),
             ),
         )
+
+    def _pool_threshold(self, kind: str) -> int:
+        return DRIFT_MIN_ROWS if kind == DRIFT else self.config.min_labeled_rows
+
+    def _pool_note(self, kind: str, rows: int) -> dict[str, Any]:
+        """The drift or estimated_performance section's word on a small batch's rows."""
+        needed = self._pool_threshold(kind)
+        metrics = (
+            "DriftScore, DriftedFeatures and PredictionDrift" if kind == DRIFT else "the Estimated* metrics"
+        )
+        return {
+            "status": "pooled",
+            "rows": rows,
+            "needed": needed,
+            "note": f"this batch's {rows} rows went to the model's {kind} pool of small batches' rows: "
+            f"{metrics} are published over the pooled rows, with the batch that brings the pool to "
+            f"{needed} rows (entries older than {ENTRY_MAX_AGE_SECONDS // 86_400} days are dropped)",
+        }
+
+    def _settle_row_pools(
+        self, claim: Claim, report: BatchReport, step: _RowPoolStep
+    ) -> dict[str, MetricValue]:
+        """Put a small batch's rows in the model's drift and estimate pools; when a pool then
+        holds enough rows, take them out and compute drift or the estimate over them as one
+        batch. Returns those datapoints (published with this batch's); the report's drift
+        and estimated_performance sections say what happened. ``step`` records what was
+        added and taken, for ``_return_row_pools`` if publishing fails."""
+        scored = report.scored
+        published: dict[str, MetricValue] = {}
+        if scored is None:
+            return published
+        batch = report.batch
+        for kind, rows in report.pool_rows.items():
+            section = scored.drift if kind == DRIFT else scored.estimated_performance
+            note = section.setdefault("pool", self._pool_note(kind, rows.rows))
+            entry = PoolEntry(
+                name=entry_name(claim.item_id),
+                rows=rows.rows,
+                added_at=int(self.ledger.clock()),
+                batch=f"s3://{batch.bucket}/{batch.key}",
+                version_id=batch.version_id or "",
+                data=rows.encode(),
+            )
+            refused = add_entry(self.ledger, self._model_key, kind, entry)
+            if refused is not None:
+                note["status"] = "counted" if refused == COUNTED else "not_pooled"
+                note["note"] = (
+                    f"this batch's rows were pooled by an earlier attempt and published with another "
+                    f"batch's pooled {kind} datapoints"
+                    if refused == COUNTED
+                    else f"this batch's rows were not pooled: {rows.rows} rows take {len(entry.data)} bytes "
+                    "compressed, more than the pool's DynamoDB item can hold with other batches' rows"
+                )
+                logger.warning("small batch's rows not pooled", extra={"pool": kind, "reason": refused})
+                continue
+            step.added[kind] = entry.name
+            taken = take_if_full(self.ledger, self._model_key, kind, self._pool_threshold(kind))
+            if not taken.entries:
+                note["pool_rows"] = taken.held_rows
+                note["note"] += f"; the pool holds {taken.held_rows} of the {note['needed']} rows"
+                continue
+            step.taken[kind] = taken.entries
+            pooled = PoolRows.concatenate([PoolRows.decode(each.data) for each in taken.entries])
+            metrics, computed = measure_pooled(self.scorer, kind, pooled)
+            computed["pooled"] = {
+                "rows": pooled.rows,
+                "batches": [
+                    each.summary() for each in sorted(taken.entries, key=lambda e: (e.added_at, e.batch))
+                ],
+                "note": f"computed over the rows of these small batches as one batch of {pooled.rows} rows "
+                f"(each had fewer than the {note['needed']} rows needed on its own), and published with "
+                "this batch",
+            }
+            if kind == DRIFT:
+                scored.drift = computed
+            else:
+                scored.estimated_performance = computed
+                scored.metrics.update(plain_values(metrics))
+            published.update(metrics)
+        report.published.update(published)
+        return published
+
+    def _return_row_pools(self, step: _RowPoolStep, unmarked: bool) -> None:
+        """Publishing failed: the entries taken go back to their pools. When the retry is to
+        publish this batch (``unmarked``) its own entry leaves the pool, for the retry to add
+        again; else it stays, to be counted once with a later batch."""
+        for kind in KINDS:
+            own = step.added.get(kind)
+            taken = step.taken.get(kind, [])
+            try:
+                restore(
+                    self.ledger,
+                    self._model_key,
+                    kind,
+                    [each for each in taken if not unmarked or each.name != own],
+                )
+                if unmarked and own is not None and all(each.name != own for each in taken):
+                    withdraw(self.ledger, self._model_key, kind, own)
+            except Exception:  # noqa: BLE001 - the publish failure is what the caller raises
+                # The taken rows are lost rather than counted twice.
+                logger.exception("could not put the taken rows back in the pool", extra={"pool": kind})
 
     def _quality_metric_unavailable(self) -> list[str]:
         """The note when QualityAlarm's metric is one this model never publishes: the alarm

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from modelwatch.metrics import MetricValue
 from modelwatch.results import BatchObject
+from modelwatch.row_pool import PoolRows
 
 Status = Literal["ok", "rejected", "duplicate", "failed"]
 
@@ -87,6 +88,10 @@ class BatchReport:
     # the model's pool (modelwatch.ledger), published with other batches' rows later. Not in
     # report.json (quality_metrics_withheld says so): they are not this batch's datapoints.
     pooled: dict[str, MetricValue] = field(default_factory=dict)
+    # A batch too small for drift or the estimate: its rows for the model's pools of small
+    # batches' rows (modelwatch.row_pool), by pool kind. Not in report.json either: the
+    # drift and estimated_performance sections say where they went.
+    pool_rows: dict[str, PoolRows] = field(default_factory=dict)
     scored: Scored | None = None
     rejection: Rejection | None = None
     duplicate_of: dict[str, str] | None = None

@@ -30,6 +30,7 @@ from modelwatch.metrics import (
 )
 from modelwatch.model_bundle import ModelBundle
 from modelwatch.publishing import UNKNOWN_LABELS_METRIC
+from modelwatch.row_pool import DRIFT, ESTIMATE, PoolRows
 from modelwatch.sorted_runs import SortedRuns
 from modelwatch.validation import ValidatedBatch
 
@@ -68,6 +69,13 @@ class Measurement:
     # The row-additive quality metrics of a batch with labeled rows, but fewer than
     # MinLabeledRows: not published on their own, they go to the model's pool.
     pooled: dict[str, MetricValue] = field(default_factory=dict)
+    # A batch with too few rows for drift (drift.MIN_ROWS) or for the estimate
+    # (MinLabeledRows): its rows as those computations take them, for the model's pools
+    # of small batches' rows (modelwatch.row_pool), by pool kind.
+    pool_rows: dict[str, PoolRows] = field(default_factory=dict)
+
+
+DRIFT_METRICS = ("DriftScore", "DriftedFeatures", "PredictionDrift")
 
 
 def withheld_note(rows_labeled: int, min_labeled_rows: int, pooled: Iterable[str] = ()) -> str:
@@ -287,11 +295,11 @@ class BatchMeasures:
     heap the allocator kept between chunks is given back (modelwatch.heap).
     """
 
-    def __init__(self, scorer: Scorer, directory: Path | None = None):
+    def __init__(self, scorer: Scorer, directory: Path | None = None, with_drift: bool = True):
         self.scorer = scorer
         metadata = scorer.bundle.metadata
         self.classification = metadata.task == "classification"
-        baseline = scorer.bundle.baseline.get("drift")
+        baseline = scorer.bundle.baseline.get("drift") if with_drift else None
         self.drift = drift_module.DriftColumns(metadata, baseline) if baseline else None
         self.drift_failure: str | None = None
         prediction_baseline = (baseline or {}).get("prediction") or {}
@@ -331,6 +339,11 @@ class BatchMeasures:
         self.labeled_pairs: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
         self.estimate = scorer.estimator.totals() if scorer.estimator is not None else None
         self.estimate_failure: str | None = None
+        # The rows themselves, while the batch is small enough for a pool of small batches'
+        # rows (fewer than drift.MIN_ROWS or MinLabeledRows): features, labels, probabilities
+        # per chunk. None once it is larger (memory follows the chunk again).
+        self.small_rows: list[tuple[pd.DataFrame, np.ndarray, np.ndarray | None]] | None = []
+        self.small_limit = max(drift_module.MIN_ROWS, scorer.min_labeled_rows)
 
     def add(
         self, validated: ValidatedBatch, predictions: Predictions, raw_actuals: Mapping[str, Any]
@@ -344,6 +357,13 @@ class BatchMeasures:
         labeled_values = [value for value in actual_values if value is not None]
         self.rows += labeled.size
         self.rows_labeled += len(labeled_values)
+        if self.small_rows is not None:
+            if self.rows < self.small_limit:
+                self.small_rows.append(
+                    (validated.features, np.asarray(predictions.labels), predictions.probabilities)
+                )
+            else:
+                self.small_rows = None
         if predictions.probabilities is None:
             self.with_probabilities = False
         if self.classification:
@@ -476,6 +496,8 @@ class BatchMeasures:
             self.scores.close()  # before the features' comparison
         drift_metrics, drift_report, drift_findings = self._drift(prediction)
         published.update(drift_metrics)
+        pool_rows = self._pool_rows(drift_report, estimate)
+        self.small_rows = None
         return Measurement(
             published=published,
             quality=quality,
@@ -488,7 +510,40 @@ class BatchMeasures:
             rows_scored=rows_scored,
             unavailable=scorer.unavailable_signals(estimate, drift_report, rows_scored),
             pooled=pooled,
+            pool_rows=pool_rows,
         )
+
+    def _pool_rows(self, drift_report: Mapping[str, Any], estimate: Estimate) -> dict[str, PoolRows]:
+        """The rows for the pools whose computation this batch is too small for, and for
+        no other reason (a failed computation is SignalsUnavailable's, not the pool's)."""
+        if not self.small_rows:
+            return {}
+        parts = self.small_rows
+        features = pd.concat([part[0] for part in parts], ignore_index=True)
+        labels = np.concatenate([part[1] for part in parts])
+        probabilities = np.concatenate([part[2] for part in parts]) if self.with_probabilities else None
+        pools: dict[str, PoolRows] = {}
+        drift_baseline = self.scorer.bundle.baseline.get("drift") or {}
+        if drift_report.get("status") == "insufficient_rows" and self.drift is not None:
+            compared = [name for name, _ in self.drift.features]
+            # The probabilities only when prediction drift compares them (and the features the
+            # baseline has): what the pooled drift reads, no more.
+            with_probabilities = "positive_probability" in drift_baseline.get("prediction", {})
+            pools[DRIFT] = PoolRows.of_batch(
+                features[compared], labels, probabilities if with_probabilities else None
+            )
+        scorer = self.scorer
+        if (
+            probabilities is not None
+            and scorer.estimator is not None
+            and self.rows < scorer.min_labeled_rows
+            and self.estimate_failure is None
+            and self.estimate is not None
+            and not self.estimate.unknown
+            and "skipped" in estimate.report
+        ):
+            pools[ESTIMATE] = PoolRows.of_batch(None, labels, probabilities)
+        return pools
 
     def _row_additive(self) -> dict[str, MetricValue]:
         """The row-additive quality metrics of the labeled rows (at least one)."""
@@ -629,6 +684,37 @@ class BatchMeasures:
             return {}, {"error": f"{type(problem).__name__}: {problem}; no drift metrics published"}, []
         metrics = {name: MetricValue(float(value)) for name, value in result.metrics.items()}
         return metrics, result.report, list(result.findings)
+
+
+def measure_pooled(
+    scorer: Scorer, kind: str, pooled: PoolRows
+) -> tuple[dict[str, MetricValue], dict[str, Any]]:
+    """Drift (DRIFT) or the estimate (ESTIMATE) of a pool's rows: their datapoints and the
+    report's section, exactly as BatchMeasures gives them for one unlabeled batch of those
+    rows (labels play no part in either)."""
+    metadata = scorer.bundle.metadata
+    numeric = [feature.name for feature in metadata.features if feature.type == "numeric"]
+    rows = pooled.rows
+    features = (
+        pooled.feature_frame(numeric) if pooled.features is not None else pd.DataFrame(index=range(rows))
+    )
+    validated = ValidatedBatch(
+        ids=pd.Series([str(number) for number in range(rows)], dtype=object),
+        features=features,
+        passthrough=pd.DataFrame(index=range(rows)),
+        row_numbers=np.arange(1, rows + 1),
+        rows_read=rows,
+    )
+    measures = BatchMeasures(scorer, with_drift=kind == DRIFT)
+    try:
+        measures.add(validated, Predictions(pooled.label_array(), pooled.probability_array()), {})
+        measured = measures.finish([])
+    finally:
+        measures.close()
+    if kind == DRIFT:
+        published = measured.published
+        return {name: published[name] for name in DRIFT_METRICS if name in published}, measured.drift
+    return measured.estimated, measured.estimation
 
 
 @dataclass
