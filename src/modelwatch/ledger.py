@@ -150,7 +150,7 @@ class BatchLedger:
         ``batch``, ``event_time``, ``totals`` (the row-additive metrics published) and
         ``predictions_version`` (the S3 version of the predictions file, "" in a bucket
         without versioning; None: the batch was not scored) are kept for the label join."""
-        token = _write_token()
+        token = write_token()
         values: dict[str, Any] = {
             ":now": {"N": str(int(self.clock()))},
             ":version": {"S": claim.version_id},
@@ -188,7 +188,7 @@ class BatchLedger:
             )
         except ClientError as problem:
             if _condition_failed(problem):
-                return _applied(problem, token)  # this mark, its response lost: still ours
+                return applied(problem, token)  # this mark, its response lost: still ours
             raise
         return True
 
@@ -234,25 +234,25 @@ def _condition_failed(problem: ClientError) -> bool:
     return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-def _write_token() -> str:
+def write_token() -> str:
     return uuid.uuid4().hex
 
 
-def _recent_writes(item: dict[str, Any]) -> list[str]:
+def recent_writes(item: dict[str, Any]) -> list[str]:
     """The tokens an item (DynamoDB's form) holds, oldest first."""
     return [value["S"] for value in item.get("recent_writes", {}).get("L", [])]
 
 
-def _with_token(recent: list[str], token: str) -> dict[str, Any]:
+def with_token(recent: list[str], token: str) -> dict[str, Any]:
     """``recent_writes`` after a write that read ``recent`` and stamps ``token``."""
     return {"L": [{"S": value} for value in [*recent, token][-RECENT_WRITES:]]}
 
 
-def _applied(problem: ClientError, token: str) -> bool:
+def applied(problem: ClientError, token: str) -> bool:
     """A failed condition (asked with ReturnValuesOnConditionCheckFailure=ALL_OLD) that
     met the write stamped ``token``: botocore resent a write whose response was lost."""
     item: dict[str, Any] = problem.response.get("Item", {})  # type: ignore[assignment]
-    return token in _recent_writes(item)
+    return token in recent_writes(item)
 
 
 # -- the label join's view of a batch -----------------------------------------------------
@@ -319,7 +319,7 @@ def batch_state(ledger: BatchLedger, item_id: str) -> BatchState | None:
         unannounced=int(plain.get("unannounced_labels", 0)),
         failed="published_at" not in plain
         and ("failed_at" in plain or int(plain.get("claimed_at", 0)) < ledger.clock() - STALE_CLAIM_SECONDS),
-        recent_writes=tuple(_recent_writes(item)),
+        recent_writes=tuple(recent_writes(item)),
     )
 
 
@@ -331,7 +331,7 @@ def advance_totals(
     returns the new revision."""
     seen = {":seen": {"N": str(state.revision)}} if state.revision else {}
     version = {":predictions": {"S": predictions_version}} if predictions_version else {}
-    token = _write_token()
+    token = write_token()
     try:
         ledger.dynamodb.update_item(
             TableName=ledger.table,
@@ -348,7 +348,7 @@ def advance_totals(
             ExpressionAttributeValues={
                 ":totals": _serializer.serialize(_encode_totals(totals)),
                 ":next": {"N": str(state.revision + 1)},
-                ":recent": _with_token(list(state.recent_writes), token),
+                ":recent": with_token(list(state.recent_writes), token),
                 **seen,
                 **version,
             },
@@ -357,7 +357,7 @@ def advance_totals(
     except ClientError as problem:
         if not _condition_failed(problem):
             raise
-        if not _applied(problem, token):
+        if not applied(problem, token):
             raise RevisionConflict(state.item_id) from None
     return state.revision + 1
 
@@ -408,7 +408,7 @@ def restore_totals(
             if newly + state.unannounced:
                 update += " ADD unannounced_labels :newly"
                 values[":newly"] = {"N": str(newly + state.unannounced)}
-        token = _write_token()
+        token = write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
@@ -419,7 +419,7 @@ def restore_totals(
                     ":totals": _serializer.serialize(_encode_totals(totals)),
                     ":next": {"N": str(current.revision + 1)},
                     ":seen": {"N": str(current.revision)},
-                    ":recent": _with_token(list(current.recent_writes), token),
+                    ":recent": with_token(list(current.recent_writes), token),
                     **values,
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -427,7 +427,7 @@ def restore_totals(
         except ClientError as problem:
             if not _condition_failed(problem):
                 raise
-            if not _applied(problem, token):
+            if not applied(problem, token):
                 continue  # advanced again meanwhile: read again
         return True
     return False
@@ -499,7 +499,7 @@ def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: f
             return {}  # nothing to add, nothing to take
         now = int(ledger.clock())
         seen = "pool_revision = :seen" if revision else "attribute_not_exists(pool_revision)"
-        token = _write_token()
+        token = write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
@@ -512,7 +512,7 @@ def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: f
                     ":next": {"N": str(revision + 1)},
                     # Refreshed with every write, so a pool in use never expires.
                     ":expires": {"N": str(now + ledger.retention_days * 86_400)},
-                    ":recent": _with_token(_recent_writes(item), token),
+                    ":recent": with_token(recent_writes(item), token),
                     **({":seen": {"N": str(revision)}} if revision else {}),
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -520,7 +520,7 @@ def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: f
         except ClientError as problem:
             if not _condition_failed(problem):
                 raise
-            if not _applied(problem, token):
+            if not applied(problem, token):
                 continue  # another invocation updated the pool since it was read: again
         return merged if flush else {}
     raise RevisionConflict(item_id)

@@ -23,7 +23,8 @@ flush counts them once). The attempt's own entry is withdrawn for the retry to a
 if another invocation took it meanwhile (and published it with its own), a small marker
 (``counted``) stays in its place, which keeps the retry from adding it a second time. The
 unguarded window: the process dies between taking entries and PutMetricData, and their
-rows are lost rather than counted twice.
+rows are lost rather than counted twice. A take or withdrawal whose response was lost and
+that botocore sent again is known by its token (modelwatch.ledger.applied).
 
 Entries (and markers) older than ``ENTRY_MAX_AGE_SECONDS`` are dropped at the next read, so
 a pool refilled weeks later does not mix in stale rows. An entry larger than
@@ -44,6 +45,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from modelwatch.errors import RevisionConflict
+from modelwatch.ledger import applied, recent_writes, with_token, write_token
 
 DRIFT, ESTIMATE = "drift", "estimate"
 KINDS = (DRIFT, ESTIMATE)
@@ -283,13 +285,14 @@ def take_if_full(ledger: Any, model: str, kind: str, threshold: int) -> Taken:
         if not removed:
             return Taken([], held)
         names = {f"#e{index}": name for index, name in enumerate(removed)}
+        token = write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
                 Key={"id": {"S": item_id}},
                 UpdateExpression="REMOVE "
                 + ", ".join(names)
-                + " SET pool_revision = :next, expiration = :expires",
+                + " SET pool_revision = :next, expiration = :expires, recent_writes = :recent",
                 # Nobody added, took or put back since the read: exactly these entries leave.
                 ConditionExpression="pool_revision = :seen",
                 ExpressionAttributeNames=names,
@@ -297,12 +300,15 @@ def take_if_full(ledger: Any, model: str, kind: str, threshold: int) -> Taken:
                     ":seen": {"N": revision},
                     ":next": {"N": str(int(revision) + 1)},
                     ":expires": _expires(ledger),
+                    ":recent": with_token(recent_writes(item), token),
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if _condition_failed(problem):
+            if not _condition_failed(problem):
+                raise
+            if not applied(problem, token):  # else: this take, its response lost and resent
                 continue  # another invocation wrote the pool since it was read: again
-            raise
         return Taken(fresh, 0) if full else Taken([], held)
     raise RevisionConflict(item_id)
 
@@ -331,19 +337,28 @@ def withdraw(ledger: Any, model: str, kind: str, name: str) -> None:
     leave a marker so the retry does not add them a second time."""
     item_id = pool_item_id(kind, model)
     for _ in range(POOL_ATTEMPTS):
+        token = write_token()
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,
                 Key={"id": {"S": item_id}},
-                UpdateExpression="REMOVE #entry ADD pool_revision :one",
+                UpdateExpression="REMOVE #entry ADD pool_revision :one"
+                " SET recent_writes = list_append(if_not_exists(recent_writes, :none), :mine)",
                 ConditionExpression="attribute_exists(#entry.d)",
                 ExpressionAttributeNames={"#entry": name},
-                ExpressionAttributeValues={":one": {"N": "1"}},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":none": {"L": []},
+                    ":mine": {"L": [{"S": token}]},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             return
         except ClientError as problem:
             if not _condition_failed(problem):
                 raise
+            if applied(problem, token):
+                return  # this withdrawal, its response lost and resent: no marker
         try:
             ledger.dynamodb.update_item(
                 TableName=ledger.table,

@@ -25,6 +25,7 @@ from modelwatch.ledger import (
     update_pool,
 )
 from modelwatch.results import BatchObject
+from modelwatch.row_pool import DRIFT, PoolEntry, PoolRows, add_entry, entry_name, take_if_full, withdraw
 from tests.template_resources import create_table
 
 
@@ -120,3 +121,37 @@ def test_a_pool_update_whose_response_was_lost_counts_its_rows_once(ledger, flus
         assert given == {}
         assert left == {"ErrorRate": (17, 7.0, 0.0, 1.0)}  # not 22 rows, 11.0
     assert int(item["pool_revision"]["N"]) == 2
+
+
+def pooled(ledger: BatchLedger, rows: int, batch: str) -> PoolEntry:
+    entry = PoolEntry(
+        name=entry_name(f"batch#{batch}"),
+        rows=rows,
+        added_at=int(ledger.clock()),
+        batch=f"s3://bucket/incoming/{batch}.csv",
+        version_id="v1",
+        data=PoolRows(rows=rows, labels=[0] * rows).encode(),
+    )
+    assert add_entry(ledger, "model", DRIFT, entry) is None
+    return entry
+
+
+def test_taking_a_full_row_pool_whose_response_was_lost_still_gives_its_rows(ledger):
+    first, second = pooled(ledger, 120, "a"), pooled(ledger, 90, "b")
+    with response_lost_once_injected(ledger, "UpdateItem") as sent:
+        taken = take_if_full(ledger, "model", DRIFT, threshold=200)
+    assert sent["again"] == 1
+    # Read as another invocation's take, the resent one would find the pool empty and give
+    # nothing: 210 rows never published.
+    assert sorted(entry.name for entry in taken.entries) == sorted([first.name, second.name])
+    assert take_if_full(ledger, "model", DRIFT, threshold=1).entries == []
+
+
+def test_withdrawing_an_entry_whose_response_was_lost_leaves_no_counted_marker(ledger):
+    entry = pooled(ledger, 50, "a")
+    with response_lost_once_injected(ledger, "UpdateItem") as sent:
+        withdraw(ledger, "model", DRIFT, entry.name)
+    assert sent["again"] == 1
+    # The retry adds its rows again (a "counted" marker would keep them out for good).
+    assert add_entry(ledger, "model", DRIFT, entry) is None
+    assert take_if_full(ledger, "model", DRIFT, threshold=50).entries == [entry]
