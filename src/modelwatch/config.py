@@ -167,6 +167,7 @@ class JoinConfig:
     model_name: str
     metrics_namespace: str
     min_labeled_rows: int
+    quality_metric: str = "ErrorRate"
 
     @classmethod
     def from_env(cls, environ: Environment | None = None) -> JoinConfig:
@@ -177,6 +178,7 @@ class JoinConfig:
             model_name=env.get("MODEL_NAME", ""),
             metrics_namespace=env.get("METRICS_NAMESPACE", "ModelWatch"),
             min_labeled_rows=int_setting("MIN_LABELED_ROWS", 30, minimum=1, environ=env),
+            quality_metric=env.get("QUALITY_METRIC", "ErrorRate") or "ErrorRate",
         )
 
 

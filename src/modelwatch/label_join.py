@@ -43,9 +43,11 @@ by-event-time datapoints go out on their own (the dashboard's series, no alarm).
 publishing fails, the pool gets back what was taken from it, less the additions the next
 join makes again (those whose batch totals went back).
 
-What is not published late: the non-additive metrics (ROCAUC, F1, Precision, Recall,
-R2, RMSE, LogLoss) are recomputed in the batch's report only, because a batch-level
-value published again would weigh that batch twice. A corrected label with no new label
+The non-additive metrics (ROCAUC, F1, Precision, Recall, R2, RMSE, LogLoss) are
+recomputed in the batch's report; of them, only the one QualityAlarm watches (QualityMetric)
+is published, one value per judged batch at the arrival time: published again, a batch's
+value weighs it twice in a period's Average, but without it a QualityAlarm on F1 would
+never see a late label. A corrected label with no new label
 in the same batch changes the sums but not the row count; CloudWatch refuses a
 datapoint of zero samples, so that correction waits in the ledger and goes out with
 the batch's next new labels (the report shows it at once). A batch that was a backfill
@@ -154,6 +156,7 @@ class BatchJoin:
     # pool (modelwatch.ledger), not on its own to the alarms' series.
     to_pool: bool = False
     item_id: str = ""  # the batch's ledger item
+    live: bool = True  # false for a backfill CloudWatch could not take: nothing published late
 
 
 @dataclass
@@ -200,8 +203,10 @@ class LabelJoin:
         full_recheck_rows: int = FULL_RECHECK_ROWS,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        quality_metric: str = "ErrorRate",
     ):
         self.metadata = metadata
+        self.quality_metric = quality_metric
         self.full_recheck_rows = full_recheck_rows
         self.sleep = sleep
         self.monotonic = monotonic
@@ -243,6 +248,7 @@ class LabelJoin:
             model_name=config.model_name or metadata.name,
             namespace=config.metrics_namespace,
             min_labeled_rows=config.min_labeled_rows,
+            quality_metric=config.quality_metric,
             log=PredictionLog(dynamodb, config.prediction_log_table, retention_days=1),
             ledger=BatchLedger(dynamodb, config.ledger_table),
             dynamodb=dynamodb,
@@ -471,6 +477,7 @@ class LabelJoin:
                 else {},
                 to_pool=not judged,
                 item_id=batch_id,
+                live=state.live,
             )
         raise RevisionConflict(batch_id)
 
@@ -661,8 +668,9 @@ class LabelJoin:
         # fails, the join is undone and retried whole. What follows (the dashboard's series,
         # one datapoint per batch, possibly past PutMetricData's 1,000 a request) cannot be
         # undone once a part of it is in, so its failure is logged, not retried.
-        if metrics:
-            publish_metrics(self.cloudwatch, self.namespace, metric_data(metrics, self.model_name, now))
+        must_count = metric_data(metrics, self.model_name, now) + self._batch_quality(joined, now)
+        if must_count:
+            publish_metrics(self.cloudwatch, self.namespace, must_count)
         data = self._by_event_time(joined, now)
         # The delay as values with counts (one value per batch, counted once per label), so
         # CloudWatch can give its percentiles: the dashboard shows the median.
@@ -687,6 +695,28 @@ class LabelJoin:
                     "the alarms' datapoints were",
                     exc_info=True,
                 )
+
+    def _batch_quality(self, joined: list[BatchJoin], now: datetime) -> list[dict[str, Any]]:
+        """A non-additive QualityMetric: each judged batch's value over all its labels so far,
+        one value per batch (CloudWatch's Average over a period is then the batches' mean, as
+        at upload). A row-additive one is in the sums already."""
+        if self.quality_metric in ROW_ADDITIVE_METRICS:
+            return []
+        values = [
+            batch.metrics[self.quality_metric]
+            for batch in joined
+            if batch.live and not batch.to_pool and batch.metrics.get(self.quality_metric) is not None
+        ]
+        return [
+            {
+                "MetricName": self.quality_metric,
+                "Dimensions": [{"Name": "ModelName", "Value": self.model_name}],
+                "Timestamp": now,
+                "Values": values[start : start + MAX_VALUES_PER_DATUM],
+                "Counts": [1.0] * len(values[start : start + MAX_VALUES_PER_DATUM]),
+            }
+            for start in range(0, len(values), MAX_VALUES_PER_DATUM)
+        ]
 
     def _by_event_time(self, joined: list[BatchJoin], now: datetime) -> list[dict[str, Any]]:
         """The same additions at each batch's event time, in the by-event-time series the

@@ -121,6 +121,41 @@ def test_labels_after_the_batch_are_scored_published_once_and_reported(reread, s
     assert stack.statistic("LabelsArrived")["Sum"] == 600
 
 
+def test_a_non_additive_quality_metric_is_published_per_batch_when_its_labels_come_late(
+    stack, unlabeled_batch, monkeypatch
+):
+    # QualityAlarm on F1: without the join's datapoint, late labels never reach the alarm.
+    monkeypatch.setenv("QUALITY_METRIC", "F1")
+    key, frame = unlabeled_batch
+    model = joblib.load(stack.model_dir / "model.joblib")
+    first = dict(zip(frame["record_id"][:400], frame["churned"][:400].astype(int), strict=True))
+    rest = dict(zip(frame["record_id"][400:], frame["churned"][400:].astype(int), strict=True))
+    handler = load_handler("label_join")
+
+    join(stack, first, handler)
+    join(stack, rest, handler)
+
+    # One value per join of the batch: its F1 over the rows labeled by then (scikit-learn)
+    f1 = []
+    for labeled in (first, {**first, **rest}):
+        rows = frame.set_index("record_id").loc[list(labeled)]
+        f1.append(skm.f1_score([labeled[i] for i in rows.index], model.predict(rows[FEATURES]), pos_label=1))
+    point = stack.statistic("F1", ("SampleCount", "Average", "Minimum", "Maximum"))
+    assert point["SampleCount"] == 2
+    assert point["Average"] == pytest.approx(sum(f1) / 2, abs=1e-9)
+    assert (point["Minimum"], point["Maximum"]) == pytest.approx((min(f1), max(f1)), abs=1e-9)
+    assert stack.report(key)["metrics"]["F1"] == pytest.approx(f1[1], abs=1e-9)
+    # and the row-additive ones as before, each label once
+    assert stack.statistic("ErrorRate")["SampleCount"] == 600
+
+
+def test_a_row_additive_quality_metric_publishes_no_batch_level_value_late(stack, unlabeled_batch):
+    _, frame = unlabeled_batch
+    join(stack, dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True)))
+    assert stack.statistic("ErrorRate")["SampleCount"] == 600
+    assert stack.statistic("F1") is None
+
+
 def test_labels_in_three_instalments_average_to_scikit_learn_on_the_rows_labeled_so_far(
     reread, stack, unlabeled_batch
 ):

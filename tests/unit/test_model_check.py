@@ -222,7 +222,7 @@ def test_a_quality_metric_the_model_never_publishes_is_refused(
         (write_regressor, "R2", "MAE, MSE, MAPE, MeanError"),
     ],
 )
-def test_a_metric_late_labels_cannot_update_passes_with_a_warning_naming_the_additive_ones(
+def test_a_non_additive_metric_passes_with_a_warning_naming_the_additive_ones(
     tmp_path, capsys, write, metric, additive
 ):
     model_dir = tmp_path / "model"
@@ -237,7 +237,8 @@ def test_a_metric_late_labels_cannot_update_passes_with_a_warning_naming_the_add
     assert f"QualityMetric {metric!r}" in out and "is published by this" in out
     (warning,) = err.splitlines()
     assert warning.startswith(f"warning: QualityMetric {metric!r}") and "not row-additive" in warning
-    assert f"the label join updates: {additive} (" in warning
+    assert "the label join publishes the batch's value" in warning
+    assert f"choose one of {additive} (" in warning
 
 
 @pytest.mark.parametrize(

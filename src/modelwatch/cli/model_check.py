@@ -181,11 +181,12 @@ def check_quality_metric(
     if metric not in ROW_ADDITIVE_METRICS:
         additive = [name for name in publishable if name in ROW_ADDITIVE_METRICS]
         warnings.append(
-            f"{QUALITY_PARAMETER} {metric!r} ({deployed.source}) is not row-additive: labels that "
-            "arrive after their batch (the label join) cannot update it, so QualityAlarm gets "
-            f"{metric} only from batches whose labels were in the actuals table when the batch "
-            "was uploaded. If labels usually come later, choose one the label join updates: "
-            f"{', '.join(additive)} (set {QUALITY_PARAMETER} under {where})."
+            f"{QUALITY_PARAMETER} {metric!r} ({deployed.source}) is not row-additive: when labels "
+            "arrive after their batch, the label join publishes the batch's value over its labels "
+            "so far each time (a batch weighs once per arrival, not by its rows), and batches with "
+            "fewer than MinLabeledRows labeled rows give none (they cannot be pooled). For every "
+            f"label counted once, choose one of {', '.join(additive)} "
+            f"(set {QUALITY_PARAMETER} under {where})."
         )
     confirmation = f"{QUALITY_PARAMETER} {metric!r} ({deployed.source}) is published by this {kind}"
     return MetricCheck(confirmation, warnings)
