@@ -98,10 +98,12 @@ from modelwatch.prediction_log import WRITE_CLIENT_CONFIG as PREDICTION_LOG_CLIE
 from modelwatch.prediction_log import PredictionLog
 from modelwatch.promotion import CHAMPION_KEY, read_champion_pointer
 from modelwatch.publishing import (
+    CHAMPION_MISMATCH_METRIC,
     EVENT_TIME_CLOCK,
     EVENT_TIME_LAG_METRIC,
     LABELS_JOINED_METRIC,
     PROCESSING_TIME_METRICS,
+    SIGNALS_UNAVAILABLE_METRIC,
     UPLOAD_TIME_METRICS,
     cloudwatch_accepts,
     metric_data,
@@ -766,7 +768,7 @@ class BatchMonitor:
         unavailable = self._quality_metric_unavailable() + measured.unavailable
         # Every scored batch says how many watched signals it could not give, 0 included, so
         # SignalsUnavailableAlarm has data and returns to OK once they are back.
-        published["SignalsUnavailable"] = MetricValue(float(len(unavailable)))
+        published[SIGNALS_UNAVAILABLE_METRIC] = MetricValue(float(len(unavailable)))
         if unavailable:
             # The count only: an exception's text in a note may quote cell values (personal data).
             logger.error(
@@ -776,7 +778,7 @@ class BatchMonitor:
         notes.extend(f"SignalsUnavailable: {note}" for note in unavailable)
         mismatch = self._champion_mismatch(batch.bucket)
         if mismatch is not None:
-            published["ChampionMismatch"] = MetricValue(1.0 if mismatch else 0.0)
+            published[CHAMPION_MISMATCH_METRIC] = MetricValue(1.0 if mismatch else 0.0)
             if mismatch:
                 notes.append(mismatch)
         if event_time.live:

@@ -22,7 +22,15 @@ NEWEST_ACCEPTED = timedelta(hours=2) - timedelta(minutes=5)
 # Processing time minus the batch's event time, stamped at the processing time (not the
 # event time like the batch's other metrics): EventTimeLagAlarm's metric.
 EVENT_TIME_LAG_METRIC = "EventTimeLagSeconds"
-PROCESSING_TIME_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
+# Also stamped at the processing time: the pipeline's own health, whose alarms look back
+# one period (EvaluationPeriods 1). At the batch's event time, a feed a few hours behind
+# would put them where those alarms never look: a missing baseline or a reverted champion
+# unseen.
+SIGNALS_UNAVAILABLE_METRIC = "SignalsUnavailable"
+CHAMPION_MISMATCH_METRIC = "ChampionMismatch"
+PROCESSING_TIME_METRICS = frozenset(
+    {EVENT_TIME_LAG_METRIC, SIGNALS_UNAVAILABLE_METRIC, CHAMPION_MISMATCH_METRIC}
+)
 SECONDS_METRICS = frozenset({EVENT_TIME_LAG_METRIC})
 # Labels joined to their predictions, stamped when they were joined: by the batch monitor
 # for the labels a batch found at upload (stamped when the batch was uploaded), by the

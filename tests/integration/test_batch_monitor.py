@@ -367,6 +367,39 @@ def test_batch_time_metadata_stamps_the_metrics(stack):
     assert [point["Sum"] for point in response["Datapoints"]] == [100]
 
 
+def test_the_pipelines_health_signals_are_stamped_when_processed_not_at_a_late_event_time(stack):
+    # A batch 4 hours behind: its quality lands at 4 hours ago, where QualityAlarm (5 periods
+    # back) still looks; SignalsUnavailableAlarm and ChampionMismatchAlarm look 3 periods back.
+    from datetime import UTC, datetime, timedelta
+
+    key = "incoming/late-feed.csv"
+    stamp = (datetime.now(UTC) - timedelta(hours=4)).replace(microsecond=0)
+    body, _, _ = labeled_batch(stack, 100, seed=21, prefix="h")
+    stack.put(key, body, Metadata={"batch-time": stamp.isoformat()})
+    load_handler("batch_monitor").lambda_handler(s3_event(key), LambdaContext())
+    processed = datetime.fromisoformat(stack.report(key)["processed_at"])
+
+    def minutes_with(metric: str) -> list[datetime]:
+        points = stack.cloudwatch.get_metric_statistics(
+            Namespace="ModelWatch",
+            MetricName=metric,
+            Dimensions=[{"Name": "ModelName", "Value": "churn-test"}],
+            StartTime=stamp - timedelta(hours=1),
+            EndTime=processed + timedelta(hours=1),
+            Period=60,
+            Statistics=["SampleCount"],
+        )["Datapoints"]
+        return [point["Timestamp"] for point in points]
+
+    def near(times: list[datetime], moment: datetime) -> bool:
+        return len(times) == 1 and abs((times[0] - moment).total_seconds()) < 60
+
+    assert near(minutes_with("RowsScored"), stamp)
+    # (ChampionMismatch, published only beside a promotion's champion pointer, is in the same set.)
+    for metric in ("SignalsUnavailable", "EventTimeLagSeconds"):
+        assert near(minutes_with(metric), processed), metric
+
+
 @pytest.mark.parametrize(
     "stamp",
     ["2018-03-01T00:00:00Z", (datetime.now(UTC) + timedelta(days=1)).isoformat()],
