@@ -592,7 +592,7 @@ class BatchMonitor:
                 # A pool this batch filled: its drift or estimate, stamped like the batch's own.
                 at_event_time.update(self._settle_row_pools(claim, report, row_pools))
                 # The report written before the mark said only that the rows went to the pools.
-                self.store.write_report(report.batch, report.to_dict())
+                self._write_pool_sections(report)
             publish_metrics(
                 self.cloudwatch,
                 self.config.metrics_namespace,
@@ -618,6 +618,10 @@ class BatchMonitor:
                 unmarked = self.ledger.unmark_published(claim)
             except Exception:
                 unmarked = False
+            # The row pools first: _return_row_pools logs its own failures, and the quality
+            # pool's give-back below may raise.
+            if row_pools.added or row_pools.taken:
+                self._return_row_pools(row_pools, unmarked)
             if pool_updated and (flushed or pooled):
                 # Put back what was taken from the pool, less this batch's own totals when the
                 # retry adds them again (a batch that did not fill the pool left them there).
@@ -625,8 +629,6 @@ class BatchMonitor:
                 give_back = combine_pool(flushed, negated_pool(pooled)) if unmarked else flushed
                 if give_back:
                     update_pool(self.ledger, self.model.name, give_back, math.inf)
-            if row_pools.added or row_pools.taken:
-                self._return_row_pools(row_pools, unmarked)
             raise
 
     @property
@@ -888,16 +890,35 @@ class BatchMonitor:
                     "compressed, more than the pool's DynamoDB item can hold with other batches' rows"
                 )
                 logger.warning("small batch's rows not pooled", extra={"pool": kind, "reason": refused})
-                continue
-            step.added[kind] = entry.name
+                if refused == COUNTED:
+                    continue
+                # Too large: the pool is still read, so its stale entries leave and make room.
+            else:
+                step.added[kind] = entry.name
             taken = take_if_full(self.ledger, self._model_key, kind, self._pool_threshold(kind))
             if not taken.entries:
                 note["pool_rows"] = taken.held_rows
                 note["note"] += f"; the pool holds {taken.held_rows} of the {note['needed']} rows"
+                if refused is None and taken.held_rows == 0:
+                    # Another batch's take, between this add and this take, had this batch's rows.
+                    note["note"] += (
+                        f" (this batch's rows were taken with another batch's pooled {kind} datapoints)"
+                    )
                 continue
             step.taken[kind] = taken.entries
-            pooled = PoolRows.concatenate([PoolRows.decode(each.data) for each in taken.entries])
-            metrics, computed = measure_pooled(self.scorer, kind, pooled)
+            try:
+                pooled = PoolRows.concatenate([PoolRows.decode(each.data) for each in taken.entries])
+                metrics, computed = measure_pooled(self.scorer, kind, pooled)
+            except Exception as problem:  # noqa: BLE001 - like the batch's own drift: advisory
+                # Entries that cannot be computed together (a model re-packaged under the same
+                # version) would fail every batch that takes them: they are dropped, and said so.
+                logger.exception("pooled rows could not be measured; dropped", extra={"pool": kind})
+                step.taken.pop(kind)
+                section["pool_error"] = (
+                    f"the {len(taken.entries)} pooled batches' rows could not be measured together "
+                    f"({type(problem).__name__}: {problem}); they were dropped from the {kind} pool"
+                )
+                continue
             computed["pooled"] = {
                 "rows": pooled.rows,
                 "batches": [
@@ -915,6 +936,17 @@ class BatchMonitor:
             published.update(metrics)
         report.published.update(published)
         return published
+
+    def _write_pool_sections(self, report: BatchReport) -> None:
+        """The pools' outcome into the stored report, not over it: a label join may have
+        rewritten it since the mark (its labels, coverage and metrics stay)."""
+        fresh = report.to_dict()
+        current = self.store.read_report(report.batch) or fresh
+        for key in ("drift", "estimated_performance", "metrics_published"):
+            current[key] = fresh.get(key)
+        estimated = {name: value for name, value in fresh["metrics"].items() if name.startswith("Estimated")}
+        current["metrics"] = {**(current.get("metrics") or {}), **estimated}
+        self.store.write_report(report.batch, current)
 
     def _return_row_pools(self, step: _RowPoolStep, unmarked: bool) -> None:
         """Publishing failed: the entries taken go back to their pools. When the retry is to

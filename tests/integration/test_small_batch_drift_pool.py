@@ -464,3 +464,57 @@ def test_a_batch_too_wide_to_pool_is_left_out_and_its_report_says_so(sample, mon
     assert pool_entries(sample, "drift") == {}
     # 60 rows are enough for the estimate: that pool is not involved
     assert "pool" not in report["estimated_performance"]
+
+
+def test_a_label_join_rewriting_the_report_while_the_pool_is_settled_keeps_its_labels_injected(
+    sample, monkeypatch
+):
+    # The join waits only for the publish mark; the monitor writes the report again after it,
+    # once the pool is settled. Injected: a join's rewrite (labels) between the two writes.
+    import modelwatch.monitor as monitor_module
+
+    batches = frames(4, 60)
+    handler = load_handler("batch_monitor")
+    for number in range(3):
+        upload(sample, f"incoming/race/{number}.csv", batches[number], handler)
+    key = "incoming/race/3.csv"
+    real_take = monitor_module.take_if_full
+
+    def join_first(ledger, model, kind, threshold):
+        stored = sample.stack.report(key)
+        stored["labeled_rows"], stored["labels"] = 60, {"arrivals": [{"new": 60}], "awaiting_rows": 0}
+        BatchMonitor.from_config(MonitorConfig.from_env()).store.write_report(
+            BatchObject(BUCKET, key, version_id=stored["batch"]["version_id"]), stored
+        )
+        return real_take(ledger, model, kind, threshold)
+
+    monkeypatch.setattr(monitor_module, "take_if_full", join_first)
+    report = upload(sample, key, batches[3], load_handler("batch_monitor"))
+
+    # The join's labels stay, and the pooled drift section is there too
+    assert report["labeled_rows"] == 60 and report["labels"]["arrivals"] == [{"new": 60}]
+    assert report["drift"]["pooled"]["rows"] == 240
+    assert set(DRIFT_METRICS) <= set(report["metrics_published"])
+
+
+def test_pooled_rows_that_cannot_be_measured_together_are_dropped_and_the_batch_still_publishes(
+    sample, monkeypatch
+):
+    import modelwatch.monitor as monitor_module
+
+    batches = frames(4, 60)
+    handler = load_handler("batch_monitor")
+    for number in range(3):
+        upload(sample, f"incoming/broken/{number}.csv", batches[number], handler)
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("injected: rows of two packagings of one version")
+
+    monkeypatch.setattr(monitor_module, "measure_pooled", fails)
+    report = upload(sample, "incoming/broken/3.csv", batches[3], load_handler("batch_monitor"))
+
+    assert "could not be measured together" in report["drift"]["pool_error"]
+    assert "injected" in report["drift"]["pool_error"]
+    assert pooled_rows(sample, "drift") == 0  # dropped, not put back to fail the next batch too
+    assert published_drift(sample) == dict.fromkeys(DRIFT_METRICS)
+    assert sample.statistic("BatchesProcessed")["Sum"] == 4
