@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,7 +38,7 @@ from tests.cloudformation import Resolver
 from tests.integration.conftest import BUCKET, Stack, load_handler, s3_event
 from tests.integration.test_batch_ledger import injected
 from tests.integration.test_event_time_lag import NOW, monitor_at
-from tests.integration.test_small_batch_pool import PUT_METRIC_DATA
+from tests.integration.test_small_batch_pool import PUT_METRIC_DATA, OtherInvocationFirst
 from tests.lambda_context import LambdaContext
 from tests.template_resources import load_template
 
@@ -350,24 +349,6 @@ def test_putmetricdata_failing_injected_for_a_small_batch_that_only_adds_leaves_
     assert pooled_rows(sample, "drift") == 120
 
 
-class OtherInvocationFirst:
-    """The ledger's DynamoDB client, running ``other`` (a whole invocation) right after this
-    invocation's first read of a drift pool: between its read and its conditional write."""
-
-    def __init__(self, dynamodb: Any, other: Callable[[], Any]):
-        self.dynamodb, self.other, self.ran = dynamodb, other, False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.dynamodb, name)
-
-    def get_item(self, **params: Any) -> Any:
-        item = self.dynamodb.get_item(**params)
-        if params["Key"]["id"]["S"].startswith("drift-pool#") and not self.ran:
-            self.ran = True
-            self.other()
-        return item
-
-
 def prepared(stack, folder: str, batches: list[pd.DataFrame]) -> list[BatchObject]:
     found = []
     for number, frame in enumerate(batches):
@@ -387,7 +368,7 @@ def test_two_small_batches_filling_the_pool_at_once_publish_each_row_once(sample
     objects = prepared(stack, "racing", batches)
     a, b, first = (BatchMonitor.from_config(MonitorConfig.from_env()) for _ in range(3))
     first.process(objects[0])
-    a.ledger.dynamodb = OtherInvocationFirst(a.ledger.dynamodb, lambda: b.process(objects[2]))
+    a.ledger.dynamodb = OtherInvocationFirst(a.ledger.dynamodb, lambda: b.process(objects[2]), "drift-pool#")
 
     report = a.process(objects[1])
 
@@ -409,7 +390,7 @@ def test_a_failed_attempt_whose_rows_another_batch_published_is_not_pooled_again
     a, b, first = (BatchMonitor.from_config(MonitorConfig.from_env()) for _ in range(3))
     first.process(objects[0])
     other = lambda: b.process(objects[2])  # noqa: E731
-    a.ledger.dynamodb = OtherInvocationFirst(a.ledger.dynamodb, other)
+    a.ledger.dynamodb = OtherInvocationFirst(a.ledger.dynamodb, other, "drift-pool#")
 
     with injected(PUT_METRIC_DATA, "error") as fired:
         # The fault fires once: not on B's PutMetricData (it counts as fired already), on A's

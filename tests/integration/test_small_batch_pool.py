@@ -286,17 +286,18 @@ def test_a_regressors_small_batches_publish_mae_on_the_pooled_rows(small, monkey
 
 class OtherInvocationFirst:
     """The ledger's DynamoDB client, running ``other`` (a whole invocation) right after the
-    first read of the pool: between this invocation's read and its conditional write."""
+    first read of a pool (``pool``: its item id's prefix): between this invocation's read and
+    its conditional write."""
 
-    def __init__(self, dynamodb: Any, other: Callable[[], Any]):
-        self.dynamodb, self.other, self.ran = dynamodb, other, False
+    def __init__(self, dynamodb: Any, other: Callable[[], Any], pool: str = "pool#"):
+        self.dynamodb, self.other, self.ran, self.pool = dynamodb, other, False, pool
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dynamodb, name)
 
     def get_item(self, **params: Any) -> Any:
         item = self.dynamodb.get_item(**params)
-        if params["Key"]["id"]["S"].startswith("pool#") and not self.ran:
+        if params["Key"]["id"]["S"].startswith(self.pool) and not self.ran:
             self.ran = True
             self.other()
         return item
