@@ -136,6 +136,46 @@ class BatchLedger:
             )
         return Claim(item_id, version)
 
+    def claim_content(self, batch: BatchObject, content: str, model: str, item_id: str) -> BatchObject | None:
+        """The same bytes under another key of the bucket, scored already (or being scored):
+        that batch; None when this key may have them. An upstream stuck re-sending one export
+        under new keys would otherwise look like a live, healthy feed. A key whose batch was
+        rejected, failed, or left the ledger gives the bytes up to the next key."""
+        content_id = (
+            "content#" + hashlib.sha256("\n".join([batch.bucket, model, content]).encode()).hexdigest()
+        )
+        for _ in range(RESTORE_ATTEMPTS):
+            item = self.dynamodb.get_item(
+                TableName=self.table, Key={"id": {"S": content_id}}, ConsistentRead=True
+            ).get("Item")
+            if item and item["s3_key"]["S"] != batch.key:
+                owner = batch_state(self, item["batch_item"]["S"])
+                if owner is not None and (owner.scored if owner.published else not owner.failed):
+                    return BatchObject(batch.bucket, item["s3_key"]["S"], version_id=item["version_id"]["S"])
+            now = int(self.clock())
+            try:
+                self.dynamodb.update_item(
+                    TableName=self.table,
+                    Key={"id": {"S": content_id}},
+                    UpdateExpression="SET s3_key = :key, version_id = :version, batch_item = :item"
+                    ", expiration = :expires",
+                    # Whoever held it when read still does (two keys taking it over at once: one wins).
+                    ConditionExpression="attribute_not_exists(id)" if not item else "s3_key = :held",
+                    ExpressionAttributeValues={
+                        ":key": {"S": batch.key},
+                        ":version": {"S": batch.version_id or batch.etag},
+                        ":item": {"S": item_id},
+                        ":expires": {"N": str(now + self.retention_days * 86_400)},
+                        **({":held": item["s3_key"]} if item else {}),
+                    },
+                )
+            except ClientError as problem:
+                if not _condition_failed(problem):
+                    raise
+                continue  # another key took the bytes meanwhile: read again
+            return None
+        raise RevisionConflict(content_id)
+
     def mark_published(
         self,
         claim: Claim,

@@ -478,6 +478,9 @@ class BatchMonitor:
             claim = self.ledger.claim(batch, spooled.digest, self._model_key)
             if claim.duplicate_of is not None:
                 return self._duplicate(batch, claim.duplicate_of, upload_time, now, watch)
+            earlier = self.ledger.claim_content(batch, spooled.digest, self._model_key, claim.item_id)
+            if earlier is not None:
+                return self._duplicate(batch, earlier, upload_time, now, watch)
             watch.lap("s3_read")
             report = self._score(batch, spooled, claim, Path(workspace.name), now, watch)
         except BatchRejected as rejection:
@@ -647,6 +650,16 @@ class BatchMonitor:
     ) -> BatchReport:
         logger.info("duplicate of an earlier version", extra={"duplicate_of": original.version_id})
         stamp = upload_time if cloudwatch_accepts(upload_time, now) else now
+        same_key = original.key == batch.key
+        note = (
+            "the same bytes as this earlier version of the key: counted once, with that version's "
+            "results and metrics; nothing was published for this one"
+            if same_key
+            else f"the same bytes as the batch of {original.key!r}, which this model scored: counted "
+            "once, with that batch's results and metrics; nothing was published for this one. An "
+            "upstream re-sending an old export under new keys publishes nothing new, so "
+            "StalenessAlarm tells; to score the file again, change it or deploy a new model version"
+        )
         report = BatchReport(
             status="duplicate",
             batch=batch,
@@ -655,15 +668,16 @@ class BatchMonitor:
             event_time=stamp.isoformat(),
             uploaded_at=upload_time.isoformat(),
             duplicate_of={
+                **({} if same_key else {"key": original.key}),
                 "version_id": original.version_id,
                 "report": f"s3://{original.bucket}/{original.report_key}",
-                "note": "the same bytes as this earlier version of the key: counted once, with that "
-                "version's results and metrics; nothing was published for this one",
+                "note": note,
             },
         )
         report.timings_ms = watch.total()
         # Only this version's report: the key's newest report keeps the original's results.
-        self.store.write_report(batch, report.to_dict(), newest=False)
+        # (Another key's: this key has no other report.)
+        self.store.write_report(batch, report.to_dict(), newest=not same_key)
         return report
 
     # -- steps ----------------------------------------------------------------------------

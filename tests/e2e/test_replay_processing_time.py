@@ -42,8 +42,11 @@ def test_replayed_batches_are_processed_at_the_replays_time_and_only_a_late_one_
         # ... then a batch stamped 10 hours before the replay's clock, beyond that look-back
         processed = cloud.clock.now()
         late_time = processed - timedelta(hours=10)
+        # The first batch's rows under new ids: the same bytes under another key are a duplicate.
+        header, *rows = paths[0].read_text().splitlines()
+        body = "\n".join([header, *(f"late-{row}" for row in rows)]) + "\n"
         dispatch = cloud.upload(
-            "incoming/late.csv", paths[0].read_bytes(), metadata={"batch-time": late_time.isoformat()}
+            "incoming/late.csv", body.encode(), metadata={"batch-time": late_time.isoformat()}
         )
         late_key = BatchObject(dispatch.bucket, "incoming/late.csv").newest_report_key
         late = json.loads(cloud.clients.s3.get_object(Bucket=dispatch.bucket, Key=late_key)["Body"].read())

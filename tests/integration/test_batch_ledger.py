@@ -100,6 +100,49 @@ def test_identical_bytes_uploaded_again_count_once_and_the_report_says_duplicate
     assert stack.report(key)["status"] == "ok" and stack.report(key)["batch"]["version_id"] == first
 
 
+def test_the_same_bytes_under_a_new_key_are_a_duplicate_and_count_once(stack):
+    # An upstream stuck re-sending yesterday's export under today's key
+    body = batch(stack, 300, seed=44, prefix="resent")
+    yesterday, today = "incoming/2026-11-30/export.csv", "incoming/2026-12-01/export.csv"
+    handler = load_handler("batch_monitor")
+    for key in (yesterday, today, today):  # today's event delivered twice
+        version = upload(stack, key, body) if key == yesterday or not version_reports(stack, key) else None
+        handler.lambda_handler(
+            versioned_event(key, version or next(iter(version_reports(stack, key)))), LambdaContext()
+        )
+
+    # Then the rows count once: the resent file publishes nothing (no BatchesProcessed, so
+    # StalenessAlarm fires when only resent files arrive), and its report says whose bytes
+    assert sums(stack) == {
+        "BatchesProcessed": 1,
+        "RowsScored": 300,
+        "BatchesRejected": None,
+        "ErrorRate samples": 300,
+    }
+    report = stack.report(today)
+    assert report["status"] == "duplicate" and report["metrics_published"] == []
+    assert report["duplicate_of"]["key"] == yesterday
+    assert report["duplicate_of"]["report"].endswith("/report.json")
+    assert "StalenessAlarm" in report["duplicate_of"]["note"]
+    assert stack.report(yesterday)["status"] == "ok"
+
+
+def test_the_same_bytes_under_a_new_key_are_scored_when_the_first_upload_failed(stack):
+    body = batch(stack, 150, seed=45, prefix="retry")
+    handler = load_handler("batch_monitor")
+    # The first key's batch fails on every attempt (an S3 outage, injected) and scores nothing
+    first = upload(stack, "incoming/first.csv", body)
+    predictions = next(step for step in STEPS if step.name == "S3 PutObject predictions")
+    with injected(predictions, "outage"):
+        outcome, _ = invoke_like_lambda(handler, versioned_event("incoming/first.csv", first))
+    assert outcome.startswith("DLQ")
+    # Then the same file put under another key is scored: nothing was counted for it yet
+    second = upload(stack, "incoming/second.csv", body)
+    handler.lambda_handler(versioned_event("incoming/second.csv", second), LambdaContext())
+    assert stack.report("incoming/second.csv")["status"] == "ok"
+    assert sums(stack)["RowsScored"] == 150 and sums(stack)["BatchesRejected"] is None
+
+
 def test_a_changed_file_on_the_same_key_is_a_new_batch_with_its_own_results(stack):
     key = "incoming/changed.csv"
     first = upload(stack, key, batch(stack, 200, seed=42, prefix="c1"))

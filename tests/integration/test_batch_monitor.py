@@ -526,8 +526,10 @@ def test_a_key_near_s3s_limit_still_gets_its_report(stack, character):
     key = f"incoming/{filler}.csv"
     other = f"incoming/{filler[:-1]}b.csv"  # same long head, different key
     assert len(key.encode()) <= 1024
-    body, _, _ = labeled_batch(stack, 50, seed=30, prefix="k")
-    for name in (key, other):
+    for seed, name in enumerate((key, other)):
+        body, _, _ = labeled_batch(
+            stack, 50, seed=30 + seed, prefix="k"
+        )  # the same bytes would be a duplicate
         stack.put(name, body)
         result = load_handler("batch_monitor").lambda_handler(s3_event(quote_plus(name)), LambdaContext())
         assert result["batches"][0]["status"] == "ok"
