@@ -39,6 +39,7 @@ from tests.integration.conftest import BUCKET, Stack, load_handler, s3_event
 from tests.integration.test_batch_ledger import injected
 from tests.integration.test_event_time_lag import NOW, monitor_at
 from tests.integration.test_small_batch_pool import PUT_METRIC_DATA, OtherInvocationFirst
+from tests.integration.test_small_batch_pool import alarm_series as datums
 from tests.lambda_context import LambdaContext
 from tests.template_resources import load_template
 
@@ -113,17 +114,6 @@ def drift_truth(sample: Sample, rows: pd.DataFrame) -> Any:
         bundle.baseline["drift"],
         threshold=MonitorConfig.from_env().drift_threshold,
     )
-
-
-def datums(calls, metric: str) -> list[dict[str, Any]]:
-    """The datums of ``metric`` sent to the alarms' series (the dimension ModelName alone)."""
-    return [
-        datum
-        for call in calls
-        if call.operation == "PutMetricData"
-        for datum in call.params["MetricData"]
-        if datum["MetricName"] == metric and [d["Name"] for d in datum["Dimensions"]] == ["ModelName"]
-    ]
 
 
 def pool_entries(sample: Sample, kind: str) -> dict[str, dict[str, Any]]:
