@@ -593,7 +593,8 @@ class BatchMonitor:
             )
             if report.pool_rows:
                 # A pool this batch filled: its drift or estimate, stamped like the batch's own.
-                at_event_time.update(self._settle_row_pools(claim, report, row_pools))
+                for name, value in self._settle_row_pools(claim, report, row_pools).items():
+                    (at_processing if name in PROCESSING_TIME_METRICS else at_event_time)[name] = value
                 # The report written before the mark said only that the rows went to the pools.
                 self._write_pool_sections(report)
             publish_metrics(
@@ -906,6 +907,20 @@ class BatchMonitor:
                 logger.warning("small batch's rows not pooled", extra={"pool": kind, "reason": refused})
                 if refused == COUNTED:
                     continue
+                # Too large: this batch's drift or estimate is computed nowhere, which must not
+                # look like a healthy feed (a model too wide for the pool refuses every batch).
+                what = (
+                    "drift (DriftScore, DriftedFeatures, PredictionDrift; DriftAlarm)"
+                    if kind == DRIFT
+                    else "the performance estimate (Estimated* metrics; EstimatedQualityAlarm)"
+                )
+                self._count_unavailable(
+                    report,
+                    published,
+                    f"{what} was not computed: this batch's {rows.rows} rows are fewer than the "
+                    f"{note['needed']} it needs, and too large for the model's {kind} pool of small "
+                    f"batches' rows. Fix: send batches of {note['needed']} rows or more",
+                )
                 # Too large: the pool is still read, so its stale entries leave and make room.
             else:
                 step.added[kind] = entry.name
@@ -951,6 +966,15 @@ class BatchMonitor:
         report.published.update(published)
         return published
 
+    @staticmethod
+    def _count_unavailable(report: BatchReport, published: dict[str, MetricValue], note: str) -> None:
+        """One more signal the alarms watch that this batch could not give: SignalsUnavailable
+        goes up by one in ``published`` (from the report's count) and the report says why."""
+        assert report.scored is not None
+        count = published.get(SIGNALS_UNAVAILABLE_METRIC) or report.published.get(SIGNALS_UNAVAILABLE_METRIC)
+        published[SIGNALS_UNAVAILABLE_METRIC] = MetricValue((count.value if count else 0.0) + 1.0)
+        report.scored.notes.append(f"SignalsUnavailable: {note}")
+
     def _write_pool_sections(self, report: BatchReport) -> None:
         """The pools' outcome into the stored report, not over it: a label join may have
         rewritten it since the mark (its labels, coverage and metrics stay)."""
@@ -958,6 +982,8 @@ class BatchMonitor:
         current = self.store.read_report(report.batch) or fresh
         for key in ("drift", "estimated_performance", "metrics_published"):
             current[key] = fresh.get(key)
+        notes = list(current.get("notes") or [])
+        current["notes"] = notes + [note for note in fresh.get("notes") or [] if note not in notes]
         estimated = {name: value for name, value in fresh["metrics"].items() if name.startswith("Estimated")}
         current["metrics"] = {**(current.get("metrics") or {}), **estimated}
         self.store.write_report(report.batch, current)

@@ -435,6 +435,13 @@ def test_a_batch_too_wide_to_pool_is_left_out_and_its_report_says_so(sample, mon
     assert pool_entries(sample, "drift") == {}
     # 60 rows are enough for the estimate: that pool is not involved
     assert "pool" not in report["estimated_performance"]
+    # Drift is computed nowhere for this batch: counted, not a silent green DriftAlarm (a model
+    # this wide refuses every small batch), once, at processing time like the batch's own count
+    unavailable = sample.statistic("SignalsUnavailable", ("Maximum", "Sum", "SampleCount"))
+    assert unavailable is not None
+    assert (unavailable["Maximum"], unavailable["Sum"], unavailable["SampleCount"]) == (1.0, 1.0, 1.0)
+    [note] = [note for note in report["notes"] if note.startswith("SignalsUnavailable: ")]
+    assert "drift (DriftScore" in note and "60 rows are fewer than the 200" in note
 
 
 def test_a_label_join_rewriting_the_report_while_the_pool_is_settled_keeps_its_labels_injected(
