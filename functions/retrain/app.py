@@ -6,24 +6,44 @@ announcements retraining itself publishes there: those are logged and skipped, a
 a second delivery of an alarm transition already retrained on (modelwatch.alarm_claims). With
 AutoPromote a candidate is promoted in the same invocation (modelwatch.promotion). An
 exception propagates on purpose: Lambda retries the event, then the dead-letter queue keeps it.
+
+A retrain whose alarm fired on the first changed period cannot learn the change yet: it is
+deferred, and the function's hourly schedule retries it once more labels have arrived
+(modelwatch.retrain_deferral). Without a deferral the hourly look is one DynamoDB read.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import SNSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelwatch import aws
 from modelwatch.alarm_claims import AlarmClaims
 from modelwatch.config import RetrainConfig
-from modelwatch.model_bundle import load_bundle
+from modelwatch.model_bundle import load_bundle, load_metadata
 from modelwatch.promotion import Deployment, Promoter
-from modelwatch.retraining import Retrainer, retrain_trigger
+from modelwatch.retrain_deferral import (
+    MAX_ATTEMPTS,
+    Deferral,
+    Deferrals,
+    is_schedule_event,
+    labeled_rows_by_batch,
+    trainable_rows_since,
+)
+from modelwatch.retraining import (
+    DEFERRED,
+    MIN_TRAINING_ROWS,
+    RetrainDecision,
+    Retrainer,
+    degradation_start,
+    retrain_trigger,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -55,10 +75,35 @@ def retrainer() -> Retrainer:
     )
 
 
+def deferrals() -> Deferrals:
+    return Deferrals(aws.client("dynamodb"), settings().ledger_table)
+
+
+def summary(decision: RetrainDecision) -> dict[str, Any]:
+    return {
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "challenger_version": decision.challenger_version,
+        "promoted": decision.promotion is not None,
+        "record": decision.record_uri,
+    }
+
+
+def labeled_rows_since(since: Any) -> tuple[int, int]:
+    """The ledger's labeled rows since ``since``, and how many of them a retrain would train on."""
+    batches = labeled_rows_by_batch(aws.client("dynamodb"), settings().ledger_table)
+    return sum(rows for moment, rows in batches if moment >= since), trainable_rows_since(batches, since)
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@event_source(data_class=SNSEvent)
-def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_schedule_event(event):
+        return retry_deferred(context)
+    return on_alarm_messages(SNSEvent(event), context)
+
+
+def on_alarm_messages(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
     decisions, skipped = [], []
     for record in event.records:
         alarm, why_not = retrain_trigger(record.sns.message, settings().retrain_alarm_names)
@@ -76,18 +121,62 @@ def lambda_handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
             skipped.append(why)
             continue
         try:
-            decision = retrainer().retrain(alarm)
+            decision = retrainer().retrain(alarm, may_defer=True)
+            model = decision.model_name
+            if decision.decision == DEFERRED:
+                since = degradation_start(alarm)
+                rows, _ = labeled_rows_since(since)
+                deferral = Deferral(model, record.sns.message, since, rows, attempts=0, deferred_at=0)
+                deferrals().defer(deferral, settings().window_days)
+            else:
+                deferrals().clear(model)  # a newer transition decided: an older deferral is moot
         except Exception:
             claims.release(alarm, context.aws_request_id)
             raise
         claims.decided(alarm, context.aws_request_id, decision.record_uri)
-        decisions.append(
-            {
-                "decision": decision.decision,
-                "reason": decision.reason,
-                "challenger_version": decision.challenger_version,
-                "promoted": decision.promotion is not None,
-                "record": decision.record_uri,
-            }
-        )
+        decisions.append(summary(decision))
     return {"decisions": decisions, "skipped": skipped}
+
+
+def retry_deferred(context: LambdaContext) -> dict[str, Any]:
+    """The hourly look at the model's deferred retrain (modelwatch.retrain_deferral)."""
+    config = settings()
+    model = load_metadata(config.model_dir).name  # not the model itself: most looks find nothing
+    deferral = deferrals().pending(model)
+    if deferral is None:
+        return {"deferred": None}
+    alarm = deferral.alarm
+    found = aws.client("cloudwatch").describe_alarms(AlarmNames=[alarm.name])["MetricAlarms"]
+    state = found[0]["StateValue"] if found else "deleted"
+    age_days = (deferrals().clock() - deferral.deferred_at) / 86_400
+    dropped = None
+    if state != "ALARM":
+        dropped = f"alarm {alarm.name!r} is {state} now: the degradation it was deferred for is over"
+    elif age_days > config.window_days:
+        dropped = f"deferred {age_days:.1f} days ago, longer than RetrainWindowDays ({config.window_days})"
+    if dropped is not None:
+        deferrals().clear(model, deferral.alarm_message)
+        logger.info("deferred retrain dropped", extra={"why": dropped})
+        return {"deferred": "dropped", "why": dropped}
+    rows, trainable = labeled_rows_since(deferral.since)
+    if trainable < MIN_TRAINING_ROWS or rows <= deferral.labeled_rows:
+        why = (
+            f"{rows} labeled rows since {deferral.since.isoformat()} ({deferral.labeled_rows} at the last "
+            f"attempt), {trainable} of them outside the holdout: at least {MIN_TRAINING_ROWS} and more "
+            "than at the last attempt are needed"
+        )
+        logger.info("deferred retrain waits", extra={"why": why})
+        return {"deferred": "waiting", "why": why}
+    if not deferrals().claim(deferral, context.aws_request_id):
+        return {"deferred": "taken", "why": "another invocation is retrying it"}
+    attempt = deferral.attempts + 1
+    try:
+        decision = retrainer().retrain(alarm, may_defer=attempt < MAX_ATTEMPTS, attempt=attempt)
+        if decision.decision == DEFERRED:
+            deferrals().defer(replace(deferral, labeled_rows=rows, attempts=attempt), config.window_days)
+        else:
+            deferrals().clear(model, deferral.alarm_message)
+    except Exception:
+        deferrals().release(model, context.aws_request_id)
+        raise
+    return {"deferred": "retried", "decisions": [summary(decision)]}

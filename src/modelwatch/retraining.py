@@ -79,6 +79,9 @@ MIN_TRAINING_ROWS = 200
 CANDIDATE = "candidate"  # better by min_improvement: awaits approval
 NOT_BETTER = "not_better"
 REFUSED = "refused"
+# Not better only because the change is all in the holdout: retried once more labels have
+# arrived (modelwatch.retrain_deferral).
+DEFERRED = "deferred"
 
 WHOLE_WINDOW = "whole window"
 SINCE_DEGRADATION = "since degradation"
@@ -392,9 +395,12 @@ class RetrainDecision:
             "decision": self.decision,
             "status": "promoted"
             if self.promotion
-            else {CANDIDATE: "awaiting approval", NOT_BETTER: "not better", REFUSED: "refused"}[
-                self.decision
-            ],
+            else {
+                CANDIDATE: "awaiting approval",
+                NOT_BETTER: "not better",
+                REFUSED: "refused",
+                DEFERRED: "deferred",
+            }[self.decision],
             "reason": self.reason,
             "model_name": self.model_name,
             "champion_version": self.champion_version,
@@ -453,10 +459,19 @@ class Retrainer:
         self.promoter = promoter
 
     def retrain(
-        self, alarm: AlarmNotification | None = None, since: datetime | None = None
+        self,
+        alarm: AlarmNotification | None = None,
+        since: datetime | None = None,
+        *,
+        may_defer: bool = False,
+        attempt: int = 0,
     ) -> RetrainDecision:
         """Retrain after ``alarm`` (its degradation start is a candidate window's) or on
-        demand (``since``, when given, starts that window), record and announce the decision."""
+        demand (``since``, when given, starts that window), record and announce the decision.
+
+        ``may_defer``: when the change since the degradation began is all in the holdout, the
+        decision is DEFERRED (the caller keeps the alarm for a later retry, ``attempt`` being
+        its number) instead of NOT_BETTER."""
         now = self.clock()
         metadata = self.bundle.metadata
         trigger: dict[str, Any] = {"kind": "on demand"}
@@ -467,6 +482,8 @@ class Retrainer:
                 "state_change_time": alarm.state_change_time.isoformat(),
                 "degradation_start": degradation_start(alarm).isoformat(),
             }
+            if attempt:
+                trigger["deferred_attempt"] = attempt
             since = degradation_start(alarm)
         elif since is not None:
             trigger["since"] = since.isoformat()
@@ -482,7 +499,7 @@ class Retrainer:
             min_improvement=self.config.min_improvement,
         )
         try:
-            self._compare(decision, since, now)
+            self._compare(decision, since, now, may_defer=may_defer)
         except RetrainRefused as refusal:
             decision.decision, decision.reason = REFUSED, refusal.reason
         if decision.decision == CANDIDATE:
@@ -492,7 +509,9 @@ class Retrainer:
         logger.info("retrain decided", extra={"decision": decision.decision, "reason": decision.reason})
         return decision
 
-    def _compare(self, decision: RetrainDecision, since: datetime | None, now: datetime) -> None:
+    def _compare(
+        self, decision: RetrainDecision, since: datetime | None, now: datetime, *, may_defer: bool = False
+    ) -> None:
         config, metadata = self.config, self.bundle.metadata
         window = gather_labeled_window(
             s3=self.s3, dynamodb=self.dynamodb, config=config, metadata=metadata, now=now
@@ -604,9 +623,16 @@ class Retrainer:
             unlearned = [
                 w for w in decision.windows if w.name == SINCE_DEGRADATION and w.rows < MIN_TRAINING_ROWS
             ]
-            if since is not None and unlearned:
+            if since is not None and unlearned and may_defer:
                 # The alarm fired on the first changed period (DatapointsToAlarm 1): its rows are
-                # the holdout, and nothing changed is left to learn from.
+                # the holdout, and nothing changed is left to learn from yet.
+                decision.decision = DEFERRED
+                decision.reason += (
+                    f". The change since {since.isoformat()} is in the held-out batches only, so no "
+                    "challenger could learn it yet: the retrain runs again by itself once more labeled "
+                    "batches have arrived, while the alarm stays in ALARM (checked hourly)"
+                )
+            elif since is not None and unlearned:
                 decision.reason += (
                     f". The change since {since.isoformat()} is in the held-out batches only, so no "
                     "challenger could learn it yet: retrain again once more labeled batches have "

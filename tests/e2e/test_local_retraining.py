@@ -240,3 +240,58 @@ def test_quality_alarm_retrains_promotes_and_rolls_back_announced_by_email_and_s
             "challenger": record["challenger_metrics"],
         }
         assert f"model retrained {record['challenger_version']}" in alarm_period.events
+
+
+def test_an_alarm_on_the_first_changed_batch_defers_the_retrain_and_the_schedule_retries_it(
+    tmp_path, classifier_dir
+):
+    # At the template's DatapointsToAlarm (1) QualityAlarm fires on the first flipped batch,
+    # whose rows the retrain holds out: nothing changed is left to learn from. Deciding "not
+    # better" there ended the loop (the alarm stays in ALARM and sends nothing more).
+    actuals_path, batches = write_batches(tmp_path)
+    cloud = LocalCloud(
+        out_dir=tmp_path / "out",
+        model_dir=classifier_dir,
+        parameters={"AlertEmail": EMAIL, "QualityThreshold": THRESHOLD, "AutoPromote": "true"},
+        clock=VirtualClock(datetime.now(UTC)),
+    )
+    with cloud:
+        assert [s.name for s in cloud.stack.schedules] == [f"{cloud.stack_name}-deferred-retrains"]
+        backtest = Backtest(cloud)
+        backtest.load_actuals(actuals_path)
+        results = backtest.run(batches)
+
+        # The alarm fired as the first flipped batch's period ended, and the retrain deferred
+        assert [r.alarms["QualityAlarm"] for r in results][5:7] == ["OK", "ALARM"]
+        bucket = cloud.stack.name_of("IngestBucket")
+        listed = cloud.clients.s3.list_objects_v2(Bucket=bucket, Prefix="models/decisions/")
+        records = [
+            json.loads(cloud.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            for item in sorted(listed["Contents"], key=lambda item: item["Key"])
+        ]
+        assert [r["decision"] for r in records] == ["deferred", "candidate"], [r["reason"] for r in records]
+        deferred, candidate = records
+        assert "held-out batches only" in deferred["reason"] and "runs again by itself" in deferred["reason"]
+        assert deferred["holdout"]["batches"] == 1 and deferred["holdout"]["rows"] == 300
+
+        # and the hourly schedule retried it once the next batch's labels were in: trained on the
+        # first flipped batch, judged on the second, a candidate, promoted (AutoPromote)
+        assert candidate["trigger"]["deferred_attempt"] == 1
+        assert candidate["trigger"]["state_change_time"] == deferred["trigger"]["state_change_time"]
+        assert candidate["winning_window"] == "since degradation" and candidate["status"] == "promoted"
+        assert candidate["holdout"]["rows"] == 300
+        assert candidate["challenger_quality"] < candidate["champion_quality"] - 0.2
+        events = backtest.document()["model_events"]
+        assert [e["event"] for e in events] == ["retrain_deferred", "retrained", "promoted"]
+        assert events[1]["time"] == (backtest.periods[7].start + timedelta(hours=1)).isoformat()
+        # the last two batches were scored by the retrained model, and the deferral is gone
+        scored_by = [result.report["model"]["version"] for result in results]
+        assert scored_by == [candidate["champion_version"]] * 8 + [candidate["challenger_version"]] * 2
+        ledger = cloud.stack.name_of("BatchLedgerTable")
+        assert "Item" not in cloud.clients.dynamodb.get_item(
+            TableName=ledger, Key={"id": {"S": "retrain-deferred#churn-test"}}
+        )
+        # Both decisions were announced by email
+        subjects = [alert.subject for alert in cloud.alerts if alert.channel == "email"]
+        assert any("deferred until the change can be learned" in subject for subject in subjects), subjects
+        assert any(f"candidate {candidate['challenger_version']}" in text for text in subjects), subjects

@@ -4,11 +4,13 @@ template's QualityAlarm would send; every figure recomputed here with scikit-lea
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,7 @@ class Scenario:
     retrain_env: dict[str, str]
     topic_arn: str
     queue_url: str
+    later: list[Callable[[], None]]  # uploads of the batches held back, in order
 
 
 def template_parameters() -> dict[str, str]:
@@ -66,20 +69,19 @@ def build_scenario(
     batches: int,
     changed_from: int | None,
     auto_promote: bool = False,
+    held_back: int = 0,
 ) -> Scenario:
     """``batches`` batches of ROWS_PER_BATCH rows, one per alarm period ending in the current
     hour; from batch ``changed_from`` on, the input-target relation is flipped (churners stay).
-    ``auto_promote``: AutoPromote=true, and the functions with the model layer in moto's Lambda."""
+    ``auto_promote``: AutoPromote=true, and the functions with the model layer in moto's Lambda.
+    ``held_back``: the last batches (with their labels) are uploaded later, by ``Scenario.later``."""
     monkeypatch.setenv("MODEL_DIR", str(model_dir))
     now = datetime.now(UTC)
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=batches)
-    frames, starts = [], []
+    frames, starts, later = [], [], []
     monitor = load_handler("batch_monitor")
-    for index in range(batches):
-        frame = churn_frame(ROWS_PER_BATCH, seed=100 + index, id_prefix=f"b{index:02d}")
-        if changed_from is not None and index >= changed_from:
-            frame["churned"] = 1 - frame["churned"]
-        start = first + timedelta(hours=index)
+
+    def upload(index: int, frame: pd.DataFrame, start: datetime) -> None:
         stack.put_actuals(dict(zip(frame["record_id"], frame["churned"].astype(int), strict=True)))
         key = f"incoming/batch-{index:02d}.csv"
         version = stack.s3.put_object(
@@ -91,6 +93,16 @@ def build_scenario(
         event = s3_event(key)
         event["Records"][0]["s3"]["object"]["versionId"] = version
         monitor.lambda_handler(event, LambdaContext.of("BatchMonitorFunction"))
+
+    for index in range(batches):
+        frame = churn_frame(ROWS_PER_BATCH, seed=100 + index, id_prefix=f"b{index:02d}")
+        if changed_from is not None and index >= changed_from:
+            frame["churned"] = 1 - frame["churned"]
+        start = first + timedelta(hours=index)
+        if index < batches - held_back:
+            upload(index, frame, start)
+        else:
+            later.append(functools.partial(upload, index, frame, start))
         frames.append(frame)
         starts.append(start)
 
@@ -149,7 +161,7 @@ def build_scenario(
         from tests.integration.test_promotion import deployed
 
         deployed(model_dir, tuple(environment["MODEL_FUNCTIONS"].split(",")))
-    return Scenario(frames, starts, message, environment, topic_arn, queue_url)
+    return Scenario(frames, starts, message, environment, topic_arn, queue_url, later)
 
 
 def sns_event(message: dict[str, Any] | str) -> dict[str, Any]:
@@ -292,30 +304,130 @@ def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_sa
     assert "less than RetrainMinImprovement (0.01)" in text
 
 
-def test_an_alarm_on_the_first_changed_batch_says_the_change_is_only_in_the_holdout_and_what_to_do(
-    stack, monkeypatch
+def run_schedule(request_id: str = "schedule-1") -> dict[str, Any]:
+    """The retrain function's hourly schedule (template.yaml: DeferredRetrains) fires once."""
+    context = LambdaContext.of("RetrainFunction", aws_request_id=request_id)
+    return load_handler("retrain").lambda_handler(load_event("retrain-deferred-schedule"), context)
+
+
+def set_quality_alarm(scenario: Scenario, state: str) -> None:
+    """The template's QualityAlarm in CloudWatch, in ``state`` (the deferral checks it)."""
+    template = load_template()
+    alarm = AlarmDefinition.from_cloudformation(
+        Resolver(template, **template_parameters()).resolve(
+            template["Resources"]["QualityAlarm"]["Properties"]
+        )
+    )
+    cloudwatch = boto3.client("cloudwatch")
+    cloudwatch.put_metric_alarm(**alarm.put_request())
+    cloudwatch.set_alarm_state(AlarmName=alarm.name, StateValue=state, StateReason="set by the test")
+
+
+def deferral_item(stack: Stack) -> dict[str, Any] | None:
+    return stack.dynamodb.get_item(
+        TableName=stack.ledger_table, Key={"id": {"S": "retrain-deferred#churn-test"}}, ConsistentRead=True
+    ).get("Item")
+
+
+def decision_records(stack: Stack) -> list[dict[str, Any]]:
+    return [json.loads(stack.read(key)) for key in sorted(stack.keys("models/decisions/"))]
+
+
+def test_an_alarm_on_the_first_changed_batch_defers_and_the_schedule_retrains_once_it_can_learn(
+    stack, monkeypatch, tmp_path
 ):
     # Given the template's default alarm (1 breaching period of 3), which fires on the
-    # first batch that follows the flipped relation: the newest batch, which retraining holds out
-    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=6, changed_from=5)
+    # first batch that follows the flipped relation: the newest batch, which retraining holds
+    # out. The batch after it comes later.
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=7, changed_from=5, held_back=1)
     assert scenario.alarm_message is not None
     assert "1 out of the last" in scenario.alarm_message["NewStateReason"]
+    set_quality_alarm(scenario, "ALARM")
 
     # When the retrain function receives it
     run_retrain(scenario.alarm_message)
 
-    # Then no challenger learned the change (none of its rows was left to train on), and the
-    # decision says why and what to do rather than only "not better"
-    record = decision_record(stack)
+    # Then no challenger could learn the change (none of its rows was left to train on): the
+    # retrain is deferred, not ended, and the decision and announcement say so
+    (record,) = decision_records(stack)
     assert record["trigger"]["degradation_start"] == scenario.period_starts[5].isoformat()
     assert record["holdout"]["rows"] == ROWS_PER_BATCH
     windows = {window["name"]: window for window in record["windows"]}
     assert windows["since degradation"]["rows"] == 0 and windows["since degradation"]["skipped"]
-    assert record["decision"] == "not_better"
-    assert "in the held-out batches only" in record["reason"]
-    assert "`modelwatch model retrain`" in record["reason"] and "DatapointsToAlarm to 2" in record["reason"]
+    assert (record["decision"], record["status"]) == ("deferred", "deferred")
+    assert "in the held-out batches only" in record["reason"] and "runs again by itself" in record["reason"]
     (text,) = announcements(scenario)
-    assert "in the held-out batches only" in text
+    assert "deferred until the change can be learned" in text and "in the held-out batches only" in text
+    item = deferral_item(stack)
+    assert item is not None and item["attempts"] == {"N": "0"} and item["labeled_rows"] == {"N": "300"}
+
+    # When the schedule looks before more labels came: nothing is read or decided
+    waiting = run_schedule()
+    assert waiting["deferred"] == "waiting" and "300 labeled rows since" in waiting["why"]
+    assert len(decision_records(stack)) == 1
+
+    # When the next flipped batch has come with its labels, and the schedule looks again
+    scenario.later[0]()
+    retried = run_schedule("schedule-2")
+
+    # Then it retrained on the first flipped batch, judged on the second: a candidate, its
+    # error on the holdout the one scikit-learn gives for the candidate's own files
+    assert retried["deferred"] == "retried"
+    first, second = decision_records(stack)
+    assert first == record and second["decision"] == "candidate", second["reason"]
+    assert second["trigger"]["deferred_attempt"] == 1
+    assert second["trigger"]["state_change_time"] == record["trigger"]["state_change_time"]
+    assert second["winning_window"] == "since degradation"
+    assert second["holdout"]["rows"] == ROWS_PER_BATCH
+    candidate_dir = download_model_dir(
+        stack, f"models/{second['challenger_version']}/", tmp_path / "candidate"
+    )
+    candidate = load_bundle(candidate_dir).estimator
+    assert second["challenger_quality"] == pytest.approx(error_rate(candidate, scenario.frames[6]), abs=1e-12)
+    assert second["champion_quality"] == pytest.approx(
+        error_rate(load_bundle(stack.model_dir).estimator, scenario.frames[6]), abs=1e-12
+    )
+    assert second["challenger_quality"] < second["champion_quality"] - 0.2
+    # and the deferral is gone: the next look does nothing
+    assert deferral_item(stack) is None
+    assert run_schedule("schedule-3") == {"deferred": None}
+
+
+def test_a_deferred_retrain_is_dropped_once_its_alarm_left_alarm(stack, monkeypatch):
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=7, changed_from=5, held_back=1)
+    set_quality_alarm(scenario, "ALARM")
+    run_retrain(scenario.alarm_message)
+    assert deferral_item(stack) is not None
+
+    # When the alarm went back to OK before the next labels, then the batch came anyway
+    set_quality_alarm(scenario, "OK")
+    scenario.later[0]()
+    looked = run_schedule()
+
+    # Then nothing was retrained, and the deferral is gone, saying why
+    assert looked["deferred"] == "dropped" and "is OK now" in looked["why"]
+    assert [r["decision"] for r in decision_records(stack)] == ["deferred"]
+    assert deferral_item(stack) is None
+
+
+def test_two_deliveries_of_the_schedule_retry_a_deferred_retrain_once(stack, monkeypatch):
+    # EventBridge Scheduler delivers at least once: the deferral is claimed like a batch
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=7, changed_from=5, held_back=1)
+    set_quality_alarm(scenario, "ALARM")
+    run_retrain(scenario.alarm_message)
+    scenario.later[0]()
+    from modelwatch.retrain_deferral import Deferrals
+
+    deferrals = Deferrals(stack.dynamodb, stack.ledger_table)
+    pending = deferrals.pending("churn-test")
+    assert pending is not None
+    # (a second invocation between the first's look and its retrain: it claimed the deferral first)
+    assert deferrals.claim(pending, "the-other-invocation")
+
+    looked = run_schedule("schedule-1")
+
+    assert looked == {"deferred": "taken", "why": "another invocation is retrying it"}
+    assert [r["decision"] for r in decision_records(stack)] == ["deferred"]
 
 
 def test_too_few_labeled_rows_refuse_with_the_reason(stack, monkeypatch):

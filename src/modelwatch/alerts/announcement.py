@@ -23,6 +23,7 @@ _HEADLINES = {
     "candidate": "candidate {challenger_version} beats {champion_version}, awaiting approval",
     "not_better": "the challenger is not better than {champion_version}; nothing changes",
     "refused": "refused, {champion_version} stays",
+    "deferred": "deferred until the change can be learned, {champion_version} stays",
 }
 
 
@@ -62,6 +63,8 @@ def retrain_announcement(decision: dict[str, Any]) -> str:
             f"Trigger: {trigger['alarm']} entered ALARM at {trigger['state_change_time']}; "
             f"degradation began {trigger['degradation_start']}"
         )
+        if trigger.get("deferred_attempt"):
+            lines[-1] += f"; retried (deferred retrain, attempt {trigger['deferred_attempt']})"
     else:
         lines.append("Trigger: on demand (modelwatch model retrain)")
     window = decision.get("window") or {}

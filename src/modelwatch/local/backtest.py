@@ -120,7 +120,12 @@ DECISIONS_PREFIX = f"{MODELS_PREFIX}decisions/"
 PROMOTIONS_PREFIX = f"{MODELS_PREFIX}promotions/"
 # A retrain decision as a model event: a candidate is a retrained model; a challenger that
 # was not better is not promoted; a refusal fitted nothing.
-DECISION_EVENTS = {"candidate": "retrained", "not_better": "not_promoted", "refused": "refused"}
+DECISION_EVENTS = {
+    "candidate": "retrained",
+    "not_better": "not_promoted",
+    "refused": "refused",
+    "deferred": "retrain_deferred",
+}
 
 
 def model_event(key: str, record: dict[str, Any], at: datetime, bucket: str) -> dict[str, Any]:
@@ -320,6 +325,9 @@ class Backtest:
         self._drain_streams()  # whatever was written without a drain (a function's own writes)
         alerts_before = len(self.cloud.alerts)
         runs = self.cloud.evaluate_alarms(end)
+        # The template's schedules (the retrain function's hourly look at a deferred retrain)
+        # after the alarms, whose deliveries may have deferred one.
+        self.cloud.run_schedules(end)
         states = self.cloud.alarm_states()
         current = self.periods[-1]
         current.alarms = states

@@ -168,6 +168,7 @@ class AwsClients:
     secretsmanager: Any
     logs: Any
     dynamodbstreams: Any
+    scheduler: Any
 
     @classmethod
     def for_endpoint(cls, endpoint_url: str, region: str) -> AwsClients:
@@ -260,6 +261,7 @@ class LocalCloud:
         self._loop: threading.Thread | None = None
         self._work_lock = threading.RLock()  # uploads, evaluations and deliveries, one at a time
         self._warned_alarms: set[str] = set()  # alarms named once as not evaluated locally
+        self._schedule_runs: dict[str, datetime] = {}  # each schedule's last run, on the clock
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -504,6 +506,25 @@ class LocalCloud:
             self.deliver_pending()
         return runs
 
+    def run_schedules(self, now: datetime | None = None) -> list[Invocation]:
+        """Invoke the function of each schedule whose rate has passed since its last run (at most
+        once a call, as a late scheduler does not catch up) and deliver what it published. A
+        schedule's clock starts at the first call: the replay's clock starts in the past."""
+        now = now or self.clock.now()
+        invocations = []
+        with self._work_lock:
+            for schedule in self.stack.schedules:
+                last = self._schedule_runs.setdefault(schedule.name, now)
+                if (now - last).total_seconds() < schedule.every_seconds:
+                    continue
+                self._schedule_runs[schedule.name] = now
+                invocation = self.runtime.invoke(schedule.function_logical_id, json.loads(schedule.input))
+                invocations.append(invocation)
+                self.listener("invocation", (f"schedule {schedule.name}", invocation))
+            if invocations:
+                self.deliver_pending()
+        return invocations
+
     def alert_channels(self) -> list[AlertChannel]:
         """The channels the template's SNS subscriptions reach, as deployed with these parameters."""
         channels = []
@@ -663,6 +684,13 @@ class LocalCloud:
                         self.listener("warning", failure)
                     last_failure = failure
                 next_evaluation = time.monotonic() + REAL_CLOCK_EVALUATION_SECONDS
+                try:
+                    self.run_schedules()
+                except Exception as problem:  # keep serving; say so once per distinct failure
+                    failure = f"running the schedules failed: {type(problem).__name__}: {problem}"
+                    if failure != last_failure:
+                        self.listener("warning", failure)
+                    last_failure = failure
             self._stop.wait(POLL_INTERVAL_SECONDS)
 
     def _new_versions(self, seen: set[tuple[str, ...]]) -> list[ObjectVersion]:

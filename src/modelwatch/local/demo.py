@@ -393,8 +393,9 @@ def run_retraining_act(
     _out(
         f"\nAct two: retraining closes the loop ({shown}). From batch 4 on the churn world changes "
         "for good; the retrain function answers QualityAlarm and, with AutoPromote=true, promotes a "
-        "better model at once. DatapointsToAlarm=2 here: the retrain holds out the newest changed batch "
-        "and learns from the ones before it, so the alarm waits for a second changed period."
+        "better model at once. The alarm fires on the first changed batch, which the retrain holds out "
+        "to judge a challenger: with nothing changed to learn from yet it defers, and its hourly "
+        "schedule retrains once the next batch's labels are in."
     )
     cloud = LocalCloud(
         out_dir=out_dir,
@@ -404,7 +405,6 @@ def run_retraining_act(
             "AlertEmail": DEMO_EMAIL,
             "RetrainOnAlarm": "QualityAlarm",
             "AutoPromote": "true",
-            "DatapointsToAlarm": "2",
         },
         clock=VirtualClock(datetime.now(UTC)),
         slack_receiver=True,

@@ -20,6 +20,7 @@ naming rule they all share.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,26 @@ class S3Trigger:
         return False
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """An EventBridge Scheduler schedule that invokes a function of the template."""
+
+    name: str
+    function_logical_id: str
+    every_seconds: int  # rate(N unit)
+    input: str  # the event, as the target's Input
+
+    @staticmethod
+    def rate_seconds(expression: str) -> int:
+        """Seconds between runs of ``rate(N minute|minutes|hour|hours|day|days)``."""
+        match = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression.strip())
+        if match is None:
+            raise TemplateError(
+                f"schedule expression {expression!r}: only rate(N minutes|hours|days) runs locally"
+            )
+        return int(match.group(1)) * {"minute": 60, "hour": 3600, "day": 86_400}[match.group(2)]
+
+
 @dataclass
 class CreatedResource:
     logical_id: str
@@ -107,6 +128,7 @@ class LocalStack:
     alarms: dict[str, AlarmDefinition]  # by logical id
     outputs: dict[str, Any]
     stream_mappings: list[StreamMapping] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)
 
     def of_type(self, resource_type: str) -> list[CreatedResource]:
         return [r for r in self.resources.values() if r.type == resource_type]
@@ -218,6 +240,7 @@ class StackBuilder:
         triggers = self._apply_bucket_notifications()
         functions = self._function_specs()
         stream_mappings = self._stream_mappings()
+        schedules = self._schedules()
         alarms = {
             lid: r.attributes["_definition"]
             for lid, r in self.created.items()
@@ -241,6 +264,7 @@ class StackBuilder:
             alarms,
             outputs,
             stream_mappings,
+            schedules,
         )
 
     def _properties(self, logical_id: str, definition: dict[str, Any], *, leave_out: tuple[str, ...] = ()):
@@ -457,6 +481,18 @@ class StackBuilder:
             properties = self._properties(logical_id, definition)
             mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.stack_id}/{logical_id}"))
             return CreatedResource(logical_id, kind, mapping_id, {"Id": mapping_id}, properties)
+        if kind == "AWS::Scheduler::Schedule":
+            # Created in the embedded AWS as in AWS; the local cloud runs it on its clock
+            # (LocalCloud.run_schedules; see _schedules).
+            properties = self._properties(logical_id, definition)
+            name = self._name(logical_id, properties.get("Name"), max_length=64)
+            request = {
+                key: properties[key]
+                for key in ("ScheduleExpression", "FlexibleTimeWindow", "Target", "State", "Description")
+                if key in properties
+            }
+            arn = self.clients.scheduler.create_schedule(Name=name, **request)["ScheduleArn"]
+            return CreatedResource(logical_id, kind, name, {"Arn": arn}, properties)
         if kind == "AWS::Lambda::EventInvokeConfig":
             properties = self._properties(logical_id, definition)
             return CreatedResource(
@@ -577,6 +613,24 @@ class StackBuilder:
             except StreamMappingError as problem:
                 raise TemplateError(f"{problem}") from problem
         return mappings
+
+    def _schedules(self) -> list[Schedule]:
+        """The enabled schedules whose target is a function of the template."""
+        functions = {
+            r.attributes["Arn"]: lid for lid, r in self.created.items() if r.type == "AWS::Lambda::Function"
+        }
+        schedules = []
+        for logical_id, resource in self.created.items():
+            if resource.type != "AWS::Scheduler::Schedule" or resource.properties.get("State") == "DISABLED":
+                continue
+            target = resource.properties.get("Target") or {}
+            function_id = functions.get(str(target.get("Arn")))
+            if function_id is None:
+                self.skipped[logical_id] = f"schedules targeting {target.get('Arn')} are not run locally"
+                continue
+            every = Schedule.rate_seconds(str(resource.properties.get("ScheduleExpression", "")))
+            schedules.append(Schedule(resource.ref, function_id, every, str(target.get("Input") or "{}")))
+        return schedules
 
     def _function_specs(self) -> dict[str, FunctionSpec]:
         invoke_configs = {}
