@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from modelwatch import aws
 from modelwatch.alarm_claims import AlarmClaims
+from modelwatch.alerts.alarm_message import AlarmNotification
 from modelwatch.config import RetrainConfig
 from modelwatch.model_bundle import load_bundle, load_metadata
 from modelwatch.promotion import Deployment, Promoter
@@ -121,15 +122,7 @@ def on_alarm_messages(event: SNSEvent, context: LambdaContext) -> dict[str, Any]
             skipped.append(why)
             continue
         try:
-            decision = retrainer().retrain(alarm, may_defer=True)
-            model = decision.model_name
-            if decision.decision == DEFERRED:
-                since = degradation_start(alarm)
-                rows, _ = labeled_rows_since(since)
-                deferral = Deferral(model, record.sns.message, since, rows, attempts=0, deferred_at=0)
-                deferrals().defer(deferral, settings().window_days)
-            else:
-                deferrals().clear(model)  # a newer transition decided: an older deferral is moot
+            decision = retrain_on(alarm, record.sns.message)
         except Exception:
             claims.release(alarm, context.aws_request_id)
             raise
@@ -138,26 +131,51 @@ def on_alarm_messages(event: SNSEvent, context: LambdaContext) -> dict[str, Any]
     return {"decisions": decisions, "skipped": skipped}
 
 
+def retrain_on(alarm: AlarmNotification, message: str) -> RetrainDecision:
+    """The retrain the alarm's transition starts; when it defers, the deferral is kept."""
+    since = degradation_start(alarm)
+    # Counted before the retrain: labels that arrive while it runs are new to the next look.
+    rows, _ = labeled_rows_since(since)
+
+    def keep_deferral(decision: RetrainDecision) -> None:
+        # Before the decision is recorded: if this fails, the retry decides again.
+        if decision.decision == DEFERRED:
+            deferral = Deferral(decision.model_name, message, since, rows, attempts=0, deferred_at=0)
+            deferrals().defer(deferral, settings().window_days)
+        else:  # this alarm's newer transition decided: its older deferral is moot
+            deferrals().clear(decision.model_name, alarm.name)
+
+    return retrainer().retrain(alarm, may_defer=True, before_record=keep_deferral)
+
+
 def retry_deferred(context: LambdaContext) -> dict[str, Any]:
-    """The hourly look at the model's deferred retrain (modelwatch.retrain_deferral)."""
+    """The hourly look at the model's deferred retrains, one per alarm (modelwatch.retrain_deferral)."""
     config = settings()
     model = load_metadata(config.model_dir).name  # not the model itself: most looks find nothing
-    deferral = deferrals().pending(model)
-    if deferral is None:
-        return {"deferred": None}
-    alarm = deferral.alarm
-    found = aws.client("cloudwatch").describe_alarms(AlarmNames=[alarm.name])["MetricAlarms"]
+    looked = []
+    for alarm_name in config.retrain_alarm_names:
+        deferral = deferrals().pending(model, alarm_name)
+        if deferral is not None:
+            looked.append({"alarm": alarm_name, **retry_one(deferral, context)})
+    return {"deferrals": looked}
+
+
+def retry_one(deferral: Deferral, context: LambdaContext) -> dict[str, Any]:
+    config = settings()
+    found = aws.client("cloudwatch").describe_alarms(AlarmNames=[deferral.alarm_name])["MetricAlarms"]
     state = found[0]["StateValue"] if found else "deleted"
     age_days = (deferrals().clock() - deferral.deferred_at) / 86_400
     dropped = None
     if state != "ALARM":
-        dropped = f"alarm {alarm.name!r} is {state} now: the degradation it was deferred for is over"
+        dropped = f"alarm {deferral.alarm_name!r} is {state} now: the degradation it was deferred for is over"
     elif age_days > config.window_days:
         dropped = f"deferred {age_days:.1f} days ago, longer than RetrainWindowDays ({config.window_days})"
+    elif deferral.attempts >= MAX_ATTEMPTS:
+        dropped = f"{deferral.attempts} retries were started and none decided (each failed: see the log)"
     if dropped is not None:
-        deferrals().clear(model, deferral.alarm_message)
+        deferrals().clear(deferral.model_name, deferral.alarm_name, deferral.alarm_message)
         logger.info("deferred retrain dropped", extra={"why": dropped})
-        return {"deferred": "dropped", "why": dropped}
+        return {"outcome": "dropped", "why": dropped}
     rows, trainable = labeled_rows_since(deferral.since)
     if trainable < MIN_TRAINING_ROWS or rows <= deferral.labeled_rows:
         why = (
@@ -166,17 +184,24 @@ def retry_deferred(context: LambdaContext) -> dict[str, Any]:
             "than at the last attempt are needed"
         )
         logger.info("deferred retrain waits", extra={"why": why})
-        return {"deferred": "waiting", "why": why}
+        return {"outcome": "waiting", "why": why}
     if not deferrals().claim(deferral, context.aws_request_id):
-        return {"deferred": "taken", "why": "another invocation is retrying it"}
+        return {"outcome": "taken", "why": "another invocation is retrying it"}
     attempt = deferral.attempts + 1
-    try:
-        decision = retrainer().retrain(alarm, may_defer=attempt < MAX_ATTEMPTS, attempt=attempt)
+
+    def keep_deferral(decision: RetrainDecision) -> None:
         if decision.decision == DEFERRED:
-            deferrals().defer(replace(deferral, labeled_rows=rows, attempts=attempt), config.window_days)
+            again = replace(deferral, labeled_rows=rows, attempts=attempt)
+            if not deferrals().defer(again, config.window_days, retried_by=context.aws_request_id):
+                logger.info("a newer transition of the alarm was deferred meanwhile: it stays")
         else:
-            deferrals().clear(model, deferral.alarm_message)
+            deferrals().clear(deferral.model_name, deferral.alarm_name, deferral.alarm_message)
+
+    try:
+        decision = retrainer().retrain(
+            deferral.alarm, may_defer=attempt < MAX_ATTEMPTS, attempt=attempt, before_record=keep_deferral
+        )
     except Exception:
-        deferrals().release(model, context.aws_request_id)
+        deferrals().release(deferral, context.aws_request_id)
         raise
-    return {"deferred": "retried", "decisions": [summary(decision)]}
+    return {"outcome": "retried", "decision": summary(decision)}

@@ -918,8 +918,9 @@ class BatchMonitor:
                     report,
                     published,
                     f"{what} was not computed: this batch's {rows.rows} rows are fewer than the "
-                    f"{note['needed']} it needs, and too large for the model's {kind} pool of small "
-                    f"batches' rows. Fix: send batches of {note['needed']} rows or more",
+                    f"{note['needed']} it needs, and the model's {kind} pool of small batches' rows "
+                    f"could not take them ({len(entry.data)} bytes compressed). Fix: send batches of "
+                    f"{note['needed']} rows or more",
                 )
                 # Too large: the pool is still read, so its stale entries leave and make room.
             else:
@@ -946,6 +947,13 @@ class BatchMonitor:
                 section["pool_error"] = (
                     f"the {len(taken.entries)} pooled batches' rows could not be measured together "
                     f"({type(problem).__name__}: {problem}); they were dropped from the {kind} pool"
+                )
+                self._count_unavailable(
+                    report,
+                    published,
+                    f"{kind} over the pooled rows of {len(taken.entries)} small batches was not computed "
+                    f"({type(problem).__name__}); the rows were dropped from the pool. The function's log "
+                    "has the traceback",
                 )
                 continue
             computed["pooled"] = {

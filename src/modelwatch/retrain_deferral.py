@@ -7,7 +7,7 @@ beat the champion yet. Deciding "not better" there would end the loop at the ala
 should start it: the alarm stays in ALARM and sends nothing more.
 
 Instead the retrain is deferred: the alarm's message is kept in the batch ledger table
-("retrain-deferred#<model>", one per model), and the retrain function's hourly schedule
+("retrain-deferred#<model>#<alarm>"), and the retrain function's hourly schedule
 (template.yaml, RetrainFunction's ScheduleV2 event) looks at it:
 
 - the alarm is no longer in ALARM, or the deferral is older than the retrain window: it
@@ -15,11 +15,13 @@ Instead the retrain is deferred: the alarm's message is kept in the batch ledger
 - the ledger's labeled rows since the degradation began, less those the retrain would hold
   out, are still fewer than a training window needs, or no more than at the last attempt:
   nothing to do yet (one Scan of the ledger, no batch is read);
-- otherwise the retrain runs again, as for the alarm. It may defer once more; after
-  MAX_ATTEMPTS its decision stands whatever it is.
+- otherwise the retrain runs again, as for the alarm. It may defer once more; the
+  MAX_ATTEMPTS-th retry's decision stands whatever it is, and a deferral whose retries all
+  failed is dropped after MAX_ATTEMPTS.
 
-Claimed like the batches and alarm transitions (a conditional write), so two deliveries of
-the schedule retrain once.
+One deferral per model and alarm. Claimed like the batches and alarm transitions (a
+conditional write that also counts the attempt), so two deliveries of the schedule retrain
+once.
 """
 
 from __future__ import annotations
@@ -53,12 +55,16 @@ class Deferral:
     alarm_message: str  # the SNS message of the alarm's ALARM transition, as delivered
     since: datetime  # when the degradation began (the alarm's oldest breaching period)
     labeled_rows: int  # the ledger's labeled rows since then, at the last attempt
-    attempts: int  # retrains run since the first deferral
+    attempts: int  # retries claimed since the first deferral (failed ones included)
     deferred_at: int  # epoch seconds of the first deferral
 
     @property
     def alarm(self) -> AlarmNotification:
         return AlarmNotification.from_sns_message(self.alarm_message)
+
+    @property
+    def alarm_name(self) -> str:
+        return self.alarm.name
 
 
 def trainable_rows_since(batches: list[tuple[datetime, int]], since: datetime) -> int:
@@ -73,23 +79,35 @@ def trainable_rows_since(batches: list[tuple[datetime, int]], since: datetime) -
     return int((recent & ~holdout_mask(event_times, since)).sum())
 
 
+def _condition_failed(problem: ClientError) -> bool:
+    return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
 class Deferrals:
+    """The deferred retrains in the ledger table: one per model and alarm (RetrainOnAlarm may
+    name several alarms, and one alarm's decision says nothing about another's change)."""
+
     def __init__(self, dynamodb: Any, ledger_table: str, clock: Callable[[], float] = time.time) -> None:
         self.dynamodb = dynamodb
         self.table = ledger_table
         self.clock = clock
 
     @staticmethod
-    def item_id(model_name: str) -> str:
-        return f"retrain-deferred#{model_name}"
+    def item_id(model_name: str, alarm_name: str) -> str:
+        return f"retrain-deferred#{model_name}#{alarm_name}"
 
-    def defer(self, deferral: Deferral, window_days: int) -> None:
-        """Keep (or replace) the model's deferral; it expires with the retrain window."""
+    def _key(self, model_name: str, alarm_name: str) -> dict[str, Any]:
+        return {"id": {"S": self.item_id(model_name, alarm_name)}}
+
+    def defer(self, deferral: Deferral, window_days: int, *, retried_by: str | None = None) -> bool:
+        """Keep the deferral (it expires with the retrain window). A new alarm transition's
+        replaces the alarm's older one; a retry's (``retried_by``, its claim) only the one it
+        claimed, so a newer transition deferred meanwhile stays. False when that one stayed."""
         now = int(self.clock())
-        self.dynamodb.put_item(
-            TableName=self.table,
-            Item={
-                "id": {"S": self.item_id(deferral.model_name)},
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                **self._key(deferral.model_name, deferral.alarm_name),
                 "alarm_message": {"S": deferral.alarm_message},
                 "since": {"S": deferral.since.isoformat()},
                 "labeled_rows": {"N": str(deferral.labeled_rows)},
@@ -97,11 +115,24 @@ class Deferrals:
                 "deferred_at": {"N": str(deferral.deferred_at or now)},
                 "expiration": {"N": str(now + window_days * 86_400)},
             },
-        )
+        }
+        if retried_by is not None:
+            request["ConditionExpression"] = "alarm_message = :message AND claimed_by = :request"
+            request["ExpressionAttributeValues"] = {
+                ":message": {"S": deferral.alarm_message},
+                ":request": {"S": retried_by},
+            }
+        try:
+            self.dynamodb.put_item(**request)
+        except ClientError as problem:
+            if _condition_failed(problem):
+                return False
+            raise
+        return True
 
-    def pending(self, model_name: str) -> Deferral | None:
+    def pending(self, model_name: str, alarm_name: str) -> Deferral | None:
         item = self.dynamodb.get_item(
-            TableName=self.table, Key={"id": {"S": self.item_id(model_name)}}, ConsistentRead=True
+            TableName=self.table, Key=self._key(model_name, alarm_name), ConsistentRead=True
         ).get("Item")
         if not item:
             return None
@@ -115,55 +146,58 @@ class Deferrals:
         )
 
     def claim(self, deferral: Deferral, request_id: str) -> bool:
-        """True when this invocation retries the retrain; False when another does or did."""
+        """True when this invocation retries the retrain; False when another does or did.
+        The claim counts the attempt, so a retry that keeps failing ends at MAX_ATTEMPTS."""
         now = int(self.clock())
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
-                Key={"id": {"S": self.item_id(deferral.model_name)}},
-                UpdateExpression="SET claimed_by = :request, claimed_at = :now",
+                Key=self._key(deferral.model_name, deferral.alarm_name),
+                UpdateExpression="SET claimed_by = :request, claimed_at = :now, attempts = attempts + :one",
                 ConditionExpression=(
                     "attempts = :attempts AND alarm_message = :message AND (attribute_not_exists(claimed_at)"
-                    " OR claimed_by = :request OR claimed_at < :stale)"
+                    " OR claimed_at < :stale)"
                 ),
                 ExpressionAttributeValues={
                     ":request": {"S": request_id},
                     ":now": {"N": str(now)},
+                    ":one": {"N": "1"},
                     ":attempts": {"N": str(deferral.attempts)},
                     ":message": {"S": deferral.alarm_message},
                     ":stale": {"N": str(now - STALE_CLAIM_SECONDS)},
                 },
             )
         except ClientError as problem:
-            if problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _condition_failed(problem):
                 return False
             raise
         return True
 
-    def release(self, model_name: str, request_id: str) -> None:
-        """The retry failed: its claim goes, so the next look (or Lambda's retry) may take it."""
+    def release(self, deferral: Deferral, request_id: str) -> None:
+        """The retry failed: its claim goes (its attempt stays counted), so the next look may retry."""
         try:
             self.dynamodb.update_item(
                 TableName=self.table,
-                Key={"id": {"S": self.item_id(model_name)}},
+                Key=self._key(deferral.model_name, deferral.alarm_name),
                 UpdateExpression="REMOVE claimed_by, claimed_at",
                 ConditionExpression="claimed_by = :request",
                 ExpressionAttributeValues={":request": {"S": request_id}},
             )
         except ClientError as problem:
-            if problem.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _condition_failed(problem):
                 raise
 
-    def clear(self, model_name: str, alarm_message: str | None = None) -> None:
-        """No deferral for the model any more (only this alarm's, when given: a newer one stays)."""
-        request: dict[str, Any] = {"TableName": self.table, "Key": {"id": {"S": self.item_id(model_name)}}}
+    def clear(self, model_name: str, alarm_name: str, alarm_message: str | None = None) -> None:
+        """The alarm's deferral is over (only this transition's, when ``alarm_message`` is given:
+        a newer one stays)."""
+        request: dict[str, Any] = {"TableName": self.table, "Key": self._key(model_name, alarm_name)}
         if alarm_message is not None:
             request["ConditionExpression"] = "alarm_message = :message"
             request["ExpressionAttributeValues"] = {":message": {"S": alarm_message}}
         try:
             self.dynamodb.delete_item(**request)
         except ClientError as problem:
-            if problem.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _condition_failed(problem):
                 raise
 
 

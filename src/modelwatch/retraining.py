@@ -357,7 +357,7 @@ def fit_challenger(champion: Any, features: pd.DataFrame, target: np.ndarray) ->
 
 @dataclass
 class RetrainDecision:
-    decision: str  # CANDIDATE, NOT_BETTER or REFUSED
+    decision: str  # CANDIDATE, NOT_BETTER, DEFERRED or REFUSED
     reason: str
     model_name: str
     champion_version: str
@@ -465,13 +465,15 @@ class Retrainer:
         *,
         may_defer: bool = False,
         attempt: int = 0,
+        before_record: Callable[[RetrainDecision], None] | None = None,
     ) -> RetrainDecision:
         """Retrain after ``alarm`` (its degradation start is a candidate window's) or on
         demand (``since``, when given, starts that window), record and announce the decision.
 
         ``may_defer``: when the change since the degradation began is all in the holdout, the
         decision is DEFERRED (the caller keeps the alarm for a later retry, ``attempt`` being
-        its number) instead of NOT_BETTER."""
+        its number) instead of NOT_BETTER. ``before_record`` runs once the decision is made,
+        before it is recorded and announced: what it raises leaves no record behind."""
         now = self.clock()
         metadata = self.bundle.metadata
         trigger: dict[str, Any] = {"kind": "on demand"}
@@ -504,6 +506,8 @@ class Retrainer:
             decision.decision, decision.reason = REFUSED, refusal.reason
         if decision.decision == CANDIDATE:
             self._promote(decision, alarm)
+        if before_record is not None:
+            before_record(decision)
         self._record(decision)
         self._announce(decision)
         logger.info("retrain decided", extra={"decision": decision.decision, "reason": decision.reason})

@@ -256,7 +256,13 @@ def test_an_alarm_on_the_first_changed_batch_defers_the_retrain_and_the_schedule
         clock=VirtualClock(datetime.now(UTC)),
     )
     with cloud:
-        assert [s.name for s in cloud.stack.schedules] == [f"{cloud.stack_name}-deferred-retrains"]
+        (schedule,) = cloud.stack.schedules
+        assert schedule.every_seconds == 3600 and json.loads(schedule.input) == {
+            "modelwatch": "deferred-retrains"
+        }
+        assert (
+            cloud.clients.scheduler.get_schedule(Name=schedule.name)["ScheduleExpression"] == "rate(1 hour)"
+        )
         backtest = Backtest(cloud)
         backtest.load_actuals(actuals_path)
         results = backtest.run(batches)
@@ -288,9 +294,8 @@ def test_an_alarm_on_the_first_changed_batch_defers_the_retrain_and_the_schedule
         scored_by = [result.report["model"]["version"] for result in results]
         assert scored_by == [candidate["champion_version"]] * 8 + [candidate["challenger_version"]] * 2
         ledger = cloud.stack.name_of("BatchLedgerTable")
-        assert "Item" not in cloud.clients.dynamodb.get_item(
-            TableName=ledger, Key={"id": {"S": "retrain-deferred#churn-test"}}
-        )
+        deferral_id = f"retrain-deferred#churn-test#{cloud.stack.alarms['QualityAlarm'].name}"
+        assert "Item" not in cloud.clients.dynamodb.get_item(TableName=ledger, Key={"id": {"S": deferral_id}})
         # Both decisions were announced by email
         subjects = [alert.subject for alert in cloud.alerts if alert.channel == "email"]
         assert any("deferred until the change can be learned" in subject for subject in subjects), subjects

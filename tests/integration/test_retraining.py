@@ -8,6 +8,7 @@ import functools
 import gzip
 import io
 import json
+import os
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -304,10 +305,17 @@ def test_a_challenger_that_is_not_better_is_no_candidate_and_the_announcement_sa
     assert "less than RetrainMinImprovement (0.01)" in text
 
 
-def run_schedule(request_id: str = "schedule-1") -> dict[str, Any]:
-    """The retrain function's hourly schedule (template.yaml: DeferredRetrains) fires once."""
+def run_schedule(request_id: str = "schedule-1") -> dict[str, Any] | None:
+    """The retrain function's hourly schedule (template.yaml: DeferredRetrains) fires once:
+    what it did with QualityAlarm's deferral, None when there was none."""
     context = LambdaContext.of("RetrainFunction", aws_request_id=request_id)
-    return load_handler("retrain").lambda_handler(load_event("retrain-deferred-schedule"), context)
+    result = load_handler("retrain").lambda_handler(load_event("retrain-deferred-schedule"), context)
+    assert [looked["alarm"] for looked in result["deferrals"]] in ([], [quality_alarm_name()])
+    return result["deferrals"][0] if result["deferrals"] else None
+
+
+def quality_alarm_name() -> str:
+    return json.loads(os.environ["ALARM_NAMES"])["QualityAlarm"]
 
 
 def set_quality_alarm(scenario: Scenario, state: str) -> None:
@@ -324,8 +332,9 @@ def set_quality_alarm(scenario: Scenario, state: str) -> None:
 
 
 def deferral_item(stack: Stack) -> dict[str, Any] | None:
+    item_id = f"retrain-deferred#churn-test#{quality_alarm_name()}"
     return stack.dynamodb.get_item(
-        TableName=stack.ledger_table, Key={"id": {"S": "retrain-deferred#churn-test"}}, ConsistentRead=True
+        TableName=stack.ledger_table, Key={"id": {"S": item_id}}, ConsistentRead=True
     ).get("Item")
 
 
@@ -363,7 +372,8 @@ def test_an_alarm_on_the_first_changed_batch_defers_and_the_schedule_retrains_on
 
     # When the schedule looks before more labels came: nothing is read or decided
     waiting = run_schedule()
-    assert waiting["deferred"] == "waiting" and "300 labeled rows since" in waiting["why"]
+    assert waiting is not None
+    assert waiting["outcome"] == "waiting" and "300 labeled rows since" in waiting["why"]
     assert len(decision_records(stack)) == 1
 
     # When the next flipped batch has come with its labels, and the schedule looks again
@@ -372,7 +382,7 @@ def test_an_alarm_on_the_first_changed_batch_defers_and_the_schedule_retrains_on
 
     # Then it retrained on the first flipped batch, judged on the second: a candidate, its
     # error on the holdout the one scikit-learn gives for the candidate's own files
-    assert retried["deferred"] == "retried"
+    assert retried is not None and retried["outcome"] == "retried"
     first, second = decision_records(stack)
     assert first == record and second["decision"] == "candidate", second["reason"]
     assert second["trigger"]["deferred_attempt"] == 1
@@ -390,7 +400,7 @@ def test_an_alarm_on_the_first_changed_batch_defers_and_the_schedule_retrains_on
     assert second["challenger_quality"] < second["champion_quality"] - 0.2
     # and the deferral is gone: the next look does nothing
     assert deferral_item(stack) is None
-    assert run_schedule("schedule-3") == {"deferred": None}
+    assert run_schedule("schedule-3") is None
 
 
 def test_a_deferred_retrain_is_dropped_once_its_alarm_left_alarm(stack, monkeypatch):
@@ -405,7 +415,7 @@ def test_a_deferred_retrain_is_dropped_once_its_alarm_left_alarm(stack, monkeypa
     looked = run_schedule()
 
     # Then nothing was retrained, and the deferral is gone, saying why
-    assert looked["deferred"] == "dropped" and "is OK now" in looked["why"]
+    assert looked is not None and looked["outcome"] == "dropped" and "is OK now" in looked["why"]
     assert [r["decision"] for r in decision_records(stack)] == ["deferred"]
     assert deferral_item(stack) is None
 
@@ -419,14 +429,18 @@ def test_two_deliveries_of_the_schedule_retry_a_deferred_retrain_once(stack, mon
     from modelwatch.retrain_deferral import Deferrals
 
     deferrals = Deferrals(stack.dynamodb, stack.ledger_table)
-    pending = deferrals.pending("churn-test")
+    pending = deferrals.pending("churn-test", quality_alarm_name())
     assert pending is not None
     # (a second invocation between the first's look and its retrain: it claimed the deferral first)
     assert deferrals.claim(pending, "the-other-invocation")
 
     looked = run_schedule("schedule-1")
 
-    assert looked == {"deferred": "taken", "why": "another invocation is retrying it"}
+    assert looked == {
+        "alarm": quality_alarm_name(),
+        "outcome": "taken",
+        "why": "another invocation is retrying it",
+    }
     assert [r["decision"] for r in decision_records(stack)] == ["deferred"]
 
 
@@ -767,3 +781,51 @@ def test_the_window_read_in_chunks_holds_each_batchs_valid_labeled_rows(stack, m
     # (the JSONL batch's first rows, before its plan column first appears, have no plan)
     jsonl_start = windows[0].batches[0].labeled_rows
     assert windows[0].features["plan"].iloc[jsonl_start : jsonl_start + 5].isna().all()
+
+
+def test_a_failed_retry_counts_as_an_attempt_and_the_next_look_tries_again(stack, monkeypatch):
+    # Given a deferred retrain whose next batch came, and AWS trouble: the actuals table is gone
+    from tests.template_resources import create_table
+
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=7, changed_from=5, held_back=1)
+    set_quality_alarm(scenario, "ALARM")
+    run_retrain(scenario.alarm_message)
+    scenario.later[0]()
+    stack.dynamodb.delete_table(TableName=stack.actuals_table)
+
+    # When the schedule's retry raises (Lambda retries it, then the dead-letter queue keeps it)
+    with pytest.raises(Exception, match="ResourceNotFound|non-existent table"):
+        run_schedule("schedule-1")
+
+    # Then nothing was recorded, the claim is gone and the attempt is counted (so retries that
+    # keep failing end), and the next look retries: attempt 2 (refused: the new table is empty)
+    assert [r["decision"] for r in decision_records(stack)] == ["deferred"]
+    item = deferral_item(stack)
+    assert item is not None and item["attempts"] == {"N": "1"} and "claimed_by" not in item
+    create_table(stack.dynamodb, "ActualsTable", stack.actuals_table)
+    looked = run_schedule("schedule-2")
+    assert looked is not None and looked["outcome"] == "retried"
+    assert looked["decision"]["decision"] == "refused"
+    second = decision_records(stack)[1]
+    assert second["trigger"]["deferred_attempt"] == 2
+    assert deferral_item(stack) is None  # a decision that is no deferral ends it
+
+
+def test_another_alarms_decision_leaves_a_deferral_of_quality_alarm_alone(stack, monkeypatch):
+    # Given RetrainOnAlarm naming QualityAlarm and DriftAlarm, and QualityAlarm's retrain deferred
+    scenario = build_scenario(stack, monkeypatch, stack.model_dir, batches=7, changed_from=5, held_back=1)
+    monkeypatch.setenv("RETRAIN_ON_ALARM", "QualityAlarm,DriftAlarm")
+    set_quality_alarm(scenario, "ALARM")
+    run_retrain(scenario.alarm_message)
+    assert deferral_item(stack) is not None
+
+    # When DriftAlarm fires with its degradation from the first batch on (all rows, so no deferral)
+    drift_message = {
+        **alarm_message(scenario, scenario.period_starts[0] + timedelta(hours=1)),
+        "AlarmName": json.loads(scenario.retrain_env["ALARM_NAMES"])["DriftAlarm"],
+    }
+    decided = run_retrain(drift_message)
+
+    # Then its decision stands on its own, and QualityAlarm's deferral is still there
+    assert [d["decision"] for d in decided["decisions"]] == ["not_better"]
+    assert deferral_item(stack) is not None

@@ -496,3 +496,8 @@ def test_pooled_rows_that_cannot_be_measured_together_are_dropped_and_the_batch_
     assert pooled_rows(sample, "drift") == 0  # dropped, not put back to fail the next batch too
     assert published_drift(sample) == dict.fromkeys(DRIFT_METRICS)
     assert sample.statistic("BatchesProcessed")["Sum"] == 4
+    # and the drift nobody computed is counted, not a silent green DriftAlarm: only this batch's
+    unavailable = sample.statistic("SignalsUnavailable", ("Maximum", "Sum", "SampleCount"))
+    assert unavailable is not None
+    assert (unavailable["Maximum"], unavailable["Sum"], unavailable["SampleCount"]) == (1.0, 1.0, 4.0)
+    assert any(note.startswith("SignalsUnavailable: drift over the pooled rows") for note in report["notes"])
