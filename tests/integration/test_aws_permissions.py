@@ -9,6 +9,8 @@ in test_alert_notifier.py.)
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -147,12 +149,25 @@ def test_retrain_is_granted_exactly_the_aws_actions_it_uses(stack, monkeypatch):
         stack, monkeypatch, stack.model_dir, batches=10, changed_from=6, auto_promote=True
     )
 
-    # When the retrain function writes a candidate, promotes it, records the decision and announces it
+    # When the retrain function writes a candidate, promotes it, records the decision and announces
+    # it; then, on a later transition whose change is all in the newest batch, defers, and its
+    # hourly schedule looks at the deferral (the alarm in ALARM, no new labels yet)
+    from tests.integration.test_retraining import alarm_message, run_schedule, set_quality_alarm
+
+    set_quality_alarm(scenario, "ALARM")
+    later_transition = alarm_message(scenario, scenario.period_starts[9] + timedelta(hours=1))
     with recorded_aws_calls() as calls:
         result = run_retrain(scenario.alarm_message or {})
+        # (the whole window's challenger learned some of batches 6-8: no improvement is enough
+        # here, so the decision rests on the newest batch's change, which nothing learned yet)
+        monkeypatch.setenv("RETRAIN_MIN_IMPROVEMENT", "1")
+        deferred = run_retrain(later_transition)
+        looked = run_schedule()
 
     # Then every request is allowed, and every statement was needed
     assert result["decisions"][0]["decision"] == "candidate" and result["decisions"][0]["promoted"]
+    assert deferred["decisions"][0]["decision"] == "deferred"
+    assert looked is not None and looked["outcome"] == "waiting"
     names = {
         **resource_names(stack),
         "AlertTopic": scenario.topic_arn,

@@ -8,6 +8,7 @@ botocore must parse both to the same response.
 from __future__ import annotations
 
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -254,3 +255,51 @@ def test_a_parent_that_reads_the_port_late_still_sees_the_ready_line(monkeypatch
         assert aws.ready
     finally:
         aws.stop()
+
+
+def test_writes_at_once_to_a_streamed_table_get_distinct_sequence_numbers_and_the_stream_ends():
+    # The server answers in threads, and the actuals loader writes in four. moto numbered a
+    # record with the shard's record count before appending it: 16 writers of 25-item batches
+    # gave 6-14 shared numbers in 8,000 records here, and a stream ending in one never ended.
+    aws = start_moto_server()
+    try:
+        settings = {
+            "endpoint_url": aws.endpoint_url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        client = boto3.client("dynamodb", **settings)
+        arn = client.create_table(
+            TableName="labels",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+        )["TableDescription"]["LatestStreamArn"]
+
+        def write(writer: int) -> None:
+            own = boto3.session.Session().client("dynamodb", **settings)
+            for batch in range(20):
+                items = [{"pk": {"S": f"{writer}-{batch}-{n}"}} for n in range(25)]
+                own.batch_write_item(RequestItems={"labels": [{"PutRequest": {"Item": i}} for i in items]})
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(write, range(16)))
+
+        streams = boto3.client("dynamodbstreams", **settings)
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        numbers: list[int] = []
+        for _ in range(20):  # 8 pages of 1,000, then an empty one
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            iterator = page["NextShardIterator"]
+            if not page["Records"]:
+                break
+            numbers.extend(int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"])
+    finally:
+        aws.stop()
+    assert len(numbers) == 16 * 20 * 25
+    assert numbers == sorted(set(numbers)), "two records share a sequence number"

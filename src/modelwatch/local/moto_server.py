@@ -209,11 +209,13 @@ def main() -> None:
         CachingDispatcher,
         use_dynamodb_serializer,
         use_exact_metric_matching,
+        use_serial_stream_records,
     )
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     use_dynamodb_serializer()
     use_exact_metric_matching()
+    use_serial_stream_records()
     _no_function_runs_in_moto()
     if arguments.deliver_to:
         _forward_sns_deliveries(arguments.deliver_to)

@@ -1,4 +1,4 @@
-"""What the embedded moto server changes in moto: two shortcuts and one correction.
+"""What the embedded moto server changes in moto: two shortcuts and two corrections.
 
 The shortcuts make it fast enough for a 30-second demo without changing what a response
 says (tests/unit/test_moto_server.py compares them with moto's own output):
@@ -19,12 +19,20 @@ the correction; a request that also holds an expression (metric math, Metrics In
 is left to moto as it is. Its GetMetricStatistics matches every metric that has the
 dimensions asked for among others; CloudWatch only the metric with exactly those.
 
+And one race: moto numbers a stream record with the shard's record count, then appends it.
+The server answers requests in threads, and two writes to one table at once (the actuals
+loader writes in four threads) could get the same sequence number. GetRecords then never
+gets past the last of two such records: its next iterator starts after the number, which
+is the second record's own index. A stream reader waiting for the end of the stream read
+that record again for ever (a hung `make test`). Records are numbered under a lock here.
+
 Only the moto server process (``modelwatch.local.moto_server``) installs them.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -188,3 +196,22 @@ def use_exact_metric_matching() -> None:
         CloudWatchBackend.get_metric_statistics
     )
     CloudWatchBackend._modelwatch_exact = True  # type: ignore[attr-defined]
+
+
+def use_serial_stream_records() -> None:
+    """Number and append each DynamoDB stream record under one lock (see the module's
+    docstring), in this process (the moto server's)."""
+    from moto.dynamodb.models.table import StreamShard
+
+    if getattr(StreamShard, "_modelwatch_serial", False):
+        return
+    add = StreamShard.add
+    lock = threading.Lock()
+
+    @functools.wraps(add)
+    def serial_add(shard: Any, old: Any, new: Any) -> None:
+        with lock:
+            add(shard, old, new)
+
+    StreamShard.add = serial_add  # type: ignore[method-assign,assignment]
+    StreamShard._modelwatch_serial = True  # type: ignore[attr-defined]
