@@ -11,6 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import boto3
 import pytest
@@ -97,15 +98,20 @@ def test_dynamodb_responses_parse_the_same_as_with_motos_serializer(monkeypatch)
     assert reference[0]["Item"]["bs"] == {"BS": [b"\x01", b"\x02\x03"]}
 
 
+def client_settings(aws: Any) -> dict[str, str]:
+    """boto3 client arguments for the embedded server."""
+    return {
+        "endpoint_url": aws.endpoint_url,
+        "region_name": REGION,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+
+
 def test_server_process_answers_dynamodb_and_other_services_then_stops():
     aws = start_moto_server()
     try:
-        settings = {
-            "endpoint_url": aws.endpoint_url,
-            "region_name": REGION,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
+        settings = client_settings(aws)
         client = boto3.client("dynamodb", **settings)
         client.create_table(
             TableName="t",
@@ -263,12 +269,7 @@ def test_writes_at_once_to_a_streamed_table_get_distinct_sequence_numbers_and_th
     # gave 6-14 shared numbers in 8,000 records here, and a stream ending in one never ended.
     aws = start_moto_server()
     try:
-        settings = {
-            "endpoint_url": aws.endpoint_url,
-            "region_name": REGION,
-            "aws_access_key_id": "testing",
-            "aws_secret_access_key": "testing",
-        }
+        settings = client_settings(aws)
         client = boto3.client("dynamodb", **settings)
         arn = client.create_table(
             TableName="labels",
