@@ -26,11 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from modelwatch.alerts.alarm_message import AlarmNotification
-from modelwatch.ledger import RETENTION_DAYS, STALE_CLAIM_SECONDS
-
-
-def _condition_failed(problem: ClientError) -> bool:
-    return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+from modelwatch.ledger import RETENTION_DAYS, STALE_CLAIM_SECONDS, condition_failed
 
 
 class AlarmClaims:
@@ -69,7 +65,7 @@ class AlarmClaims:
                 },
             )
         except ClientError as problem:
-            if _condition_failed(problem):
+            if condition_failed(problem):
                 return False
             raise
         return True
@@ -99,5 +95,5 @@ class AlarmClaims:
                 ExpressionAttributeValues={":request": {"S": request_id}, **values},
             )
         except ClientError as problem:
-            if not _condition_failed(problem):  # taken over meanwhile: the taker answers for it
+            if not condition_failed(problem):  # taken over meanwhile: the taker answers for it
                 raise

@@ -127,7 +127,7 @@ class BatchLedger:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             item: dict[str, Any] = problem.response.get("Item", {})  # type: ignore[assignment]
             owner = item.get("version_id", {}).get("S", "")
@@ -170,7 +170,7 @@ class BatchLedger:
                     },
                 )
             except ClientError as problem:
-                if not _condition_failed(problem):
+                if not condition_failed(problem):
                     raise
                 continue  # another key took the bytes meanwhile: read again
             return None
@@ -227,7 +227,7 @@ class BatchLedger:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if _condition_failed(problem):
+            if condition_failed(problem):
                 return applied(problem, token)  # this mark, its response lost: still ours
             raise
         return True
@@ -247,7 +247,7 @@ class BatchLedger:
                 },
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
 
     def unmark_published(self, claim: Claim) -> bool:
@@ -264,13 +264,13 @@ class BatchLedger:
                 ExpressionAttributeValues={":version": {"S": claim.version_id}},
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             return False  # a join advanced it, or another version took the content over
         return True
 
 
-def _condition_failed(problem: ClientError) -> bool:
+def condition_failed(problem: ClientError) -> bool:
     return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
@@ -395,7 +395,7 @@ def advance_totals(
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as problem:
-        if not _condition_failed(problem):
+        if not condition_failed(problem):
             raise
         if not applied(problem, token):
             raise RevisionConflict(state.item_id) from None
@@ -465,7 +465,7 @@ def restore_totals(
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             if not applied(problem, token):
                 continue  # advanced again meanwhile: read again
@@ -558,7 +558,7 @@ def update_pool(ledger: BatchLedger, model: str, change: PoolTotals, flush_at: f
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             if not applied(problem, token):
                 continue  # another invocation updated the pool since it was read: again

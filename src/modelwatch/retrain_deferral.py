@@ -36,7 +36,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from modelwatch.alerts.alarm_message import AlarmNotification
-from modelwatch.ledger import STALE_CLAIM_SECONDS
+from modelwatch.ledger import STALE_CLAIM_SECONDS, condition_failed
 from modelwatch.retraining import holdout_mask
 
 # What the schedule sends (template.yaml): the retrain function's event for "look at the deferrals".
@@ -77,10 +77,6 @@ def trainable_rows_since(batches: list[tuple[datetime, int]], since: datetime) -
         return 0
     recent = event_times >= np.datetime64(since.astimezone(UTC).replace(tzinfo=None), "ns")
     return int((recent & ~holdout_mask(event_times, since)).sum())
-
-
-def _condition_failed(problem: ClientError) -> bool:
-    return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class Deferrals:
@@ -125,7 +121,7 @@ class Deferrals:
         try:
             self.dynamodb.put_item(**request)
         except ClientError as problem:
-            if _condition_failed(problem):
+            if condition_failed(problem):
                 return False
             raise
         return True
@@ -168,7 +164,7 @@ class Deferrals:
                 },
             )
         except ClientError as problem:
-            if _condition_failed(problem):
+            if condition_failed(problem):
                 return False
             raise
         return True
@@ -184,7 +180,7 @@ class Deferrals:
                 ExpressionAttributeValues={":request": {"S": request_id}},
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
 
     def clear(self, model_name: str, alarm_name: str, alarm_message: str | None = None) -> None:
@@ -197,7 +193,7 @@ class Deferrals:
         try:
             self.dynamodb.delete_item(**request)
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
 
 

@@ -45,7 +45,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from modelwatch.errors import RevisionConflict
-from modelwatch.ledger import applied, recent_writes, with_token, write_token
+from modelwatch.ledger import applied, condition_failed, recent_writes, with_token, write_token
 
 DRIFT, ESTIMATE = "drift", "estimate"
 KINDS = (DRIFT, ESTIMATE)
@@ -305,7 +305,7 @@ def take_if_full(ledger: Any, model: str, kind: str, threshold: int) -> Taken:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             if not applied(problem, token):  # else: this take, its response lost and resent
                 continue  # another invocation wrote the pool since it was read: again
@@ -355,7 +355,7 @@ def withdraw(ledger: Any, model: str, kind: str, name: str) -> None:
             )
             return
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             if applied(problem, token):
                 return  # this withdrawal, its response lost and resent: no marker
@@ -374,7 +374,7 @@ def withdraw(ledger: Any, model: str, kind: str, name: str) -> None:
             )
             return
         except ClientError as problem:
-            if not _condition_failed(problem):
+            if not condition_failed(problem):
                 raise
             # Put back meanwhile (the taker's publish failed): take it out, again.
             continue
@@ -384,7 +384,3 @@ def withdraw(ledger: Any, model: str, kind: str, name: str) -> None:
 def _expires(ledger: Any) -> dict[str, str]:
     # Refreshed with every write, like the other pool: a pool in use never expires.
     return {"N": str(int(ledger.clock()) + ledger.retention_days * 86_400)}
-
-
-def _condition_failed(problem: ClientError) -> bool:
-    return problem.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
